@@ -1,0 +1,6 @@
+//! Blueprints: the schema (plain data), its source map, and the compiler (stage 1).
+
+pub mod schema;
+pub mod walk;
+
+pub use schema::{AgentDef, Blueprint, Hints, Location, OperatorDef, Profile, SourceMap, Strategy};

@@ -1,0 +1,266 @@
+//! The blueprint schema (DESIGN §3): plain data that round-trips through JSON.
+//!
+//! A blueprint from a Lua module also carries a [`SourceMap`] (never serialized) so compile
+//! errors can point at the `file:line` where an agent or step was declared.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::flow::Node;
+use crate::value::Value;
+
+/// A flow plus the agents its steps dispatch to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "BlueprintWire")]
+pub struct Blueprint {
+    pub id: String,
+    pub flow: Node,
+    pub agents: Vec<AgentDef>,
+    pub operators: Vec<OperatorDef>,
+    /// Hint keys resolved against the engine's layer registry, in wrapping order.
+    pub layers: Vec<String>,
+    #[serde(skip_serializing_if = "Hints::is_empty")]
+    pub hints: Hints,
+    pub strategy: Strategy,
+    #[serde(skip_serializing_if = "is_null")]
+    pub metadata: Value,
+    /// Where the parts were declared; empty for JSON blueprints.
+    #[serde(skip)]
+    pub sources: SourceMap,
+}
+
+/// An agent: a name the flow's steps use, and the worker behind it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentDef {
+    pub name: String,
+    /// `lua`, `rust_fn`, `subprocess`, `operator`, or a kind a host registered. Kept as text so
+    /// an unknown kind is a compile error with the agent's name, not a parse error.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "is_null")]
+    pub spec: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    #[serde(default, skip_serializing_if = "is_null")]
+    pub meta: Value,
+}
+
+/// What an agent is told about itself: the system prompt template, the model, the tools.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// Any other profile field, kept as written.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// An operator seat that `operator` agents refer to by name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorDef {
+    pub name: String,
+    /// `lua` (a function registered with `swarm.operator`) or `console`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "is_null")]
+    pub spec: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+}
+
+/// Per-agent hints handed to the agent's factory.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hints {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub per_agent: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "is_null")]
+    pub global: Value,
+}
+
+impl Hints {
+    fn is_empty(&self) -> bool {
+        self.per_agent.is_empty() && self.global == Value::Null
+    }
+}
+
+/// How strict the compiler is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Strategy {
+    /// Every step must name a declared agent (unless the compiler has a default spawner).
+    #[serde(default = "yes")]
+    pub strict_refs: bool,
+    /// An agent of an unknown kind is an error; otherwise it is dropped with a warning.
+    #[serde(default = "yes")]
+    pub strict_kind: bool,
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy { strict_refs: true, strict_kind: true }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_null(v: &Value) -> bool {
+    matches!(v, Value::Null)
+}
+
+/// The wire form, which also accepts mlua-swarm's `spawner_hints.layers` and `schema_version`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlueprintWire {
+    id: String,
+    flow: Node,
+    #[serde(default)]
+    agents: Vec<AgentDef>,
+    #[serde(default)]
+    operators: Vec<OperatorDef>,
+    #[serde(default)]
+    layers: Option<Vec<String>>,
+    #[serde(default)]
+    spawner_hints: Option<SpawnerHints>,
+    #[serde(default)]
+    hints: Hints,
+    #[serde(default)]
+    strategy: Strategy,
+    #[serde(default)]
+    metadata: Value,
+    #[serde(default)]
+    #[allow(dead_code)]
+    schema_version: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpawnerHints {
+    #[serde(default)]
+    layers: Vec<String>,
+}
+
+impl TryFrom<BlueprintWire> for Blueprint {
+    type Error = String;
+
+    fn try_from(w: BlueprintWire) -> Result<Blueprint, String> {
+        let layers = match (w.layers, w.spawner_hints) {
+            (Some(_), Some(_)) => return Err("give `layers` or `spawner_hints.layers`, not both".into()),
+            (Some(layers), None) => layers,
+            (None, Some(hints)) => hints.layers,
+            (None, None) => Vec::new(),
+        };
+        if w.id.is_empty() {
+            return Err("blueprint `id` must not be empty".into());
+        }
+        Ok(Blueprint {
+            id: w.id,
+            flow: w.flow,
+            agents: w.agents,
+            operators: w.operators,
+            layers,
+            hints: w.hints,
+            strategy: w.strategy,
+            metadata: w.metadata,
+            sources: SourceMap::default(),
+        })
+    }
+}
+
+impl Blueprint {
+    /// Parses a JSON blueprint.
+    pub fn from_json(text: &str) -> Result<Blueprint, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Canonical, pretty JSON (sorted object keys inside values; fields in schema order).
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a blueprint always encodes")
+    }
+
+    pub fn agent(&self, name: &str) -> Option<&AgentDef> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+}
+
+/// A place in a source file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub line: u32,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// Where a blueprint's parts were declared. Nodes are keyed by their pointer in the flow tree
+/// (see [`crate::blueprint::pointer`]), e.g. `/children/1/then`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceMap {
+    /// The file the blueprint came from (Lua or JSON).
+    pub file: Option<String>,
+    /// Where `swarm.blueprint{...}` was called.
+    pub blueprint: Option<Location>,
+    pub agents: HashMap<String, Location>,
+    pub nodes: HashMap<String, Location>,
+}
+
+impl SourceMap {
+    /// The best place to report something about agent `name`.
+    pub fn agent_site(&self, name: &str) -> Option<Location> {
+        self.agents.get(name).or(self.blueprint.as_ref()).cloned()
+    }
+
+    /// The best place to report something about the node at `pointer`.
+    pub fn node_site(&self, pointer: &str) -> Option<Location> {
+        self.nodes.get(pointer).or(self.blueprint.as_ref()).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"{"id":"bp","flow":{"kind":"seq","children":[]}}"#;
+
+    #[test]
+    fn defaults_fill_in_and_print_canonically() {
+        let bp = Blueprint::from_json(MINIMAL).unwrap();
+        assert!(bp.strategy.strict_refs && bp.strategy.strict_kind);
+        let again = Blueprint::from_json(&bp.to_json_pretty()).unwrap();
+        assert_eq!(bp, again);
+        assert_eq!(bp.to_json_pretty(), again.to_json_pretty());
+    }
+
+    #[test]
+    fn accepts_the_spawner_hints_alias() {
+        let text = r#"{"id":"bp","flow":{"kind":"seq","children":[]},"spawner_hints":{"layers":["audit"]},"schema_version":"0.1.0"}"#;
+        let bp = Blueprint::from_json(text).unwrap();
+        assert_eq!(bp.layers, ["audit"]);
+        assert!(bp.to_json_pretty().contains("\"layers\""));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_both_layer_spellings() {
+        let typo = r#"{"id":"bp","flow":{"kind":"seq","children":[]},"agnets":[]}"#;
+        assert!(Blueprint::from_json(typo).unwrap_err().to_string().contains("agnets"));
+        let both = r#"{"id":"bp","flow":{"kind":"seq","children":[]},"layers":[],"spawner_hints":{"layers":[]}}"#;
+        assert!(Blueprint::from_json(both).is_err());
+        let bad_agent =
+            r#"{"id":"bp","flow":{"kind":"seq","children":[]},"agents":[{"name":"a","kind":"lua","sepc":{}}]}"#;
+        assert!(Blueprint::from_json(bad_agent).is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! The structured error every flow failure becomes: `{kind, message, step?, value?}`.
+//! It is what `try.err_at` receives and what `swarm run` prints when a flow fails.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::path::PathError;
+use crate::value::Value;
+
+/// What went wrong, coarsely; retry policies and `try` catch on these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The flow itself is wrong for this ctx: a missing path, a type error, a bad extern call.
+    Eval,
+    /// The agent returned a blocked verdict.
+    Blocked,
+    /// The agent failed.
+    Failed,
+    /// An attempt ran past its `timeout_ms`.
+    Timeout,
+    /// The run or the step was cancelled.
+    Cancelled,
+    /// The step could not be dispatched (no such agent, the engine refused).
+    Dispatch,
+}
+
+impl ErrorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Eval => "eval",
+            ErrorKind::Blocked => "blocked",
+            ErrorKind::Failed => "failed",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Dispatch => "dispatch",
+        }
+    }
+}
+
+/// A structured flow error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The step (its agent ref) the error arose in, when it arose in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The value that goes with the error: a blocked verdict, the offending operand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
+}
+
+impl FlowError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> FlowError {
+        FlowError { kind, message: message.into(), step: None, value: None }
+    }
+
+    pub fn eval(message: impl Into<String>) -> FlowError {
+        FlowError::new(ErrorKind::Eval, message)
+    }
+
+    /// A type error in operator `op`.
+    pub fn type_error(op: &str, message: impl fmt::Display) -> FlowError {
+        FlowError::eval(format!("type error in {op}: {message}"))
+    }
+
+    pub fn with_step(mut self, step: impl Into<String>) -> FlowError {
+        self.step.get_or_insert_with(|| step.into());
+        self
+    }
+
+    pub fn with_value(mut self, value: Value) -> FlowError {
+        self.value = Some(value);
+        self
+    }
+
+    /// The error as a ctx value, for `try.err_at` and `all_settled`.
+    pub fn to_value(&self) -> Value {
+        let mut pairs =
+            vec![("kind", Value::string(self.kind.name())), ("message", Value::string(self.message.as_str()))];
+        if let Some(step) = &self.step {
+            pairs.push(("step", Value::string(step.as_str())));
+        }
+        if let Some(value) = &self.value {
+            pairs.push(("value", value.clone()));
+        }
+        Value::from_pairs(pairs)
+    }
+}
+
+impl fmt::Display for FlowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind.name())?;
+        if let Some(step) = &self.step {
+            write!(f, " in step '{step}'")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for FlowError {}
+
+impl From<PathError> for FlowError {
+    fn from(e: PathError) -> FlowError {
+        FlowError::eval(e.to_string())
+    }
+}

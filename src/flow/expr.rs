@@ -1,0 +1,1 @@
+//! Expression evaluation (DESIGN §2). Placeholder until the evaluator lands.

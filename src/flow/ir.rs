@@ -1,0 +1,365 @@
+//! The flow IR: nodes and expressions as serde types whose JSON is the mlua-flow-ir 0.2 wire
+//! shape (`kind` / `op` tags, `ref`, `in`, `out`, `then`, `else`, `children`), plus the optional
+//! extensions `timeout_ms`, `retry`, `max_concurrency` and `collect`. Unknown fields are rejected.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::path::Path;
+use crate::value::Value;
+
+/// A flow node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Node {
+    Step(Step),
+    Seq {
+        children: Vec<Node>,
+    },
+    Branch {
+        cond: Expr,
+        #[serde(rename = "then")]
+        then_branch: Box<Node>,
+        #[serde(rename = "else")]
+        else_branch: Box<Node>,
+    },
+    Loop {
+        counter: PathExpr,
+        cond: Expr,
+        max: u32,
+        body: Box<Node>,
+    },
+    Fanout(Fanout),
+    Try {
+        body: Box<Node>,
+        catch: Box<Node>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        err_at: Option<PathExpr>,
+    },
+    Assign {
+        at: PathExpr,
+        value: Expr,
+    },
+}
+
+/// `step`: dispatch `in`'s value to agent `ref`, write the result at `out`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    #[serde(rename = "ref")]
+    pub agent: String,
+    #[serde(rename = "in")]
+    pub input: Expr,
+    pub out: PathExpr,
+    /// Each attempt is cancelled after this long and counts as `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+/// `fanout`: one isolated lane per item, combined by `join`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fanout {
+    pub items: Expr,
+    pub bind: PathExpr,
+    pub body: Box<Node>,
+    #[serde(default)]
+    pub join: Join,
+    pub out: PathExpr,
+    /// Lanes in flight at once; 0 or absent means unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// A lane's result is the value here instead of its whole ctx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collect: Option<PathExpr>,
+}
+
+/// How fanout lanes combine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Join {
+    /// Every lane's result in item order; any error fails the fanout.
+    #[default]
+    All,
+    /// The first success; all failed gives the last error.
+    Any,
+    /// The first lane to settle, success or error.
+    Race,
+    /// Every lane as `{status, value}` or `{status, reason}`.
+    AllSettled,
+}
+
+impl Join {
+    pub fn name(self) -> &'static str {
+        match self {
+            Join::All => "all",
+            Join::Any => "any",
+            Join::Race => "race",
+            Join::AllSettled => "all_settled",
+        }
+    }
+}
+
+/// A step's retry policy: attempt `n + 1` waits `backoff_ms * backoff_factor^(n - 1)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub backoff_ms: u64,
+    #[serde(default = "Retry::default_factor")]
+    pub backoff_factor: f64,
+    #[serde(default = "Retry::default_on")]
+    pub on: Vec<RetryOn>,
+}
+
+impl Retry {
+    fn default_factor() -> f64 {
+        1.0
+    }
+
+    /// Blocked is a verdict, not a transient failure, so it is retried only when asked.
+    fn default_on() -> Vec<RetryOn> {
+        vec![RetryOn::Failed, RetryOn::Timeout]
+    }
+}
+
+/// Which failed attempts a retry policy retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryOn {
+    Failed,
+    Blocked,
+    Timeout,
+}
+
+/// An expression.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Expr {
+    Path {
+        at: Path,
+    },
+    Lit {
+        value: Value,
+    },
+    Eq {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Ne {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Lt {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Lte {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Gt {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Gte {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Not {
+        arg: Box<Expr>,
+    },
+    And {
+        args: Vec<Expr>,
+    },
+    Or {
+        args: Vec<Expr>,
+    },
+    Exists {
+        arg: Box<Expr>,
+    },
+    Add {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Sub {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Mul {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Div {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Mod {
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Len {
+        arg: Box<Expr>,
+    },
+    In {
+        needle: Box<Expr>,
+        haystack: Box<Expr>,
+    },
+    CallExtern {
+        #[serde(rename = "ref")]
+        name: String,
+        args: Vec<Expr>,
+    },
+}
+
+impl Expr {
+    pub fn path(at: Path) -> Expr {
+        Expr::Path { at }
+    }
+
+    pub fn lit(value: impl Into<Value>) -> Expr {
+        Expr::Lit { value: value.into() }
+    }
+
+    /// The wire name of the operator.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Expr::Path { .. } => "path",
+            Expr::Lit { .. } => "lit",
+            Expr::Eq { .. } => "eq",
+            Expr::Ne { .. } => "ne",
+            Expr::Lt { .. } => "lt",
+            Expr::Lte { .. } => "lte",
+            Expr::Gt { .. } => "gt",
+            Expr::Gte { .. } => "gte",
+            Expr::Not { .. } => "not",
+            Expr::And { .. } => "and",
+            Expr::Or { .. } => "or",
+            Expr::Exists { .. } => "exists",
+            Expr::Add { .. } => "add",
+            Expr::Sub { .. } => "sub",
+            Expr::Mul { .. } => "mul",
+            Expr::Div { .. } => "div",
+            Expr::Mod { .. } => "mod",
+            Expr::Len { .. } => "len",
+            Expr::In { .. } => "in",
+            Expr::CallExtern { .. } => "call_extern",
+        }
+    }
+}
+
+/// A path in a path position (`out`, `bind`, `counter`, `at`, `err_at`, `collect`). On the wire
+/// it is a path expression, `{"op":"path","at":"$.x"}`, as in mlua-flow-ir 0.2.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct PathExpr(pub Path);
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathExprWire {
+    op: PathOp,
+    at: Path,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PathOp {
+    Path,
+}
+
+impl Serialize for PathExpr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        PathExprWire { op: PathOp::Path, at: self.0.clone() }.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PathExpr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PathExpr, D::Error> {
+        let wire = PathExprWire::deserialize(d).map_err(|e| {
+            serde::de::Error::custom(format!("expected a path expression {{\"op\":\"path\",\"at\":\"$...\"}}: {e}"))
+        })?;
+        Ok(PathExpr(wire.at))
+    }
+}
+
+impl std::fmt::Display for PathExpr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl Node {
+    /// The wire name of the node kind.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Node::Step(_) => "step",
+            Node::Seq { .. } => "seq",
+            Node::Branch { .. } => "branch",
+            Node::Loop { .. } => "loop",
+            Node::Fanout(_) => "fanout",
+            Node::Try { .. } => "try",
+            Node::Assign { .. } => "assign",
+        }
+    }
+
+    /// Calls `f` on every step in the tree, in document order.
+    pub fn for_each_step<'a>(&'a self, f: &mut impl FnMut(&'a Step)) {
+        match self {
+            Node::Step(step) => f(step),
+            Node::Seq { children } => children.iter().for_each(|c| c.for_each_step(f)),
+            Node::Branch { then_branch, else_branch, .. } => {
+                then_branch.for_each_step(f);
+                else_branch.for_each_step(f);
+            }
+            Node::Loop { body, .. } => body.for_each_step(f),
+            Node::Fanout(fanout) => fanout.body.for_each_step(f),
+            Node::Try { body, catch, .. } => {
+                body.for_each_step(f);
+                catch.for_each_step(f);
+            }
+            Node::Assign { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_wire_shape_and_prints_it_back() {
+        let text = r#"{"kind":"seq","children":[{"kind":"step","ref":"a","in":{"op":"path","at":"$.x"},"out":{"op":"path","at":"$.y"}},{"kind":"branch","cond":{"op":"eq","lhs":{"op":"lit","value":1},"rhs":{"op":"lit","value":1.0}},"then":{"kind":"seq","children":[]},"else":{"kind":"assign","at":{"op":"path","at":"$.z"},"value":{"op":"lit","value":null}}}]}"#;
+        let node: Node = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&node).unwrap(), text);
+    }
+
+    #[test]
+    fn rejects_unknown_fields_everywhere() {
+        for bad in [
+            r#"{"kind":"seq","children":[],"extra":1}"#,
+            r#"{"kind":"step","ref":"a","in":{"op":"lit","value":1},"out":{"op":"path","at":"$.y"},"typo":1}"#,
+            r#"{"kind":"assign","at":{"op":"path","at":"$.y","x":1},"value":{"op":"lit","value":1}}"#,
+            r#"{"kind":"assign","at":{"op":"path","at":"$.y"},"value":{"op":"lit","value":1,"x":2}}"#,
+            r#"{"kind":"nope"}"#,
+        ] {
+            assert!(serde_json::from_str::<Node>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn path_positions_must_be_path_expressions() {
+        let bad = r#"{"kind":"assign","at":"$.y","value":{"op":"lit","value":1}}"#;
+        let err = serde_json::from_str::<Node>(bad).unwrap_err().to_string();
+        assert!(err.contains("expected a path expression"), "{err}");
+        let bad = r#"{"kind":"assign","at":{"op":"lit","at":"$.y"},"value":{"op":"lit","value":1}}"#;
+        assert!(serde_json::from_str::<Node>(bad).is_err());
+    }
+
+    #[test]
+    fn invalid_path_text_is_a_parse_error() {
+        let bad = r#"{"kind":"assign","at":{"op":"path","at":"$.a..b"},"value":{"op":"lit","value":1}}"#;
+        let err = serde_json::from_str::<Node>(bad).unwrap_err().to_string();
+        assert!(err.contains("empty key"), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! The flow IR and its evaluator (DESIGN §2).
+
+pub mod dispatch;
+pub mod error;
+pub mod eval;
+pub mod expr;
+pub mod ir;
+pub mod path;
+
+pub use dispatch::{Dispatcher, ExternTable, Externs, NoExterns};
+pub use error::{ErrorKind, FlowError};
+pub use eval::Evaluator;
+pub use ir::{Expr, Fanout, Join, Node, PathExpr, Retry, RetryOn, Step};
+pub use path::{Path, PathError, PathSyntaxError, Segment};

@@ -1,0 +1,353 @@
+//! Ctx paths: `$`, `$.a.b`, `$["key.with.dots"]`, `$.results[0].out`.
+//!
+//! A path is parsed once, when the flow is loaded, and printed back in canonical form
+//! (dot segments where the key allows, brackets otherwise), so a round trip through JSON is
+//! stable. Reads of a missing path are errors; writes create missing or null objects on the
+//! way and refuse to write through anything else.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::value::{Map, Value};
+
+/// One step of a path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Key(Arc<str>),
+    Index(usize),
+}
+
+/// A parsed ctx path.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Path {
+    segments: Vec<Segment>,
+}
+
+/// Why a path string does not parse; `at` is the byte offset of the problem.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid path `{text}` at byte {at}: {reason}")]
+pub struct PathSyntaxError {
+    pub text: String,
+    pub at: usize,
+    pub reason: &'static str,
+}
+
+/// Why a path cannot be read or written in a given ctx.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PathError {
+    #[error("path not found: {0}")]
+    NotFound(String),
+    #[error("cannot write {path}: {prefix} is {found}, not an object")]
+    NotAnObject { path: String, prefix: String, found: &'static str },
+    #[error("cannot write {path}: {prefix} is {found}, not an array")]
+    NotAnArray { path: String, prefix: String, found: &'static str },
+    #[error("cannot write {path}: index {index} is out of bounds for an array of length {len}")]
+    OutOfBounds { path: String, index: usize, len: usize },
+}
+
+impl Path {
+    /// The whole ctx, `$`.
+    pub fn root() -> Path {
+        Path::default()
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// This path with one more key.
+    pub fn key(mut self, key: &str) -> Path {
+        self.segments.push(Segment::Key(key.into()));
+        self
+    }
+
+    /// The value at this path.
+    pub fn read<'v>(&self, root: &'v Value) -> Result<&'v Value, PathError> {
+        let mut cur = root;
+        for seg in &self.segments {
+            let next = match (seg, cur) {
+                (Segment::Key(k), Value::Object(map)) => map.get(&**k),
+                (Segment::Index(i), Value::Array(items)) => items.get(*i),
+                _ => None,
+            };
+            cur = next.ok_or_else(|| PathError::NotFound(self.to_string()))?;
+        }
+        Ok(cur)
+    }
+
+    /// Writes `value` at this path, creating absent or null objects on the way.
+    pub fn write(&self, root: &mut Value, value: Value) -> Result<(), PathError> {
+        let Some((last, parents)) = self.segments.split_last() else {
+            *root = value;
+            return Ok(());
+        };
+        let mut cur = root;
+        for (depth, seg) in parents.iter().enumerate() {
+            cur = self.step_into(cur, seg, depth)?;
+        }
+        match last {
+            Segment::Key(k) => {
+                self.object_at(cur, parents.len())?.insert(k.clone(), value);
+            }
+            Segment::Index(i) => {
+                let items = self.array_at(cur, parents.len())?;
+                let len = items.len();
+                let slot = items.get_mut(*i).ok_or_else(|| PathError::OutOfBounds {
+                    path: self.to_string(),
+                    index: *i,
+                    len,
+                })?;
+                *slot = value;
+            }
+        }
+        Ok(())
+    }
+
+    fn step_into<'v>(&self, cur: &'v mut Value, seg: &Segment, depth: usize) -> Result<&'v mut Value, PathError> {
+        match seg {
+            Segment::Key(k) => {
+                let map = self.object_at(cur, depth)?;
+                Ok(map.entry(k.clone()).or_insert(Value::Null))
+            }
+            Segment::Index(i) => {
+                let items = self.array_at(cur, depth)?;
+                let len = items.len();
+                items.get_mut(*i).ok_or_else(|| PathError::OutOfBounds { path: self.to_string(), index: *i, len })
+            }
+        }
+    }
+
+    /// The object at `cur`, turning null into an empty object.
+    fn object_at<'v>(&self, cur: &'v mut Value, depth: usize) -> Result<&'v mut Map, PathError> {
+        if let Value::Null = cur {
+            *cur = Value::object();
+        }
+        match cur {
+            Value::Object(map) => Ok(Arc::make_mut(map)),
+            other => Err(PathError::NotAnObject {
+                path: self.to_string(),
+                prefix: self.prefix(depth).to_string(),
+                found: other.type_name(),
+            }),
+        }
+    }
+
+    fn array_at<'v>(&self, cur: &'v mut Value, depth: usize) -> Result<&'v mut Vec<Value>, PathError> {
+        match cur {
+            Value::Array(items) => Ok(Arc::make_mut(items)),
+            other => Err(PathError::NotAnArray {
+                path: self.to_string(),
+                prefix: self.prefix(depth).to_string(),
+                found: other.type_name(),
+            }),
+        }
+    }
+
+    fn prefix(&self, depth: usize) -> Path {
+        Path { segments: self.segments[..depth].to_vec() }
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("$")?;
+        for seg in &self.segments {
+            match seg {
+                Segment::Key(k) if is_plain_key(k) => write!(f, ".{k}")?,
+                Segment::Key(k) => write!(f, "[\"{k}\"]")?,
+                Segment::Index(i) => write!(f, "[{i}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A key prints in dot form unless it would not parse back that way.
+fn is_plain_key(key: &str) -> bool {
+    !key.is_empty() && !key.contains(['.', '[', ']', '"'])
+}
+
+impl FromStr for Path {
+    type Err = PathSyntaxError;
+
+    fn from_str(text: &str) -> Result<Path, PathSyntaxError> {
+        let fail = |at: usize, reason: &'static str| PathSyntaxError { text: text.to_string(), at, reason };
+        let bytes = text.as_bytes();
+        if bytes.first() != Some(&b'$') {
+            return Err(fail(0, "a path starts with `$`"));
+        }
+        let mut segments = Vec::new();
+        let mut i = 1;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'.' => {
+                    let start = i + 1;
+                    let end = text[start..].find(['.', '[']).map_or(text.len(), |n| start + n);
+                    let key = &text[start..end];
+                    if key.is_empty() {
+                        return Err(fail(start, "empty key after `.`"));
+                    }
+                    if let Some(n) = key.find([']', '"']) {
+                        return Err(fail(start + n, "unexpected character in a key; use $[\"...\"]"));
+                    }
+                    segments.push(Segment::Key(key.into()));
+                    i = end;
+                }
+                b'[' => {
+                    let start = i + 1;
+                    if bytes.get(start) == Some(&b'"') {
+                        let key_start = start + 1;
+                        let close = text[key_start..]
+                            .find('"')
+                            .map(|n| key_start + n)
+                            .ok_or_else(|| fail(start, "unterminated string in brackets"))?;
+                        if close == key_start {
+                            return Err(fail(key_start, "empty key in brackets"));
+                        }
+                        if bytes.get(close + 1) != Some(&b']') {
+                            return Err(fail(close + 1, "expected `]` after the quoted key"));
+                        }
+                        segments.push(Segment::Key(text[key_start..close].into()));
+                        i = close + 2;
+                    } else {
+                        let close =
+                            text[start..].find(']').map(|n| start + n).ok_or_else(|| fail(i, "unterminated `[`"))?;
+                        let digits = &text[start..close];
+                        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                            return Err(fail(start, "brackets hold an array index or a quoted key"));
+                        }
+                        let index = digits.parse().map_err(|_| fail(start, "array index too large"))?;
+                        segments.push(Segment::Index(index));
+                        i = close + 1;
+                    }
+                    if i < bytes.len() && !matches!(bytes[i], b'.' | b'[') {
+                        return Err(fail(i, "expected `.` or `[` after `]`"));
+                    }
+                }
+                _ => return Err(fail(i, "expected `.` or `[`")),
+            }
+        }
+        Ok(Path { segments })
+    }
+}
+
+impl Serialize for Path {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Path {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Path, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::from_json;
+
+    fn p(s: &str) -> Path {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_and_prints_canonically() {
+        for (input, canonical) in [
+            ("$", "$"),
+            ("$.a.b", "$.a.b"),
+            ("$[\"a\"]", "$.a"),
+            ("$[\"x.y\"].z", "$[\"x.y\"].z"),
+            ("$.results[0].out", "$.results[0].out"),
+            ("$.a[\"p.md\"][\"q\"]", "$.a[\"p.md\"].q"),
+            ("$[12][3]", "$[12][3]"),
+        ] {
+            assert_eq!(p(input).to_string(), canonical, "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_paths_with_a_position() {
+        for (input, at) in [
+            ("", 0),
+            ("a.b", 0),
+            ("$foo", 1),
+            ("$.", 2),
+            ("$.a.", 4),
+            ("$.a..b", 4),
+            ("$[\"x", 2),
+            ("$[\"\"]", 3),
+            ("$[\"x\"b", 5),
+            ("$[\"x\"]b", 6),
+            ("$[x]", 2),
+            ("$[]", 2),
+            ("$[-1]", 2),
+            ("$[1", 1),
+            ("$.a]", 3),
+        ] {
+            let err = input.parse::<Path>().unwrap_err();
+            assert_eq!(err.at, at, "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn reads_keys_and_indexes_and_reports_missing() {
+        let ctx = from_json(r#"{"a":{"b":[10,{"c":"x"}]}}"#).unwrap();
+        assert_eq!(p("$.a.b[0]").read(&ctx).unwrap(), &Value::int(10));
+        assert_eq!(p("$.a.b[1].c").read(&ctx).unwrap(), &Value::string("x"));
+        assert_eq!(p("$").read(&ctx).unwrap(), &ctx);
+        for missing in ["$.z", "$.a.b[2]", "$.a.b.c", "$.a[0]"] {
+            let err = p(missing).read(&ctx).unwrap_err();
+            assert_eq!(err.to_string(), format!("path not found: {missing}"));
+        }
+    }
+
+    #[test]
+    fn writes_create_objects_through_null_and_absent() {
+        let mut ctx = from_json(r#"{"n":null}"#).unwrap();
+        p("$.n.x.y").write(&mut ctx, Value::int(1)).unwrap();
+        p("$.fresh.k").write(&mut ctx, Value::Bool(true)).unwrap();
+        assert_eq!(ctx.to_json(), r#"{"fresh":{"k":true},"n":{"x":{"y":1}}}"#);
+    }
+
+    #[test]
+    fn writes_refuse_non_object_intermediates() {
+        let mut ctx = from_json(r#"{"s":"text","a":[1]}"#).unwrap();
+        let err = p("$.s.x").write(&mut ctx, Value::Null).unwrap_err();
+        assert_eq!(err.to_string(), "cannot write $.s.x: $.s is string, not an object");
+        let err = p("$.a[3]").write(&mut ctx, Value::Null).unwrap_err();
+        assert!(matches!(err, PathError::OutOfBounds { index: 3, len: 1, .. }));
+        let err = p("$.s[0]").write(&mut ctx, Value::Null).unwrap_err();
+        assert!(matches!(err, PathError::NotAnArray { .. }));
+        p("$.a[0]").write(&mut ctx, Value::int(9)).unwrap();
+        assert_eq!(p("$.a[0]").read(&ctx).unwrap(), &Value::int(9));
+    }
+
+    #[test]
+    fn writing_root_replaces_the_ctx() {
+        let mut ctx = Value::object();
+        p("$").write(&mut ctx, Value::int(3)).unwrap();
+        assert_eq!(ctx, Value::int(3));
+    }
+
+    #[test]
+    fn writes_copy_only_shared_containers() {
+        let mut ctx = from_json(r#"{"keep":{"big":[1,2,3]},"x":1}"#).unwrap();
+        let snapshot = ctx.clone();
+        p("$.x").write(&mut ctx, Value::int(2)).unwrap();
+        assert_eq!(p("$.x").read(&snapshot).unwrap(), &Value::int(1));
+        match (p("$.keep").read(&ctx).unwrap(), p("$.keep").read(&snapshot).unwrap()) {
+            (Value::Object(a), Value::Object(b)) => assert!(Arc::ptr_eq(a, b)),
+            _ => unreachable!(),
+        }
+    }
+}

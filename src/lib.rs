@@ -1,0 +1,8 @@
+//! luaswarm: a Lua-first host for agent swarms. See `DESIGN.md` in the shared folder and the
+//! README for the pipeline: Lua module → blueprint → compile → link → dispatch → evaluate.
+
+pub mod blueprint;
+pub mod flow;
+pub mod value;
+
+pub use value::Value;
