@@ -1,4 +1,182 @@
-//! The async node evaluator. Placeholder until the evaluator lands.
+//! The async node evaluator (DESIGN §2).
+//!
+//! The ctx is mutated in place: a step evaluates its input, awaits the dispatcher and writes
+//! the result at `out` without ever copying the ctx, so a flow of N steps costs O(N), not the
+//! O(N²) of copying a growing ctx per step. Where a copy is part of the semantics (`try`
+//! snapshots, fanout lanes) it is a `Value` clone, which only bumps a reference count; the
+//! writes that follow copy just the containers they touch.
+//!
+//! Everything runs on the caller's thread: fanout lanes are futures polled together, not
+//! spawned tasks, so dropping a fanout's join cancels its lanes.
 
-/// Evaluates flows over a dispatcher.
-pub struct Evaluator;
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
+
+use super::dispatch::{Dispatcher, Externs};
+use super::error::{ErrorKind, FlowError};
+use super::expr::{PREVIEW, eval_expr};
+use super::ir::{Expr, Node, Retry, RetryOn, Step};
+use crate::value::Value;
+
+/// Evaluates flows, dispatching their steps to `D`.
+pub struct Evaluator<'a, D: Dispatcher> {
+    pub(super) dispatcher: &'a D,
+    pub(super) externs: &'a dyn Externs,
+}
+
+impl<'a, D: Dispatcher> Evaluator<'a, D> {
+    /// An evaluator over `dispatcher`, with `externs` for `call_extern`.
+    pub fn new(dispatcher: &'a D, externs: &'a dyn Externs) -> Self {
+        Evaluator { dispatcher, externs }
+    }
+
+    /// Runs `node` over `ctx`. On error, `ctx` holds the writes made before the failure (minus
+    /// those a `try` rolled back), so the caller can inspect or journal it.
+    pub async fn run(&self, node: &Node, ctx: &mut Value) -> Result<(), FlowError> {
+        self.node(node, ctx).await
+    }
+
+    pub(super) fn expr(&self, expr: &Expr, ctx: &Value) -> Result<Value, FlowError> {
+        eval_expr(expr, ctx, self.externs)
+    }
+
+    /// One node. Boxed because nodes nest, and a recursive `async fn` has no finite size.
+    pub(super) fn node<'s>(&'s self, node: &'s Node, ctx: &'s mut Value) -> LocalBoxFuture<'s, Result<(), FlowError>> {
+        Box::pin(async move {
+            match node {
+                Node::Step(step) => self.step(step, ctx).await.map_err(|e| e.with_step(&step.agent)),
+                Node::Seq { children } => {
+                    for child in children {
+                        self.node(child, ctx).await?;
+                    }
+                    Ok(())
+                }
+                Node::Branch { cond, then_branch, else_branch } => match self.expr(cond, ctx)? {
+                    Value::Bool(true) => self.node(then_branch, ctx).await,
+                    Value::Bool(false) => self.node(else_branch, ctx).await,
+                    other => Err(FlowError::eval(format!(
+                        "branch cond must be a boolean, got {}: {}",
+                        other.type_name(),
+                        other.preview(PREVIEW)
+                    ))
+                    .with_value(other)),
+                },
+                Node::Loop { counter, cond, max, body } => {
+                    counter.0.write(ctx, Value::int(0))?;
+                    let mut n = 0;
+                    while n < *max && self.expr(cond, ctx)?.truthy() {
+                        self.node(body, ctx).await?;
+                        n += 1;
+                        counter.0.write(ctx, Value::int(i64::from(n)))?;
+                    }
+                    Ok(())
+                }
+                Node::Fanout(fanout) => self.fanout(fanout, ctx).await,
+                Node::Try { body, catch, err_at } => {
+                    let snapshot = ctx.clone();
+                    let Err(err) = self.node(body, ctx).await else { return Ok(()) };
+                    *ctx = snapshot;
+                    if let Some(at) = err_at {
+                        at.0.write(ctx, err.to_value())?;
+                    }
+                    self.node(catch, ctx).await
+                }
+                Node::Assign { at, value } => {
+                    let value = self.expr(value, ctx)?;
+                    Ok(at.0.write(ctx, value)?)
+                }
+            }
+        })
+    }
+
+    /// A step: evaluate the input, open the task, run its attempts, close it, write the result.
+    async fn step(&self, step: &Step, ctx: &mut Value) -> Result<(), FlowError> {
+        let input = self.expr(&step.input, ctx)?;
+        let task = self.dispatcher.open(step, input).await?;
+        let outcome = self.attempts(step, &task).await;
+        self.dispatcher.close(task, &outcome);
+        Ok(step.out.0.write(ctx, outcome?)?)
+    }
+
+    /// Attempts 1, 2, … until one succeeds or the retry policy gives up.
+    async fn attempts(&self, step: &Step, task: &D::Task) -> Result<Value, FlowError> {
+        let mut attempt = 1;
+        loop {
+            let outcome = self.attempt(step, task, attempt).await;
+            let (Err(err), Some(retry)) = (&outcome, &step.retry) else { return outcome };
+            if attempt >= retry.max_attempts || !retries(retry, err.kind) {
+                return outcome;
+            }
+            let delay = backoff(retry, attempt);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(&self, step: &Step, task: &D::Task, attempt: u32) -> Result<Value, FlowError> {
+        let Some(ms) = step.timeout_ms else { return self.dispatcher.attempt(task, attempt).await };
+        match tokio::time::timeout(Duration::from_millis(ms), self.dispatcher.attempt(task, attempt)).await {
+            Ok(outcome) => outcome,
+            Err(_elapsed) => {
+                self.dispatcher.attempt_timed_out(task, attempt);
+                Err(FlowError::new(ErrorKind::Timeout, format!("attempt {attempt} timed out after {ms} ms")))
+            }
+        }
+    }
+}
+
+/// Whether `retry` retries an attempt that failed with `kind`; eval, dispatch and cancelled
+/// errors are never retried, as another attempt cannot change them.
+fn retries(retry: &Retry, kind: ErrorKind) -> bool {
+    let on = match kind {
+        ErrorKind::Failed => RetryOn::Failed,
+        ErrorKind::Blocked => RetryOn::Blocked,
+        ErrorKind::Timeout => RetryOn::Timeout,
+        ErrorKind::Eval | ErrorKind::Dispatch | ErrorKind::Cancelled => return false,
+    };
+    retry.on.contains(&on)
+}
+
+/// The wait after failed attempt `attempt`: `backoff_ms * backoff_factor^(attempt - 1)`. A
+/// negative or NaN product waits nothing; an overflowing one waits "forever" (tokio clamps).
+fn backoff(retry: &Retry, attempt: u32) -> Duration {
+    let exponent = i32::try_from(attempt - 1).unwrap_or(i32::MAX);
+    let ms = retry.backoff_ms as f64 * retry.backoff_factor.powi(exponent);
+    if ms.is_nan() || ms <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(ms / 1000.0).unwrap_or(Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(backoff_ms: u64, backoff_factor: f64) -> Retry {
+        Retry { max_attempts: 5, backoff_ms, backoff_factor, on: vec![RetryOn::Failed] }
+    }
+
+    #[test]
+    fn backoff_grows_geometrically_and_tolerates_odd_factors() {
+        let p = policy(100, 2.0);
+        let waits: Vec<u128> = (1..=4).map(|n| backoff(&p, n).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800]);
+        assert_eq!(backoff(&policy(100, -1.0), 2), Duration::ZERO);
+        assert_eq!(backoff(&policy(100, f64::NAN), 2), Duration::ZERO);
+        assert_eq!(backoff(&policy(u64::MAX, 1e300), 3), Duration::MAX);
+        assert_eq!(backoff(&policy(0, 2.0), 3), Duration::ZERO);
+    }
+
+    #[test]
+    fn only_listed_agent_outcomes_are_retried() {
+        let p = policy(0, 1.0);
+        assert!(retries(&p, ErrorKind::Failed));
+        for kind in [ErrorKind::Blocked, ErrorKind::Timeout, ErrorKind::Eval, ErrorKind::Dispatch, ErrorKind::Cancelled]
+        {
+            assert!(!retries(&p, kind), "{kind:?}");
+        }
+    }
+}

@@ -4,11 +4,13 @@ pub mod dispatch;
 pub mod error;
 pub mod eval;
 pub mod expr;
+mod fanout;
 pub mod ir;
 pub mod path;
 
 pub use dispatch::{Dispatcher, ExternTable, Externs, NoExterns};
 pub use error::{ErrorKind, FlowError};
 pub use eval::Evaluator;
+pub use expr::eval_expr;
 pub use ir::{Expr, Fanout, Join, Node, PathExpr, Retry, RetryOn, Step};
 pub use path::{Path, PathError, PathSyntaxError, Segment};
