@@ -2,7 +2,10 @@
 //! README for the pipeline: Lua module → blueprint → compile → link → dispatch → evaluate.
 
 pub mod blueprint;
+pub mod cli;
 pub mod flow;
+pub mod host;
 pub mod value;
+pub mod worker;
 
 pub use value::Value;

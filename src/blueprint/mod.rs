@@ -1,5 +1,7 @@
 //! Blueprints: the schema (plain data), its source map, and the compiler (stage 1).
 
+pub mod compile;
+pub mod graph;
 pub mod schema;
 pub mod walk;
 

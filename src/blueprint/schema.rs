@@ -9,6 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::flow::Node;
+use crate::flow::ir::list;
 use crate::value::Value;
 
 /// A flow plus the agents its steps dispatch to.
@@ -54,7 +55,7 @@ pub struct Profile {
     pub system_prompt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "list")]
     pub tools: Vec<String>,
     /// Any other profile field, kept as written.
     #[serde(flatten)]
@@ -110,6 +111,10 @@ impl Default for Strategy {
     }
 }
 
+fn optional_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    list(d).map(Some)
+}
+
 fn yes() -> bool {
     true
 }
@@ -124,11 +129,11 @@ fn is_null(v: &Value) -> bool {
 struct BlueprintWire {
     id: String,
     flow: Node,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     agents: Vec<AgentDef>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     operators: Vec<OperatorDef>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_list")]
     layers: Option<Vec<String>>,
     #[serde(default)]
     spawner_hints: Option<SpawnerHints>,
@@ -146,7 +151,7 @@ struct BlueprintWire {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SpawnerHints {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     layers: Vec<String>,
 }
 
@@ -183,9 +188,10 @@ impl Blueprint {
         serde_json::from_str(text)
     }
 
-    /// Canonical, pretty JSON (sorted object keys inside values; fields in schema order).
+    /// Canonical, pretty JSON: every object's keys sorted, so equal blueprints print the same.
     pub fn to_json_pretty(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a blueprint always encodes")
+        let value = serde_json::to_value(self).expect("a blueprint always encodes");
+        serde_json::to_string_pretty(&value).expect("a JSON value always encodes")
     }
 
     pub fn agent(&self, name: &str) -> Option<&AgentDef> {
@@ -214,14 +220,15 @@ pub struct SourceMap {
     pub file: Option<String>,
     /// Where `swarm.blueprint{...}` was called.
     pub blueprint: Option<Location>,
-    pub agents: HashMap<String, Location>,
+    /// By the agent's position in `agents`.
+    pub agents: Vec<Option<Location>>,
     pub nodes: HashMap<String, Location>,
 }
 
 impl SourceMap {
-    /// The best place to report something about agent `name`.
-    pub fn agent_site(&self, name: &str) -> Option<Location> {
-        self.agents.get(name).or(self.blueprint.as_ref()).cloned()
+    /// The best place to report something about the agent at `index`.
+    pub fn agent_site(&self, index: usize) -> Option<Location> {
+        self.agents.get(index).and_then(Option::as_ref).or(self.blueprint.as_ref()).cloned()
     }
 
     /// The best place to report something about the node at `pointer`.

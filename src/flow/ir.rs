@@ -13,6 +13,7 @@ use crate::value::Value;
 pub enum Node {
     Step(Step),
     Seq {
+        #[serde(deserialize_with = "list")]
         children: Vec<Node>,
     },
     Branch {
@@ -110,7 +111,7 @@ pub struct Retry {
     pub backoff_ms: u64,
     #[serde(default = "Retry::default_factor")]
     pub backoff_factor: f64,
-    #[serde(default = "Retry::default_on")]
+    #[serde(default = "Retry::default_on", deserialize_with = "list")]
     pub on: Vec<RetryOn>,
 }
 
@@ -210,6 +211,7 @@ pub enum Expr {
     CallExtern {
         #[serde(rename = "ref")]
         name: String,
+        #[serde(deserialize_with = "list")]
         args: Vec<Expr>,
     },
 }
@@ -248,6 +250,37 @@ impl Expr {
             Expr::CallExtern { .. } => "call_extern",
         }
     }
+}
+
+/// Reads a list, also accepting an empty object: a Lua table `{}` has no way to say which it
+/// is, and in a list position an empty list is the only sensible reading.
+pub(crate) fn list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    struct ListVisitor<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ListVisitor<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(items)
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Vec<T>, A::Error> {
+            match map.next_key::<serde::de::IgnoredAny>()? {
+                None => Ok(Vec::new()),
+                Some(_) => Err(serde::de::Error::invalid_type(serde::de::Unexpected::Map, &self)),
+            }
+        }
+    }
+
+    d.deserialize_any(ListVisitor(std::marker::PhantomData))
 }
 
 /// A path in a path position (`out`, `bind`, `counter`, `at`, `err_at`, `collect`). On the wire

@@ -68,6 +68,12 @@ impl Path {
         self
     }
 
+    /// This path with one more array index.
+    pub fn index(mut self, index: usize) -> Path {
+        self.segments.push(Segment::Index(index));
+        self
+    }
+
     /// The value at this path.
     pub fn read<'v>(&self, root: &'v Value) -> Result<&'v Value, PathError> {
         let mut cur = root;

@@ -1,0 +1,385 @@
+//! Stage 1: a blueprint becomes a routing table, agent name → spawner, built by a factory
+//! registry keyed by agent kind.
+//!
+//! Every problem is collected, not just the first, and reported in the order DESIGN §3 sets:
+//! `unresolved_operator_ref`, `duplicate_agent`, `unknown_kind`, `invalid_spec`,
+//! `unresolved_ref`. Each names the agent or step and, where known, the `file:line` that
+//! declared it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::rc::Rc;
+
+use serde::Serialize;
+
+use super::schema::{Blueprint, Location};
+use super::walk::walk;
+use crate::flow::Node;
+use crate::worker::operator::OPERATOR_KINDS;
+use crate::worker::{BuildContext, Spawner, SpawnerFactory};
+
+/// The kinds of compile error, in the order they are reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompileErrorKind {
+    UnresolvedOperatorRef,
+    DuplicateAgent,
+    UnknownKind,
+    InvalidSpec,
+    UnresolvedRef,
+}
+
+impl CompileErrorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CompileErrorKind::UnresolvedOperatorRef => "unresolved_operator_ref",
+            CompileErrorKind::DuplicateAgent => "duplicate_agent",
+            CompileErrorKind::UnknownKind => "unknown_kind",
+            CompileErrorKind::InvalidSpec => "invalid_spec",
+            CompileErrorKind::UnresolvedRef => "unresolved_ref",
+        }
+    }
+}
+
+/// One compile error.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CompileError {
+    pub kind: CompileErrorKind,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The step's agent ref, for errors about a step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The node's place in the flow tree, e.g. `/children/2`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    #[serde(skip)]
+    pub location: Option<Location>,
+    /// The blueprint's file, when no line is known.
+    #[serde(skip)]
+    pub file: Option<String>,
+}
+
+impl fmt::Display for CompileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.location, &self.file) {
+            (Some(loc), _) => write!(f, "{loc}: ")?,
+            (None, Some(file)) => write!(f, "{file}: ")?,
+            (None, None) => {}
+        }
+        write!(f, "{}: {}", self.kind.name(), self.message)?;
+        if self.location.is_none()
+            && let Some(pointer) = &self.pointer
+        {
+            write!(f, " (at flow{pointer})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every compile error of a blueprint, in reporting order; never empty.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompileErrors(pub Vec<CompileError>);
+
+impl CompileErrors {
+    /// The error reported first.
+    pub fn first(&self) -> &CompileError {
+        &self.0[0]
+    }
+}
+
+impl fmt::Display for CompileErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CompileErrors {}
+
+/// A finding that does not stop compilation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Warning {
+    pub message: String,
+    pub location: Option<Location>,
+    /// The blueprint's file, when no line is known.
+    pub file: Option<String>,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.location, &self.file) {
+            (Some(loc), _) => write!(f, "{loc}: ")?,
+            (None, Some(file)) => write!(f, "{file}: ")?,
+            (None, None) => {}
+        }
+        write!(f, "warning: {}", self.message)
+    }
+}
+
+/// A compiled blueprint: the blueprint, plus a spawner for every agent its steps may reach.
+pub struct CompiledBlueprint {
+    pub blueprint: Rc<Blueprint>,
+    routes: HashMap<String, Rc<dyn Spawner>>,
+    default: Option<Rc<dyn Spawner>>,
+    pub warnings: Vec<Warning>,
+}
+
+impl CompiledBlueprint {
+    /// The spawner for agent `name`, falling back to the default spawner.
+    pub fn route(&self, name: &str) -> Option<&Rc<dyn Spawner>> {
+        self.routes.get(name).or(self.default.as_ref())
+    }
+
+    /// The routed agent names, sorted.
+    pub fn agent_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// Compiles blueprints with a registry of factories keyed by agent kind.
+#[derive(Default, Clone)]
+pub struct Compiler {
+    factories: BTreeMap<String, Rc<dyn SpawnerFactory>>,
+    default_spawner: Option<Rc<dyn Spawner>>,
+}
+
+impl Compiler {
+    /// A compiler with no factories at all.
+    pub fn new() -> Compiler {
+        Compiler::default()
+    }
+
+    /// Registers (or replaces) the factory for agent kind `kind`.
+    pub fn register(&mut self, kind: &str, factory: impl SpawnerFactory + 'static) -> &mut Compiler {
+        self.factories.insert(kind.to_string(), Rc::new(factory));
+        self
+    }
+
+    /// Steps naming no declared agent go here instead of failing `strict_refs`.
+    pub fn set_default_spawner(&mut self, spawner: Rc<dyn Spawner>) -> &mut Compiler {
+        self.default_spawner = Some(spawner);
+        self
+    }
+
+    /// The registered agent kinds.
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.factories.keys().map(String::as_str)
+    }
+
+    /// Compiles `bp`; relative paths in specs resolve against `base_dir`.
+    pub fn compile(&self, bp: Rc<Blueprint>, base_dir: Option<&Path>) -> Result<CompiledBlueprint, CompileErrors> {
+        let mut run = CompileRun { bp: &bp, errors: Vec::new(), warnings: Vec::new() };
+        run.check_operators();
+        let (routes, declared) = run.build_routes(self, base_dir);
+        if bp.strategy.strict_refs && self.default_spawner.is_none() {
+            run.check_refs(&routes, &declared);
+        } else {
+            run.warn_unrouted(&routes, self.default_spawner.is_some());
+        }
+        if !run.errors.is_empty() {
+            run.errors.sort_by_key(|e| e.kind);
+            return Err(CompileErrors(run.errors));
+        }
+        let warnings = run.warnings;
+        Ok(CompiledBlueprint { blueprint: bp, routes, default: self.default_spawner.clone(), warnings })
+    }
+}
+
+/// The state of one compilation.
+struct CompileRun<'a> {
+    bp: &'a Blueprint,
+    errors: Vec<CompileError>,
+    warnings: Vec<Warning>,
+}
+
+impl CompileRun<'_> {
+    fn agent_error(&mut self, kind: CompileErrorKind, index: usize, message: String) {
+        let agent = &self.bp.agents[index];
+        self.errors.push(CompileError {
+            kind,
+            message,
+            agent: Some(agent.name.clone()),
+            step: None,
+            pointer: None,
+            location: self.bp.sources.agent_site(index),
+            file: self.bp.sources.file.clone(),
+        });
+    }
+
+    /// Operator agents must name a declared operator; operators must be of a known kind.
+    fn check_operators(&mut self) {
+        let bp = self.bp;
+        let defined: Vec<&str> = bp.operators.iter().map(|o| o.name.as_str()).collect();
+        for (index, agent) in bp.agents.iter().enumerate().filter(|(_, a)| a.kind == "operator") {
+            let Some(op_ref) = agent.spec.get("operator_ref").and_then(|v| v.as_str()) else {
+                continue;
+            };
+            if !defined.contains(&op_ref) {
+                let known = if defined.is_empty() { "none are declared".to_string() } else { defined.join(", ") };
+                let message =
+                    format!("agent '{}' refers to operator '{op_ref}', which is not declared ({known})", agent.name);
+                self.agent_error(CompileErrorKind::UnresolvedOperatorRef, index, message);
+            }
+        }
+        for op in &bp.operators {
+            if !OPERATOR_KINDS.contains(&op.kind.as_str()) {
+                let message = format!(
+                    "operator '{}' has unknown kind '{}' (known: {})",
+                    op.name,
+                    op.kind,
+                    OPERATOR_KINDS.join(", ")
+                );
+                self.errors.push(CompileError {
+                    kind: CompileErrorKind::UnknownKind,
+                    message,
+                    agent: None,
+                    step: None,
+                    pointer: None,
+                    location: bp.sources.blueprint.clone(),
+                    file: bp.sources.file.clone(),
+                });
+            }
+        }
+    }
+
+    /// Builds a spawner per agent. `declared` holds every agent name that exists for the
+    /// purpose of step refs, including agents whose spec failed, so one mistake is reported once.
+    fn build_routes(
+        &mut self,
+        compiler: &Compiler,
+        base_dir: Option<&Path>,
+    ) -> (HashMap<String, Rc<dyn Spawner>>, HashSet<String>) {
+        let bp = self.bp;
+        let mut routes: HashMap<String, Rc<dyn Spawner>> = HashMap::new();
+        let mut declared = HashSet::new();
+        let mut cx = BuildContext { blueprint: bp, base_dir, warnings: Vec::new() };
+        for (index, agent) in bp.agents.iter().enumerate() {
+            if !declared.insert(agent.name.clone()) {
+                let message = format!("agent '{}' is declared more than once", agent.name);
+                self.agent_error(CompileErrorKind::DuplicateAgent, index, message);
+                continue;
+            }
+            let Some(factory) = compiler.factories.get(&agent.kind) else {
+                let known: Vec<&str> = compiler.kinds().collect();
+                let message =
+                    format!("agent '{}' has unknown kind '{}' (known: {})", agent.name, agent.kind, known.join(", "));
+                if bp.strategy.strict_kind {
+                    self.agent_error(CompileErrorKind::UnknownKind, index, message);
+                } else {
+                    declared.remove(&agent.name);
+                    let location = bp.sources.agent_site(index);
+                    self.warnings.push(Warning {
+                        message: format!("{message}; dropped (strict_kind = false)"),
+                        location,
+                        file: bp.sources.file.clone(),
+                    });
+                }
+                continue;
+            };
+            let hint = bp.hints.per_agent.get(&agent.name);
+            match factory.build(agent, hint, &mut cx) {
+                Ok(spawner) => {
+                    routes.insert(agent.name.clone(), spawner);
+                }
+                Err(message) => {
+                    let message = format!("agent '{}' ({}): {message}", agent.name, agent.kind);
+                    self.agent_error(CompileErrorKind::InvalidSpec, index, message);
+                }
+            }
+        }
+        for message in cx.warnings {
+            self.warnings.push(Warning {
+                message,
+                location: bp.sources.blueprint.clone(),
+                file: bp.sources.file.clone(),
+            });
+        }
+        (routes, declared)
+    }
+
+    fn check_refs(&mut self, routes: &HashMap<String, Rc<dyn Spawner>>, declared: &HashSet<String>) {
+        let bp = self.bp;
+        walk(&bp.flow, &mut |pointer, node| {
+            let Node::Step(step) = node else { return };
+            if routes.contains_key(&step.agent) || declared.contains(&step.agent) {
+                return;
+            }
+            let mut message = format!("step refers to agent '{}', which is not declared", step.agent);
+            if let Some(near) = closest(&step.agent, declared.iter().map(String::as_str)) {
+                message.push_str(&format!(" (did you mean '{near}'?)"));
+            }
+            self.errors.push(CompileError {
+                kind: CompileErrorKind::UnresolvedRef,
+                message,
+                agent: None,
+                step: Some(step.agent.clone()),
+                pointer: Some(pointer.to_string()),
+                location: bp.sources.node_site(pointer),
+                file: bp.sources.file.clone(),
+            });
+        });
+    }
+
+    fn warn_unrouted(&mut self, routes: &HashMap<String, Rc<dyn Spawner>>, has_default: bool) {
+        if has_default {
+            return;
+        }
+        let bp = self.bp;
+        walk(&bp.flow, &mut |pointer, node| {
+            if let Node::Step(step) = node
+                && !routes.contains_key(&step.agent)
+            {
+                self.warnings.push(Warning {
+                    message: format!(
+                        "step refers to agent '{}', which is not declared; it will fail when it runs",
+                        step.agent
+                    ),
+                    location: bp.sources.node_site(pointer),
+                    file: bp.sources.file.clone(),
+                });
+            }
+        });
+    }
+}
+
+/// The candidate nearest to `name` by edit distance, if it is near enough to be a typo.
+fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(1);
+    candidates.map(|c| (edit_distance(name, c), c)).filter(|(d, _)| *d <= limit).min().map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_near_names_only() {
+        assert_eq!(closest("summarise", ["summarize", "review"].into_iter()), Some("summarize"));
+        assert_eq!(closest("x", ["review"].into_iter()), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

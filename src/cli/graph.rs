@@ -1,0 +1,27 @@
+//! `swarm graph FILE [--format mermaid|dot]`: the flow as a diagram on stdout.
+
+use std::path::Path;
+
+use crate::blueprint::graph::{GraphFormat, render};
+
+/// The diagram languages `swarm graph` writes.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Format {
+    Mermaid,
+    Dot,
+}
+
+pub fn run(file: &Path, format: Format) -> u8 {
+    let result = super::new_host().and_then(|host| super::load(&host, file));
+    match result {
+        Ok(bp) => {
+            let format = match format {
+                Format::Mermaid => GraphFormat::Mermaid,
+                Format::Dot => GraphFormat::Dot,
+            };
+            print!("{}", render(&bp, format));
+            0
+        }
+        Err(code) => code,
+    }
+}

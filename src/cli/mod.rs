@@ -1,0 +1,101 @@
+//! The `swarm` command line: one file per subcommand; this file parses arguments and maps
+//! outcomes to exit codes (0 ok, 1 run failed, 2 usage or compile error).
+
+mod check;
+mod compile;
+mod graph;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::rc::Rc;
+
+use clap::{Parser, Subcommand};
+
+use crate::blueprint::Blueprint;
+use crate::blueprint::compile::CompiledBlueprint;
+use crate::host::Host;
+
+/// luaswarm: write agent swarms as Lua modules; check, compile, draw and run them.
+#[derive(Parser)]
+#[command(name = "swarm", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a blueprint: load it, compile it, and report every problem with file:line.
+    Check {
+        /// A Lua module returning a blueprint, or a JSON blueprint.
+        file: PathBuf,
+    },
+    /// Print a blueprint as canonical JSON (which `swarm check` accepts back).
+    Compile {
+        /// A Lua module returning a blueprint, or a JSON blueprint.
+        file: PathBuf,
+    },
+    /// Draw a blueprint's flow as a Mermaid or Graphviz diagram.
+    Graph {
+        /// A Lua module returning a blueprint, or a JSON blueprint.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = graph::Format::Mermaid)]
+        format: graph::Format,
+    },
+}
+
+/// Exit code for a run that failed.
+pub const EXIT_RUN_FAILED: u8 = 1;
+/// Exit code for bad usage, a file that does not load, or a blueprint that does not compile.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("SWARM_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Check { file } => check::run(&file),
+        Command::Compile { file } => compile::run(&file),
+        Command::Graph { file, format } => graph::run(&file, format),
+    };
+    ExitCode::from(code)
+}
+
+/// Loads `file` in `host`, printing the error and returning the usage exit code on failure.
+fn load(host: &Host, file: &Path) -> Result<Blueprint, u8> {
+    host.load_file(file).map_err(|e| {
+        eprintln!("{e}");
+        EXIT_USAGE
+    })
+}
+
+/// Loads and compiles `file`, printing warnings, and every error on failure.
+fn load_and_compile(host: &Host, file: &Path) -> Result<CompiledBlueprint, u8> {
+    let bp = load(host, file)?;
+    let base_dir = file.parent();
+    let compiler = if is_json(file) { host.detached_compiler() } else { host.compiler() };
+    let compiled = compiler.compile(Rc::new(bp), base_dir).map_err(|errors| {
+        eprintln!("{errors}");
+        EXIT_USAGE
+    })?;
+    for warning in &compiled.warnings {
+        eprintln!("{warning}");
+    }
+    Ok(compiled)
+}
+
+fn is_json(file: &Path) -> bool {
+    file.extension().is_some_and(|e| e == "json")
+}
+
+/// A fresh host VM, or the usage exit code if Lua cannot start.
+fn new_host() -> Result<Host, u8> {
+    Host::new().map_err(|e| {
+        eprintln!("swarm: cannot start the Lua VM: {e}");
+        EXIT_USAGE
+    })
+}

@@ -1,0 +1,225 @@
+//! Lua values ↔ [`Value`].
+//!
+//! Strict where silence would lose data: a table that mixes list items and keys, a sparse
+//! list, a function, NaN or a non-UTF-8 string is an error naming where it sits (`$.a[2]`).
+//! An empty table is an object unless it carries the array metatable (`swarm.array{}`).
+//! Going back, arrays get the array metatable so they stay arrays on the way out again, and
+//! `null` becomes `nil` in objects but `swarm.null` inside arrays, where a `nil` would end the list.
+
+use std::sync::Arc;
+
+use mlua::{Lua, LuaSerdeExt, Table, Value as LuaValue};
+
+use crate::flow::{Path, Segment};
+use crate::value::{Map, Number, Value};
+
+/// Deeper than this is almost certainly a cycle.
+const MAX_DEPTH: usize = 128;
+
+/// Why a Lua value has no JSON form; `path` says where inside the value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("cannot convert {at} to JSON: {reason}")]
+pub struct ConvertError {
+    pub at: String,
+    pub reason: String,
+}
+
+struct Failure {
+    segments: Vec<Segment>,
+    reason: String,
+}
+
+impl Failure {
+    fn new(reason: impl Into<String>) -> Failure {
+        Failure { segments: Vec::new(), reason: reason.into() }
+    }
+
+    fn inside(mut self, seg: Segment) -> Failure {
+        self.segments.push(seg);
+        self
+    }
+
+    fn finish(mut self) -> ConvertError {
+        self.segments.reverse();
+        let mut path = Path::root();
+        for seg in self.segments {
+            path = match seg {
+                Segment::Key(k) => path.key(&k),
+                Segment::Index(i) => path.index(i),
+            };
+        }
+        ConvertError { at: path.to_string(), reason: self.reason }
+    }
+}
+
+/// Converts a Lua value to a [`Value`].
+pub fn from_lua(lua: &Lua, value: &LuaValue) -> Result<Value, ConvertError> {
+    let array_mt = lua.array_metatable();
+    convert(value, &array_mt, 0).map_err(Failure::finish)
+}
+
+fn convert(value: &LuaValue, array_mt: &Table, depth: usize) -> Result<Value, Failure> {
+    Ok(match value {
+        LuaValue::Nil => Value::Null,
+        LuaValue::LightUserData(ud) if ud.0.is_null() => Value::Null,
+        LuaValue::Boolean(b) => Value::Bool(*b),
+        LuaValue::Integer(i) => Value::Number(Number::Int(*i)),
+        LuaValue::Number(f) if f.is_finite() => Value::Number(Number::Float(*f)),
+        LuaValue::Number(f) => return Err(Failure::new(format!("{f} is not a JSON number"))),
+        LuaValue::String(s) => match s.to_str() {
+            Ok(text) => Value::String(Arc::from(&*text)),
+            Err(_) => return Err(Failure::new("the string is not valid UTF-8")),
+        },
+        LuaValue::Table(t) => {
+            if depth >= MAX_DEPTH {
+                return Err(Failure::new(format!("tables nest deeper than {MAX_DEPTH} (a cycle?)")));
+            }
+            table(t, array_mt, depth + 1)?
+        }
+        other => return Err(Failure::new(format!("a {} has no JSON form", other.type_name()))),
+    })
+}
+
+fn table(t: &Table, array_mt: &Table, depth: usize) -> Result<Value, Failure> {
+    let len = t.raw_len();
+    let is_array = t.metatable().is_some_and(|mt| mt.to_pointer() == array_mt.to_pointer());
+    if is_array {
+        return list(t, len, array_mt, depth);
+    }
+    let mut map = Map::new();
+    let mut list_items = 0usize;
+    let mut failure = None;
+    let walked = t.for_each::<LuaValue, LuaValue>(|key, item| {
+        let result = match &key {
+            LuaValue::String(s) => match s.to_str() {
+                Ok(k) => convert(&item, array_mt, depth).map(|v| {
+                    map.insert(Arc::from(&*k), v);
+                }),
+                Err(_) => Err(Failure::new("a key is not valid UTF-8")),
+            },
+            LuaValue::Integer(i) if *i >= 1 && (*i as usize) <= len => {
+                list_items += 1;
+                Ok(())
+            }
+            LuaValue::Integer(i) => Err(Failure::new(format!("index {i} leaves a gap in the list"))),
+            other => Err(Failure::new(format!("a {} key has no JSON form", other.type_name()))),
+        };
+        if let Err(f) = result {
+            failure = Some(match &key {
+                LuaValue::String(s) => f.inside(Segment::Key(s.to_string_lossy().into())),
+                _ => f,
+            });
+            return Err(mlua::Error::runtime("stop"));
+        }
+        Ok(())
+    });
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    walked.map_err(|e| Failure::new(e.to_string()))?;
+    match (list_items, map.is_empty()) {
+        (0, _) => Ok(Value::Object(Arc::new(map))),
+        (n, true) if n == len => list(t, len, array_mt, depth),
+        (_, true) => Err(Failure::new("the list has holes (nil items); use swarm.null for a null item")),
+        (_, false) => {
+            let key = map.keys().next().map(|k| k.to_string()).unwrap_or_default();
+            Err(Failure::new(format!("the table mixes list items with keys (such as '{key}')")))
+        }
+    }
+}
+
+fn list(t: &Table, len: usize, array_mt: &Table, depth: usize) -> Result<Value, Failure> {
+    let mut items = Vec::with_capacity(len);
+    for i in 1..=len {
+        let item: LuaValue = t.raw_get(i).map_err(|e| Failure::new(e.to_string()))?;
+        items.push(convert(&item, array_mt, depth).map_err(|f| f.inside(Segment::Index(i - 1)))?);
+    }
+    Ok(Value::array(items))
+}
+
+/// Converts a [`Value`] to a Lua value.
+pub fn to_lua(lua: &Lua, value: &Value) -> mlua::Result<LuaValue> {
+    let array_mt = lua.array_metatable();
+    push(lua, value, &array_mt, false)
+}
+
+fn push(lua: &Lua, value: &Value, array_mt: &Table, in_array: bool) -> mlua::Result<LuaValue> {
+    Ok(match value {
+        Value::Null if in_array => LuaValue::NULL,
+        Value::Null => LuaValue::Nil,
+        Value::Bool(b) => LuaValue::Boolean(*b),
+        Value::Number(Number::Int(i)) => LuaValue::Integer(*i),
+        Value::Number(Number::Float(f)) => LuaValue::Number(*f),
+        Value::String(s) => LuaValue::String(lua.create_string(&**s)?),
+        Value::Array(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, push(lua, item, array_mt, true)?)?;
+            }
+            t.set_metatable(Some(array_mt.clone()))?;
+            LuaValue::Table(t)
+        }
+        Value::Object(map) => {
+            let t = lua.create_table_with_capacity(0, map.len())?;
+            for (k, v) in map.iter() {
+                t.raw_set(&**k, push(lua, v, array_mt, false)?)?;
+            }
+            LuaValue::Table(t)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(lua: &Lua, code: &str) -> Result<Value, ConvertError> {
+        let v: LuaValue = lua.load(code).eval().unwrap();
+        from_lua(lua, &v)
+    }
+
+    fn lua() -> Lua {
+        let lua = Lua::new();
+        lua.globals().set("null", lua.null()).unwrap();
+        lua.globals().set("array_mt", lua.array_metatable()).unwrap();
+        lua
+    }
+
+    #[test]
+    fn converts_scalars_lists_and_objects() {
+        let lua = lua();
+        let v = eval(&lua, r#"return {a = 1, b = 2.5, c = "x", d = {true, false}, e = {}, f = null}"#).unwrap();
+        assert_eq!(v.to_json(), r#"{"a":1,"b":2.5,"c":"x","d":[true,false],"e":{},"f":null}"#);
+        let v = eval(&lua, "return setmetatable({}, array_mt)").unwrap();
+        assert_eq!(v.to_json(), "[]");
+        let v = eval(&lua, "return {1, null, 3}").unwrap();
+        assert_eq!(v.to_json(), "[1,null,3]");
+    }
+
+    #[test]
+    fn refuses_what_json_cannot_hold_and_says_where() {
+        let lua = lua();
+        for (code, at, reason) in [
+            ("return {a = {1, 2, x = 3}}", "$.a", "mixes list items"),
+            ("return {a = {b = print}}", "$.a.b", "function has no JSON form"),
+            ("return {list = {1, {0/0}}}", "$.list[1][0]", "not a JSON number"),
+            ("return {[true] = 1}", "$", "boolean key"),
+            ("return {[1] = 1, [5] = 2}", "$", "gap"),
+            ("return {s = '\\xff'}", "$.s", "UTF-8"),
+        ] {
+            let err = eval(&lua, code).unwrap_err();
+            assert_eq!(err.at, at, "{code}: {err}");
+            assert!(err.reason.contains(reason), "{code}: {err}");
+        }
+        let err = eval(&lua, "local t = {} t.self = t return t").unwrap_err();
+        assert!(err.reason.contains("cycle"), "{err}");
+    }
+
+    #[test]
+    fn round_trips_values_through_lua() {
+        let lua = lua();
+        let original = crate::value::from_json(r#"{"a":[1,null,{"b":[]}],"c":{},"d":1.5,"e":"ü"}"#).unwrap();
+        let back = from_lua(&lua, &to_lua(&lua, &original).unwrap()).unwrap();
+        assert_eq!(back.to_json(), original.to_json());
+    }
+}

@@ -1,0 +1,230 @@
+//! Loading blueprints: a Lua module that returns one, a JSON file, or a table handed to
+//! `swarm.compile`. Every failure names the file and, where there is one, the line.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use mlua::{Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value as LuaValue};
+
+use super::convert::{from_lua, to_lua};
+use super::{SOURCES_KEY, compiler_for, lua_error_message};
+use crate::blueprint::compile::{CompileErrors, CompiledBlueprint};
+use crate::blueprint::{Blueprint, Location, SourceMap};
+use crate::value::Value;
+use crate::worker::rust_fn::RustFnRegistry;
+
+/// Why a file or table did not yield a blueprint.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}:{line}:{column}: {message}")]
+    Json { path: String, line: usize, column: usize, message: String },
+    /// A Lua syntax or runtime error; the message carries `file:line` already.
+    #[error("{0}")]
+    Lua(String),
+    /// The value is not shaped like a blueprint.
+    #[error("{origin}: {message}")]
+    Shape { origin: String, message: String },
+}
+
+/// Loads the blueprint in `path`: JSON by extension, otherwise a Lua module returning one.
+pub fn load_file(lua: &Lua, path: &Path) -> Result<Blueprint, LoadError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: shown.clone(), source })?;
+    let mut bp = if path.extension().is_some_and(|e| e == "json") {
+        Blueprint::from_json(&text).map_err(|e| LoadError::Json {
+            path: shown.clone(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
+        })?
+    } else {
+        add_module_dir(lua, path).map_err(|e| LoadError::Lua(lua_error_message(&e)))?;
+        let value: LuaValue = lua
+            .load(text.as_str())
+            .set_name(format!("@{shown}"))
+            .call(())
+            .map_err(|e| LoadError::Lua(lua_error_message(&e)))?;
+        blueprint_from_lua(lua, value, &shown)?
+    };
+    bp.sources.file = Some(shown);
+    Ok(bp)
+}
+
+/// `require` looks beside the blueprint file first.
+fn add_module_dir(lua: &Lua, path: &Path) -> mlua::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.display().to_string(),
+        _ => ".".to_string(),
+    };
+    let package: Table = lua.globals().get("package")?;
+    let current: String = package.get("path")?;
+    let ours = format!("{dir}/?.lua;{dir}/?/init.lua;");
+    if !current.starts_with(&ours) {
+        package.set("path", format!("{ours}{current}"))?;
+    }
+    Ok(())
+}
+
+/// Turns a table (built by `swarm.blueprint` or written by hand) into a [`Blueprint`].
+/// `origin` names where it came from in errors.
+pub fn blueprint_from_lua(lua: &Lua, value: LuaValue, origin: &str) -> Result<Blueprint, LoadError> {
+    let shape = |message: String| LoadError::Shape { origin: origin.to_string(), message };
+    let LuaValue::Table(table) = value else {
+        return Err(shape(format!("expected a blueprint table (swarm.blueprint{{...}}), got {}", value.type_name())));
+    };
+    let lua_err = |e: mlua::Error| LoadError::Lua(lua_error_message(&e));
+    let swarm: Table = lua.globals().get::<Table>("package").and_then(|p| p.get::<Table>("loaded")).map_err(lua_err)?;
+    let swarm: Table = swarm.get("swarm").map_err(lua_err)?;
+    let normalize: Function = swarm.get("blueprint").map_err(lua_err)?;
+    let built: Table = normalize.call(table).map_err(lua_err)?;
+    let sources_of: Function = lua.named_registry_value(SOURCES_KEY).map_err(lua_err)?;
+    let sites: Option<Table> = sources_of.call(&built).map_err(lua_err)?;
+
+    let data = from_lua(lua, &LuaValue::Table(built)).map_err(|e| shape(e.to_string()))?;
+    let json = serde_json::Value::from(&data);
+    let mut bp: Blueprint = serde_json::from_value(json).map_err(|e| shape(format!("not a valid blueprint: {e}")))?;
+    if let Some(sites) = sites {
+        bp.sources = source_map(&sites).map_err(lua_err)?;
+    }
+    Ok(bp)
+}
+
+fn source_map(sites: &Table) -> mlua::Result<SourceMap> {
+    let mut nodes = HashMap::new();
+    if let Some(t) = sites.get::<Option<Table>>("nodes")? {
+        for pair in t.pairs::<String, String>() {
+            let (pointer, site) = pair?;
+            if let Some(loc) = parse_site(&site) {
+                nodes.insert(pointer, loc);
+            }
+        }
+    }
+    let mut agents = Vec::new();
+    if let Some(t) = sites.get::<Option<Table>>("agents")? {
+        for pair in t.pairs::<usize, String>() {
+            let (index, site) = pair?;
+            if index >= 1 {
+                if agents.len() < index {
+                    agents.resize(index, None);
+                }
+                agents[index - 1] = parse_site(&site);
+            }
+        }
+    }
+    Ok(SourceMap {
+        file: None,
+        blueprint: sites.get::<Option<String>>("blueprint")?.as_deref().and_then(parse_site),
+        agents,
+        nodes,
+    })
+}
+
+fn parse_site(site: &str) -> Option<Location> {
+    let (file, line) = site.rsplit_once(':')?;
+    Some(Location { file: file.to_string(), line: line.parse().ok()? })
+}
+
+/// A compiled blueprint as Lua sees it.
+pub struct LuaCompiled(pub Rc<CompiledBlueprint>);
+
+impl UserData for LuaCompiled {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("id", |_, this| Ok(this.0.blueprint.id.clone()));
+        fields.add_field_method_get("agents", |lua, this| {
+            let names: Vec<Value> = this.0.agent_names().into_iter().map(Value::from).collect();
+            to_lua(lua, &Value::array(names))
+        });
+        fields.add_field_method_get("warnings", |lua, this| {
+            let warnings: Vec<Value> = this.0.warnings.iter().map(|w| Value::from(w.to_string())).collect();
+            to_lua(lua, &Value::array(warnings))
+        });
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("to_json", |_, this, ()| Ok(this.0.blueprint.to_json_pretty()));
+        methods.add_meta_method("__tostring", |_, this, ()| Ok(format!("swarm.Compiled({})", this.0.blueprint.id)));
+    }
+}
+
+/// Installs `swarm.compile(bp)`: returns the compiled blueprint or raises a structured error
+/// table `{kind, message, agent?, step?, pointer?, file?, line?, errors = {...}}`.
+pub(super) fn install_compile(lua: &Lua, swarm: &Table, rust_fns: Rc<RustFnRegistry>) -> mlua::Result<()> {
+    let native = lua.create_function(move |lua, value: LuaValue| {
+        if let LuaValue::UserData(ud) = &value
+            && ud.is::<LuaCompiled>()
+        {
+            return Ok((Some(value), None));
+        }
+        let origin = caller_file(lua);
+        let bp = match blueprint_from_lua(lua, value, &origin) {
+            Ok(bp) => bp,
+            Err(e) => return Ok((None, Some(load_error_table(lua, &e)?))),
+        };
+        match compiler_for(lua, rust_fns.clone()).compile(Rc::new(bp), None) {
+            Ok(compiled) => Ok((Some(LuaValue::UserData(lua.create_userdata(LuaCompiled(Rc::new(compiled)))?)), None)),
+            Err(errors) => Ok((None, Some(compile_error_table(lua, &errors)?))),
+        }
+    })?;
+    let wrapper: Function = lua
+        .load(
+            "local native = ...
+             return function(bp)
+               local compiled, err = native(bp)
+               if compiled == nil then error(err, 2) end
+               return compiled
+             end",
+        )
+        .set_name("@[swarm]/compile.lua")
+        .call(native)?;
+    swarm.set("compile", wrapper)
+}
+
+fn caller_file(lua: &Lua) -> String {
+    lua.inspect_stack(2, |d| d.source().short_src.map(|s| s.into_owned()))
+        .flatten()
+        .unwrap_or_else(|| "swarm.compile".into())
+}
+
+fn error_metatable(lua: &Lua) -> mlua::Result<Table> {
+    let mt = lua.create_table()?;
+    mt.set("__name", "swarm.CompileError")?;
+    mt.set("__tostring", lua.create_function(|_, t: Table| t.get::<String>("text"))?)?;
+    Ok(mt)
+}
+
+fn compile_error_table(lua: &Lua, errors: &CompileErrors) -> mlua::Result<Table> {
+    let mt = error_metatable(lua)?;
+    let one = |e: &crate::blueprint::compile::CompileError| -> mlua::Result<Table> {
+        let t = lua.create_table()?;
+        t.set("kind", e.kind.name())?;
+        t.set("message", e.message.as_str())?;
+        t.set("agent", e.agent.as_deref())?;
+        t.set("step", e.step.as_deref())?;
+        t.set("pointer", e.pointer.as_deref())?;
+        t.set("file", e.location.as_ref().map(|l| l.file.as_str()).or(e.file.as_deref()))?;
+        t.set("line", e.location.as_ref().map(|l| l.line))?;
+        t.set("text", e.to_string())?;
+        t.set_metatable(Some(mt.clone()))?;
+        Ok(t)
+    };
+    let top = one(errors.first())?;
+    let all = lua.create_table()?;
+    for e in &errors.0 {
+        all.raw_push(one(e)?)?;
+    }
+    top.set("errors", all)?;
+    top.set("text", errors.to_string())?;
+    Ok(top)
+}
+
+fn load_error_table(lua: &Lua, e: &LoadError) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("kind", "invalid_blueprint")?;
+    t.set("message", e.to_string())?;
+    t.set("text", e.to_string())?;
+    t.set_metatable(Some(error_metatable(lua)?))?;
+    Ok(t)
+}

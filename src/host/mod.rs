@@ -1,0 +1,97 @@
+//! The host VM: a Lua 5.4 state with the `swarm` module preloaded, and what it needs to turn
+//! the modules scripts write into blueprints.
+
+pub mod convert;
+pub mod load;
+mod module;
+
+use std::path::Path;
+use std::rc::Rc;
+
+use mlua::{Function, Lua, Table};
+
+use crate::blueprint::compile::Compiler;
+use crate::worker::lua_agent::{FunctionLookup, LuaAgentFactory};
+use crate::worker::operator::OperatorFactory;
+use crate::worker::rust_fn::{RustFnFactory, RustFnRegistry};
+use crate::worker::subprocess::SubprocessFactory;
+
+pub use load::LoadError;
+
+/// Registry key of the table holding inline agent functions by id.
+const FUNCTIONS_KEY: &str = "swarm.functions";
+/// Registry key of the Lua function that reports a built blueprint's source sites.
+const SOURCES_KEY: &str = "swarm.sources_of";
+
+/// A Lua VM with the `swarm` module, and the registries its blueprints compile against.
+pub struct Host {
+    lua: Lua,
+    rust_fns: Rc<RustFnRegistry>,
+}
+
+impl Host {
+    /// A fresh VM with `require("swarm")` available.
+    pub fn new() -> mlua::Result<Host> {
+        let lua = Lua::new();
+        let host = Host { lua, rust_fns: Rc::new(RustFnRegistry::default()) };
+        module::install(&host.lua, host.rust_fns.clone())?;
+        Ok(host)
+    }
+
+    pub fn lua(&self) -> &Lua {
+        &self.lua
+    }
+
+    /// The `swarm` module table.
+    pub fn swarm(&self) -> mlua::Result<Table> {
+        self.lua.globals().get::<Table>("package")?.get::<Table>("loaded")?.get("swarm")
+    }
+
+    /// A compiler whose factories know this VM's inline functions and Rust agents.
+    pub fn compiler(&self) -> Compiler {
+        compiler_for(&self.lua, self.rust_fns.clone())
+    }
+
+    /// A compiler for blueprints that did not come from this VM (JSON files): an inline
+    /// function reference cannot be resolved there, so it is a warning, not an error.
+    pub fn detached_compiler(&self) -> Compiler {
+        compiler_with(None, self.rust_fns.clone())
+    }
+
+    /// Loads a blueprint file (a Lua module or JSON).
+    pub fn load_file(&self, path: &Path) -> Result<crate::blueprint::Blueprint, LoadError> {
+        load::load_file(&self.lua, path)
+    }
+}
+
+/// The compiler for a VM: every built-in agent kind, with `lua` agents resolved in `lua`.
+pub(crate) fn compiler_for(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> Compiler {
+    let functions: Option<Table> = lua.named_registry_value(FUNCTIONS_KEY).ok();
+    let lookup = functions.map(|t| {
+        let lookup: FunctionLookup =
+            Rc::new(move |id: &str| t.raw_get::<Option<Function>>(id).ok().flatten().is_some());
+        lookup
+    });
+    compiler_with(lookup, rust_fns)
+}
+
+fn compiler_with(lookup: Option<FunctionLookup>, rust_fns: Rc<RustFnRegistry>) -> Compiler {
+    let mut compiler = Compiler::new();
+    compiler
+        .register("lua", LuaAgentFactory { functions: lookup })
+        .register("rust_fn", RustFnFactory { registry: rust_fns })
+        .register("subprocess", SubprocessFactory)
+        .register("operator", OperatorFactory);
+    compiler
+}
+
+/// The message of a Lua error without mlua's wrapping or the traceback: what a person needs.
+pub fn lua_error_message(err: &mlua::Error) -> String {
+    match err {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(message) => message.clone(),
+        mlua::Error::CallbackError { cause, .. } => lua_error_message(cause),
+        mlua::Error::WithContext { cause, .. } => lua_error_message(cause),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,141 @@
+//! Builds the `swarm` module: the Lua half (`lua/*.lua`, embedded) over a table of natives.
+
+use std::rc::Rc;
+
+use mlua::{Function, Lua, LuaSerdeExt, MultiValue, Table, Value as LuaValue};
+
+use super::convert::{from_lua, to_lua};
+use super::{FUNCTIONS_KEY, SOURCES_KEY};
+use crate::flow::Path;
+use crate::value::from_json;
+use crate::worker::rust_fn::RustFnRegistry;
+
+const FLOW_LUA: &str = include_str!("../../lua/flow.lua");
+const BLUEPRINT_LUA: &str = include_str!("../../lua/blueprint.lua");
+
+/// Embedded chunks are named under this prefix, so `site()` can skip their frames.
+const CHUNK_PREFIX: &str = "@[swarm]/";
+
+/// Installs `swarm` into `package.loaded`, so `require("swarm")` finds it.
+pub(super) fn install(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> mlua::Result<()> {
+    let functions = lua.create_table()?;
+    lua.set_named_registry_value(FUNCTIONS_KEY, &functions)?;
+
+    let native = natives(lua, functions)?;
+    let (flow, node_sites, is_node): (Table, Table, Function) =
+        lua.load(FLOW_LUA).set_name(format!("{CHUNK_PREFIX}flow.lua")).call(&native)?;
+    let (blueprint, sources_of): (Function, Function) = lua
+        .load(BLUEPRINT_LUA)
+        .set_name(format!("{CHUNK_PREFIX}blueprint.lua"))
+        .call((&native, node_sites, is_node))?;
+    lua.set_named_registry_value(SOURCES_KEY, sources_of)?;
+
+    let swarm = lua.create_table()?;
+    swarm.set("flow", flow)?;
+    swarm.set(
+        "blueprint",
+        lua.create_function(move |lua, spec: LuaValue| blueprint.call::<LuaValue>((spec, caller_site(lua))))?,
+    )?;
+    swarm.set("null", lua.null())?;
+    swarm.set("array", lua.create_function(|lua, t: Option<Table>| make_array(lua, t))?)?;
+    swarm.set("json", json_table(lua)?)?;
+    super::load::install_compile(lua, &swarm, rust_fns)?;
+
+    let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
+    loaded.set("swarm", swarm)?;
+    Ok(())
+}
+
+fn make_array(lua: &Lua, t: Option<Table>) -> mlua::Result<Table> {
+    let t = match t {
+        Some(t) => t,
+        None => lua.create_table()?,
+    };
+    t.set_metatable(Some(lua.array_metatable()))?;
+    Ok(t)
+}
+
+/// Functions only the embedded Lua half uses.
+fn natives(lua: &Lua, functions: Table) -> mlua::Result<Table> {
+    let native = lua.create_table()?;
+    native.set("array_mt", lua.array_metatable())?;
+    native.set("null", lua.null())?;
+    native.set(
+        "canonical_path",
+        lua.create_function(|_, text: String| {
+            Ok(match text.parse::<Path>() {
+                Ok(path) => (Some(path.to_string()), None),
+                Err(e) => (None, Some(e.to_string())),
+            })
+        })?,
+    )?;
+    native.set("key_path", lua.create_function(|_, key: String| Ok(Path::root().key(&key).to_string()))?)?;
+    native.set("site", lua.create_function(|lua, ()| Ok(caller_site(lua)))?)?;
+    native.set(
+        "fn_site",
+        lua.create_function(|_, f: Function| {
+            let info = f.info();
+            Ok(match (info.source, info.line_defined) {
+                (Some(source), Some(line)) if info.what == "Lua" => Some(format!("{}:{line}", source_name(&source))),
+                _ => None,
+            })
+        })?,
+    )?;
+    native.set("register_fn", lua.create_function(move |_, (id, f): (String, Function)| functions.raw_set(id, f))?)?;
+    Ok(native)
+}
+
+/// `file:line` of the innermost Lua frame outside the embedded `swarm` chunks.
+fn caller_site(lua: &Lua) -> Option<String> {
+    for level in 1.. {
+        let frame = lua.inspect_stack(level, |d| {
+            let source = d.source();
+            let what = source.what;
+            let name = source.source.map(|s| s.into_owned());
+            (what, name, d.current_line())
+        })?;
+        match frame {
+            (_, Some(source), _) if source.starts_with(CHUNK_PREFIX) => continue,
+            ("Lua" | "main", Some(source), Some(line)) => return Some(format!("{}:{line}", source_name(&source))),
+            _ => continue,
+        }
+    }
+    None
+}
+
+/// A chunk's name as a person reads it: a file path without the `@`.
+fn source_name(source: &str) -> &str {
+    source.strip_prefix('@').or_else(|| source.strip_prefix('=')).unwrap_or("[string]")
+}
+
+/// `swarm.json.encode(value [, {pretty = true}])` and `swarm.json.decode(text)`.
+fn json_table(lua: &Lua) -> mlua::Result<Table> {
+    let json = lua.create_table()?;
+    json.set(
+        "encode",
+        lua.create_function(|lua, (value, opts): (LuaValue, Option<Table>)| {
+            let value = from_lua(lua, &value).map_err(mlua::Error::external)?;
+            let pretty = match opts {
+                Some(t) => t.get::<Option<bool>>("pretty")?.unwrap_or(false),
+                None => false,
+            };
+            if pretty {
+                serde_json::to_string_pretty(&value).map_err(mlua::Error::external)
+            } else {
+                Ok(value.to_json())
+            }
+        })?,
+    )?;
+    json.set(
+        "decode",
+        lua.create_function(|lua, text: mlua::LuaString| {
+            let text = text.to_str()?;
+            match from_json(&text) {
+                Ok(v) => Ok(MultiValue::from_iter([to_lua(lua, &v)?])),
+                Err(e) => Err(mlua::Error::runtime(format!("swarm.json.decode: {e}"))),
+            }
+        })?,
+    )?;
+    json.set("null", lua.null())?;
+    Ok(json)
+}

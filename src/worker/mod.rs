@@ -1,0 +1,83 @@
+//! Workers: what runs one attempt of a task. Each agent kind has a [`SpawnerFactory`] that
+//! checks the agent's spec when the blueprint compiles and builds the [`Spawner`] the engine
+//! calls for every attempt.
+
+pub mod lua_agent;
+pub mod operator;
+pub mod rust_fn;
+pub mod spec;
+pub mod subprocess;
+
+use std::path::Path;
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+
+use crate::blueprint::{AgentDef, Blueprint};
+use crate::value::Value;
+
+/// One attempt of a task, as the worker sees it.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub task_id: Rc<str>,
+    pub attempt: u32,
+    pub agent: Rc<str>,
+    pub input: Value,
+}
+
+/// How an attempt that did not fail ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    Pass(Value),
+    Blocked(Value),
+}
+
+/// An attempt that failed: a message and, when there is one, the value that goes with it.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct WorkerError {
+    pub message: String,
+    pub value: Option<Value>,
+}
+
+impl WorkerError {
+    pub fn new(message: impl Into<String>) -> WorkerError {
+        WorkerError { message: message.into(), value: None }
+    }
+}
+
+/// The outcome of one attempt.
+pub type WorkerResult = Result<Verdict, WorkerError>;
+
+/// Runs attempts for one agent. Dropping the returned future cancels the attempt.
+pub trait Spawner {
+    fn spawn(&self, job: Job) -> LocalBoxFuture<'static, WorkerResult>;
+}
+
+/// What a factory may look at while building a spawner.
+pub struct BuildContext<'a> {
+    pub blueprint: &'a Blueprint,
+    /// The directory relative paths in specs resolve against (the blueprint file's).
+    pub base_dir: Option<&'a Path>,
+    /// Non-fatal findings, reported by `swarm check` and kept on the compiled blueprint.
+    pub warnings: Vec<String>,
+}
+
+/// Builds spawners for one agent kind.
+pub trait SpawnerFactory {
+    /// Checks `agent.spec` and builds its spawner; `Err` is the `invalid_spec` message.
+    fn build(&self, agent: &AgentDef, hint: Option<&Value>, cx: &mut BuildContext) -> Result<Rc<dyn Spawner>, String>;
+}
+
+/// The spawner of an agent kind whose backend this build cannot run yet: its spec is checked
+/// at compile time, and every attempt fails saying so.
+pub struct UnavailableSpawner {
+    pub what: &'static str,
+}
+
+impl Spawner for UnavailableSpawner {
+    fn spawn(&self, job: Job) -> LocalBoxFuture<'static, WorkerResult> {
+        let message = format!("agent '{}': {} agents cannot run in this build yet", job.agent, self.what);
+        Box::pin(async move { Err(WorkerError::new(message)) })
+    }
+}
