@@ -307,12 +307,35 @@ impl Serialize for PathExpr {
     }
 }
 
+/// Reads the wire form, and also a bare path string, which is what a hand-written Lua table
+/// naturally holds; either way it prints back as the wire form.
 impl<'de> Deserialize<'de> for PathExpr {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PathExpr, D::Error> {
-        let wire = PathExprWire::deserialize(d).map_err(|e| {
-            serde::de::Error::custom(format!("expected a path expression {{\"op\":\"path\",\"at\":\"$...\"}}: {e}"))
-        })?;
-        Ok(PathExpr(wire.at))
+        struct PathExprVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for PathExprVisitor {
+            type Value = PathExpr;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a path expression {"op":"path","at":"$..."}"#)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<PathExpr, E> {
+                text.parse().map(PathExpr).map_err(E::custom)
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PathExpr, A::Error> {
+                let wire =
+                    PathExprWire::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map_err(|e| {
+                        serde::de::Error::custom(format!(
+                            r#"expected a path expression {{"op":"path","at":"$..."}}: {e}"#
+                        ))
+                    })?;
+                Ok(PathExpr(wire.at))
+            }
+        }
+
+        d.deserialize_any(PathExprVisitor)
     }
 }
 
@@ -381,12 +404,19 @@ mod tests {
     }
 
     #[test]
-    fn path_positions_must_be_path_expressions() {
-        let bad = r#"{"kind":"assign","at":"$.y","value":{"op":"lit","value":1}}"#;
-        let err = serde_json::from_str::<Node>(bad).unwrap_err().to_string();
-        assert!(err.contains("expected a path expression"), "{err}");
-        let bad = r#"{"kind":"assign","at":{"op":"lit","at":"$.y"},"value":{"op":"lit","value":1}}"#;
-        assert!(serde_json::from_str::<Node>(bad).is_err());
+    fn path_positions_take_path_expressions_or_bare_path_strings() {
+        let bare = r#"{"kind":"assign","at":"$[\"y\"]","value":{"op":"lit","value":1}}"#;
+        let node: Node = serde_json::from_str(bare).unwrap();
+        let canonical = r#"{"kind":"assign","at":{"op":"path","at":"$.y"},"value":{"op":"lit","value":1}}"#;
+        assert_eq!(serde_json::to_string(&node).unwrap(), canonical);
+        for bad in [
+            r#"{"kind":"assign","at":{"op":"lit","at":"$.y"},"value":{"op":"lit","value":1}}"#,
+            r#"{"kind":"assign","at":"y","value":{"op":"lit","value":1}}"#,
+            r#"{"kind":"assign","at":3,"value":{"op":"lit","value":1}}"#,
+        ] {
+            let err = serde_json::from_str::<Node>(bad).unwrap_err().to_string();
+            assert!(err.contains("path"), "{bad}: {err}");
+        }
     }
 
     #[test]

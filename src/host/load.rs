@@ -79,7 +79,12 @@ pub fn blueprint_from_lua(lua: &Lua, value: LuaValue, origin: &str) -> Result<Bl
     let swarm: Table = lua.globals().get::<Table>("package").and_then(|p| p.get::<Table>("loaded")).map_err(lua_err)?;
     let swarm: Table = swarm.get("swarm").map_err(lua_err)?;
     let normalize: Function = swarm.get("blueprint").map_err(lua_err)?;
-    let built: Table = normalize.call(table).map_err(lua_err)?;
+    // Errors raised here name the script line that built the offending part; when the host
+    // itself normalizes a returned table there is no such line, so name the origin.
+    let built: Table = normalize.call(table).map_err(|e| {
+        let message = lua_error_message(&e);
+        if message.starts_with(origin) { LoadError::Lua(message) } else { shape(message) }
+    })?;
     let sources_of: Function = lua.named_registry_value(SOURCES_KEY).map_err(lua_err)?;
     let sites: Option<Table> = sources_of.call(&built).map_err(lua_err)?;
 

@@ -85,11 +85,16 @@ fn compiler_with(lookup: Option<FunctionLookup>, rust_fns: Rc<RustFnRegistry>) -
     compiler
 }
 
+/// mlua appends Lua's traceback to runtime errors; people need the first line, not the stack.
+fn without_traceback(message: &str) -> &str {
+    message.split("\nstack traceback:").next().unwrap_or(message)
+}
+
 /// The message of a Lua error without mlua's wrapping or the traceback: what a person needs.
 pub fn lua_error_message(err: &mlua::Error) -> String {
     match err {
         mlua::Error::SyntaxError { message, .. } => message.clone(),
-        mlua::Error::RuntimeError(message) => message.clone(),
+        mlua::Error::RuntimeError(message) => without_traceback(message).to_string(),
         mlua::Error::CallbackError { cause, .. } => lua_error_message(cause),
         mlua::Error::WithContext { cause, .. } => lua_error_message(cause),
         other => other.to_string(),
