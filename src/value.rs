@@ -4,17 +4,18 @@
 //! copy only the containers they touch (`Arc::make_mut`). That is what lets fanout lanes
 //! and `try` snapshots take a copy of the whole ctx for free, and lets a step write its
 //! output in place instead of cloning the ctx (the peer's evaluator grows quadratically
-//! there). Object keys are kept sorted, so encoding is canonical.
+//! there). Objects are hash maps, so a step's write costs the same with ten keys or a
+//! hundred thousand; keys are sorted when a value is encoded, so JSON output is canonical.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
-/// An object: sorted keys, shared values.
-pub type Map = BTreeMap<Arc<str>, Value>;
+/// An object. Iteration order is arbitrary; encoding sorts the keys.
+pub type Map = HashMap<Arc<str>, Value>;
 
 /// A JSON value with cheaply shared containers.
 #[derive(Clone, Debug, Default)]
@@ -264,8 +265,10 @@ impl Serialize for Value {
                 seq.end()
             }
             Value::Object(map) => {
-                let mut out = s.serialize_map(Some(map.len()))?;
-                for (k, v) in map.iter() {
+                let mut entries: Vec<(&Arc<str>, &Value)> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut out = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
                     out.serialize_entry(&**k, v)?;
                 }
                 out.end()
@@ -337,7 +340,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
-        let mut map = Map::new();
+        let mut map = Map::with_capacity(access.size_hint().unwrap_or(0).min(4096));
         while let Some(key) = access.next_key::<String>()? {
             let value = access.next_value()?;
             map.insert(key.into(), value);

@@ -122,7 +122,7 @@ fn table(t: &Table, array_mt: &Table, depth: usize) -> Result<Value, Failure> {
         (n, true) if n == len => list(t, len, array_mt, depth),
         (_, true) => Err(Failure::new("the list has holes (nil items); use swarm.null for a null item")),
         (_, false) => {
-            let key = map.keys().next().map(|k| k.to_string()).unwrap_or_default();
+            let key = map.keys().min().map(|k| k.to_string()).unwrap_or_default();
             Err(Failure::new(format!("the table mixes list items with keys (such as '{key}')")))
         }
     }

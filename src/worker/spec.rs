@@ -79,26 +79,31 @@ impl<'a> SpecReader<'a> {
     pub fn string_map(&mut self, key: &'static str) -> Result<Vec<(String, String)>, String> {
         match self.get(key) {
             None => Ok(Vec::new()),
-            Some(Value::Object(m)) => m
-                .iter()
-                .map(|(k, v)| match v {
-                    Value::String(s) => Ok((k.to_string(), s.to_string())),
-                    other => Err(format!("`{key}.{k}` must be a string, got {}", other.type_name())),
-                })
-                .collect(),
+            Some(Value::Object(m)) => {
+                let mut pairs = m
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Value::String(s) => Ok((k.to_string(), s.to_string())),
+                        other => Err(format!("`{key}.{k}` must be a string, got {}", other.type_name())),
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                pairs.sort();
+                Ok(pairs)
+            }
             Some(other) => Err(format!("`{key}` must be a table of strings, got {}", other.type_name())),
         }
     }
 
-    /// Fails on the first field no reader asked for.
+    /// Fails on the first (by name) field no reader asked for.
     pub fn finish(self) -> Result<(), String> {
-        for key in self.map.keys() {
-            if !self.seen.contains(&&**key) {
+        let unknown = self.map.keys().filter(|k| !self.seen.contains(&&***k)).min();
+        match unknown {
+            None => Ok(()),
+            Some(key) => {
                 let mut known = self.seen.clone();
                 known.sort_unstable();
-                return Err(format!("unknown field `{key}` (known: {})", known.join(", ")));
+                Err(format!("unknown field `{key}` (known: {})", known.join(", ")))
             }
         }
-        Ok(())
     }
 }
