@@ -4,6 +4,7 @@
 pub mod blueprint;
 pub mod cli;
 pub mod flow;
+pub mod gate;
 pub mod host;
 pub mod value;
 pub mod worker;

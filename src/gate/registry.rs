@@ -1,0 +1,473 @@
+//! The server side of tokens: minting, the per-token records (uses, revocation, task binding,
+//! spawn depth) and the full verification.
+//!
+//! The registry is single-threaded (`&mut self`, no locks): it belongs to the engine, which
+//! owns it on one thread.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+use super::token::{hex_into, hex_str};
+use super::{CapToken, Gate, Role, SigningKey, Verb};
+
+/// Why a token was refused. Each variant is one error kind of DESIGN §6.
+///
+/// Messages never hold the token, its nonce or its signature; callers that need to say which
+/// token failed log [`CapToken::fingerprint`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The signature is not this registry's MAC of the token: forged, tampered or foreign.
+    #[error("token signature does not verify")]
+    BadSignature,
+    /// The reason is ours (what was wrong), never an excerpt of the input.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// `now >= expire_at`.
+    #[error("token has expired")]
+    Expired,
+    /// The gate does not allow the token's role this verb.
+    #[error("role `{role}` may not call `{verb}`")]
+    RoleViolation { role: Role, verb: Verb },
+    /// Validly signed, but the registry holds no record of it.
+    #[error("token is not known here: not minted by this registry, or already forgotten")]
+    UnknownToken,
+    #[error("token has been revoked")]
+    Revoked,
+    /// `max_uses` successful verifications have been made already.
+    #[error("token has no uses left")]
+    UsesExhausted,
+    /// The token is bound to a task other than the one the verb acts on.
+    #[error("token is bound to another task")]
+    TaskMismatch,
+    /// `depth` is the depth the new sub-task would have (the token's task depth + 1).
+    #[error("spawn depth {depth} reaches the limit of {max}")]
+    DepthExceeded { depth: u32, max: u32 },
+}
+
+impl TokenError {
+    /// The error kind's stable name, as in DESIGN §6.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Malformed(_) => "malformed",
+            TokenError::Expired => "expired",
+            TokenError::RoleViolation { .. } => "role_violation",
+            TokenError::UnknownToken => "unknown_token",
+            TokenError::Revoked => "revoked",
+            TokenError::UsesExhausted => "uses_exhausted",
+            TokenError::TaskMismatch => "task_mismatch",
+            TokenError::DepthExceeded { .. } => "depth_exceeded",
+        }
+    }
+}
+
+/// What a new token grants. Build one with [`Grant::new`] and the `with_*` methods, or literally.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    /// The agent (or operator, observer, senior) the token speaks for.
+    pub agent_id: String,
+    /// Free-form scope names, carried in the token (`"*"` by convention).
+    pub scopes: Vec<String>,
+    /// Lifetime in milliseconds from minting; `None` never expires (`expire_at = u64::MAX`).
+    /// `Some(0)` makes a token that is already expired.
+    pub ttl_ms: Option<u64>,
+    /// `None` is unlimited.
+    pub max_uses: Option<u64>,
+    /// The task the token is bound to (worker tokens): verifying it for another task fails.
+    pub task: Option<String>,
+    /// The spawn depth of that task (0 for a top-level task).
+    pub depth: u32,
+}
+
+impl Grant {
+    /// A grant with no scopes, no expiry, unlimited uses, no task binding, depth 0.
+    pub fn new(role: Role, agent_id: impl Into<String>) -> Grant {
+        Grant {
+            role,
+            agent_id: agent_id.into(),
+            scopes: Vec::new(),
+            ttl_ms: None,
+            max_uses: None,
+            task: None,
+            depth: 0,
+        }
+    }
+
+    /// Sets the scopes.
+    pub fn with_scopes(mut self, scopes: impl IntoIterator<Item = impl Into<String>>) -> Grant {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Expires the token `ttl_ms` milliseconds after minting.
+    pub fn with_ttl_ms(mut self, ttl_ms: u64) -> Grant {
+        self.ttl_ms = Some(ttl_ms);
+        self
+    }
+
+    /// Limits the token to `max_uses` successful verifications (1 = one-time).
+    pub fn with_max_uses(mut self, max_uses: u64) -> Grant {
+        self.max_uses = Some(max_uses);
+        self
+    }
+
+    /// Binds the token to `task`, whose spawn depth is `depth`.
+    pub fn for_task(mut self, task: impl Into<String>, depth: u32) -> Grant {
+        self.task = Some(task.into());
+        self.depth = depth;
+        self
+    }
+}
+
+/// What the caller of a verb knows about the call, for the checks after the record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerifyContext<'a> {
+    /// The task the verb acts on. A token bound to a task may act only on that one; `None`
+    /// skips the check (verbs such as `start_task` act on no existing task).
+    pub task: Option<&'a str>,
+    /// The engine's spawn-depth limit, when the verb starts a sub-task; `None` skips the check.
+    pub max_depth: Option<u32>,
+}
+
+/// A token that passed verification: who is calling, and the record's binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The token's `agent_id`, `role` and `scopes`, now trusted.
+    pub agent_id: String,
+    pub role: Role,
+    pub scopes: Vec<String>,
+    /// The task the token is bound to, if any.
+    pub task: Option<String>,
+    /// The spawn depth of that task.
+    pub depth: u32,
+    /// The token's fingerprint, for logs.
+    pub fingerprint: String,
+}
+
+/// The server-side state of one minted token. Counters live here, not in the token, so a token
+/// never changes after it is signed and a copy cannot reset its own use count.
+#[derive(Clone, Debug)]
+struct Record {
+    uses: u64,
+    max_uses: Option<u64>,
+    revoked: bool,
+    task: Option<String>,
+    depth: u32,
+    /// Kept so `purge_expired` can drop the record without the token.
+    expire_at: u64,
+}
+
+/// The SHA-256 of a nonce: the record key. The raw nonce is never a key, so a dump or a debug
+/// print of the map holds nothing that, with a signature, would make a token.
+type RecordKey = [u8; 32];
+
+fn record_key(nonce: &str) -> RecordKey {
+    Sha256::digest(nonce.as_bytes()).into()
+}
+
+/// Mints tokens and verifies them against the gate and their records.
+pub struct TokenRegistry {
+    key: SigningKey,
+    gate: Gate,
+    records: HashMap<RecordKey, Record>,
+}
+
+impl TokenRegistry {
+    /// A registry with no records, signing with `key` and checking verbs against `gate`.
+    pub fn new(key: SigningKey, gate: Gate) -> TokenRegistry {
+        TokenRegistry { key, gate, records: HashMap::new() }
+    }
+
+    /// The role × verb table in force.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Replaces or edits the role × verb table; it applies to every later verification,
+    /// including of tokens already minted.
+    pub fn gate_mut(&mut self) -> &mut Gate {
+        &mut self.gate
+    }
+
+    /// Makes, signs and records a token for `grant`, issued at `now_ms`.
+    ///
+    /// On the per-attempt hot path, so it draws no randomness: the nonce is the process's random
+    /// salt plus a process-wide counter (see `next_nonce`).
+    pub fn mint(&mut self, grant: Grant, now_ms: u64) -> CapToken {
+        let Grant { role, agent_id, scopes, ttl_ms, max_uses, task, depth } = grant;
+        let expire_at = ttl_ms.map_or(u64::MAX, |ttl| now_ms.saturating_add(ttl));
+        let mut token = CapToken {
+            agent_id,
+            role,
+            scopes,
+            issued_at: now_ms,
+            expire_at,
+            max_uses,
+            nonce: next_nonce(),
+            sig: String::with_capacity(64),
+        };
+        token.sign(&self.key);
+        let record = Record { uses: 0, max_uses, revoked: false, task, depth, expire_at };
+        self.records.insert(record_key(&token.nonce), record);
+        token
+    }
+
+    /// Decodes `token` (the transport form) and verifies it; see [`TokenRegistry::verify_token`].
+    pub fn verify(
+        &mut self,
+        token: &str,
+        verb: Verb,
+        ctx: VerifyContext<'_>,
+        now_ms: u64,
+    ) -> Result<Verified, TokenError> {
+        let token = CapToken::decode(token)?;
+        self.verify_token(&token, verb, ctx, now_ms)
+    }
+
+    /// Verifies an already decoded token for `verb`. The checks run in DESIGN §6's order, so the
+    /// error names the first one that fails: signature, expiry, role × verb, the record
+    /// (unknown, revoked, uses exhausted), task binding, spawn depth. Only a verification that
+    /// passes every check counts as a use.
+    pub fn verify_token(
+        &mut self,
+        token: &CapToken,
+        verb: Verb,
+        ctx: VerifyContext<'_>,
+        now_ms: u64,
+    ) -> Result<Verified, TokenError> {
+        if !token.signature_valid(&self.key) {
+            return Err(TokenError::BadSignature);
+        }
+        if now_ms >= token.expire_at {
+            return Err(TokenError::Expired);
+        }
+        if !self.gate.allows(token.role, verb) {
+            return Err(TokenError::RoleViolation { role: token.role, verb });
+        }
+        let record = self.records.get_mut(&record_key(&token.nonce)).ok_or(TokenError::UnknownToken)?;
+        if record.revoked {
+            return Err(TokenError::Revoked);
+        }
+        if record.max_uses.is_some_and(|max| record.uses >= max) {
+            return Err(TokenError::UsesExhausted);
+        }
+        if let (Some(bound), Some(asked)) = (&record.task, ctx.task)
+            && bound != asked
+        {
+            return Err(TokenError::TaskMismatch);
+        }
+        if let Some(max) = ctx.max_depth {
+            let child = record.depth.saturating_add(1);
+            if child >= max {
+                return Err(TokenError::DepthExceeded { depth: child, max });
+            }
+        }
+        record.uses += 1;
+        Ok(Verified {
+            agent_id: token.agent_id.clone(),
+            role: token.role,
+            scopes: token.scopes.clone(),
+            task: record.task.clone(),
+            depth: record.depth,
+            fingerprint: token.fingerprint(),
+        })
+    }
+
+    /// Revokes a token given in transport form. The record stays, marked revoked, until it
+    /// expires and is purged (or is forgotten), so the token keeps failing as `revoked` rather
+    /// than `unknown_token`. Only a token this registry signed can be revoked: without the
+    /// signature check anyone who guessed a nonce could revoke someone else's token.
+    pub fn revoke(&mut self, token: &str) -> Result<(), TokenError> {
+        self.revoke_token(&CapToken::decode(token)?)
+    }
+
+    /// [`TokenRegistry::revoke`] for an already decoded token.
+    pub fn revoke_token(&mut self, token: &CapToken) -> Result<(), TokenError> {
+        if !token.signature_valid(&self.key) {
+            return Err(TokenError::BadSignature);
+        }
+        let record = self.records.get_mut(&record_key(&token.nonce)).ok_or(TokenError::UnknownToken)?;
+        record.revoked = true;
+        Ok(())
+    }
+
+    /// Drops a token's record; it verifies as `unknown_token` from then on. The engine calls this
+    /// when an attempt ends, so records do not pile up. It takes the engine's own decoded token
+    /// and checks no signature: it trusts its caller. Returns whether there was a record.
+    pub fn forget(&mut self, token: &CapToken) -> bool {
+        self.records.remove(&record_key(&token.nonce)).is_some()
+    }
+
+    /// Drops the records of tokens expired at `now_ms`; returns how many.
+    pub fn purge_expired(&mut self, now_ms: u64) -> usize {
+        let before = self.records.len();
+        self.records.retain(|_, record| now_ms < record.expire_at);
+        before - self.records.len()
+    }
+
+    /// How many records the registry holds (live, revoked or used up, not yet purged).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the registry holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// Shows the gate and the record count; keys and records are of no use in a debug print.
+impl fmt::Debug for TokenRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRegistry").field("gate", &self.gate).field("records", &self.records.len()).finish()
+    }
+}
+
+/// A fresh nonce: 32 lowercase hex characters, a per-process random salt then a counter.
+///
+/// Unforgeability comes from the signature, so the nonce needs only to be unique: the counter
+/// makes it unique within the process (across registries too, which may share a key), and the
+/// salt across processes that share a secret through `SWARM_TOKEN_SECRET`. One RNG read per
+/// process instead of one per mint keeps minting free of syscalls.
+fn next_nonce() -> String {
+    static SALT: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let salt = *SALT.get_or_init(|| getrandom::u64().unwrap_or_else(|_| fallback_salt()));
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut raw = [0u8; 16];
+    raw[..8].copy_from_slice(&salt.to_be_bytes());
+    raw[8..].copy_from_slice(&count.to_be_bytes());
+    let mut hex = [0u8; 32];
+    hex_into(&raw, &mut hex);
+    hex_str(&hex).to_owned()
+}
+
+/// A salt for the (practically impossible) case that the OS RNG fails: the salt only separates
+/// processes, and the clock and pid do that well enough; refusing to mint would stop the engine.
+fn fallback_salt() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> TokenRegistry {
+        TokenRegistry::new(SigningKey::new(b"unit-test-secret").unwrap(), Gate::default())
+    }
+
+    #[test]
+    fn kinds_are_the_design_names() {
+        let all = [
+            (TokenError::BadSignature, "bad_signature"),
+            (TokenError::Malformed("x".into()), "malformed"),
+            (TokenError::Expired, "expired"),
+            (TokenError::RoleViolation { role: Role::Worker, verb: Verb::AnswerQuery }, "role_violation"),
+            (TokenError::UnknownToken, "unknown_token"),
+            (TokenError::Revoked, "revoked"),
+            (TokenError::UsesExhausted, "uses_exhausted"),
+            (TokenError::TaskMismatch, "task_mismatch"),
+            (TokenError::DepthExceeded { depth: 3, max: 3 }, "depth_exceeded"),
+        ];
+        for (err, kind) in all {
+            assert_eq!(err.kind(), kind);
+        }
+        assert_eq!(
+            TokenError::RoleViolation { role: Role::Worker, verb: Verb::AnswerQuery }.to_string(),
+            "role `worker` may not call `answer_query`"
+        );
+        assert_eq!(TokenError::DepthExceeded { depth: 3, max: 3 }.to_string(), "spawn depth 3 reaches the limit of 3");
+    }
+
+    #[test]
+    fn nonces_are_unique_hex_with_a_shared_salt() {
+        let a = next_nonce();
+        let b = next_nonce();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+        assert_eq!(a[..16], b[..16], "one salt per process");
+    }
+
+    #[test]
+    fn mint_fills_times_and_records_the_grant() {
+        let mut reg = registry();
+        let t = reg.mint(Grant::new(Role::Worker, "coder").with_ttl_ms(500).with_max_uses(2).for_task("t1", 1), 1_000);
+        assert_eq!((t.issued_at, t.expire_at, t.max_uses), (1_000, 1_500, Some(2)));
+        assert!(t.signature_valid(&SigningKey::new(b"unit-test-secret").unwrap()));
+        assert_eq!(reg.len(), 1);
+        let record = &reg.records[&record_key(&t.nonce)];
+        assert_eq!((record.uses, record.task.as_deref(), record.depth, record.expire_at), (0, Some("t1"), 1, 1_500));
+        let forever = reg.mint(Grant::new(Role::Operator, "op"), 1_000);
+        assert_eq!(forever.expire_at, u64::MAX);
+        assert_eq!(forever.max_uses, None);
+        // A huge ttl saturates rather than wrapping into the past.
+        let huge = reg.mint(Grant::new(Role::Operator, "op").with_ttl_ms(u64::MAX), 1_000);
+        assert_eq!(huge.expire_at, u64::MAX);
+    }
+
+    #[test]
+    fn records_are_keyed_by_a_digest_not_the_nonce() {
+        let mut reg = registry();
+        let t = reg.mint(Grant::new(Role::Worker, "coder"), 0);
+        let key = reg.records.keys().next().unwrap();
+        let mut hex = [0u8; 64];
+        hex_into(key, &mut hex);
+        assert_ne!(key.as_slice(), t.nonce.as_bytes());
+        assert!(!hex_str(&hex).contains(&t.nonce));
+    }
+
+    #[test]
+    fn failed_checks_do_not_count_a_use() {
+        let mut reg = registry();
+        let t = reg.mint(Grant::new(Role::Worker, "coder").with_max_uses(1).for_task("t1", 0), 0);
+        let other = VerifyContext { task: Some("t2"), max_depth: None };
+        assert_eq!(reg.verify_token(&t, Verb::PostResult, other, 1), Err(TokenError::TaskMismatch));
+        let deep = VerifyContext { task: None, max_depth: Some(1) };
+        assert!(matches!(reg.verify_token(&t, Verb::StartTask, deep, 1), Err(TokenError::DepthExceeded { .. })));
+        assert_eq!(reg.records[&record_key(&t.nonce)].uses, 0);
+        reg.verify_token(&t, Verb::PostResult, VerifyContext::default(), 1).unwrap();
+        assert_eq!(reg.records[&record_key(&t.nonce)].uses, 1);
+    }
+
+    #[test]
+    fn purge_drops_exactly_the_expired_records() {
+        let mut reg = registry();
+        reg.mint(Grant::new(Role::Worker, "a").with_ttl_ms(10), 0);
+        reg.mint(Grant::new(Role::Worker, "b").with_ttl_ms(20), 0);
+        reg.mint(Grant::new(Role::Operator, "op"), 0);
+        assert_eq!(reg.purge_expired(9), 0);
+        assert_eq!(reg.purge_expired(10), 1);
+        assert_eq!(reg.len(), 2);
+        assert_eq!(reg.purge_expired(u64::MAX - 1), 1);
+        assert_eq!(reg.len(), 1, "a token that never expires is never purged");
+    }
+
+    #[test]
+    fn forget_reports_whether_there_was_a_record() {
+        let mut reg = registry();
+        let t = reg.mint(Grant::new(Role::Worker, "a"), 0);
+        assert!(reg.forget(&t));
+        assert!(!reg.forget(&t));
+        assert!(reg.is_empty());
+    }
+
+    #[test]
+    fn gate_changes_apply_to_minted_tokens() {
+        let mut reg = registry();
+        let t = reg.mint(Grant::new(Role::Observer, "watcher"), 0);
+        assert!(reg.verify_token(&t, Verb::ReadTrace, VerifyContext::default(), 1).is_ok());
+        reg.gate_mut().set(Role::Observer, Verb::ReadTrace, false);
+        assert_eq!(
+            reg.verify_token(&t, Verb::ReadTrace, VerifyContext::default(), 1),
+            Err(TokenError::RoleViolation { role: Role::Observer, verb: Verb::ReadTrace })
+        );
+        assert!(format!("{reg:?}").contains("records: 1"));
+    }
+}
