@@ -3,6 +3,7 @@
 
 pub mod blueprint;
 pub mod cli;
+pub mod engine;
 pub mod flow;
 pub mod gate;
 pub mod host;

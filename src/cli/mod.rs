@@ -4,6 +4,7 @@
 mod check;
 mod compile;
 mod graph;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,6 +36,17 @@ enum Command {
         /// A Lua module returning a blueprint, or a JSON blueprint.
         file: PathBuf,
     },
+    /// Run a blueprint: the final ctx as JSON on stdout, progress on stderr.
+    Run {
+        /// A Lua module returning a blueprint, or a JSON blueprint.
+        file: PathBuf,
+        /// The initial ctx: a JSON object, or @path to a file holding one.
+        #[arg(long)]
+        input: Option<String>,
+        /// Stream every engine event to stderr in this format.
+        #[arg(long, value_enum)]
+        events: Option<run::EventsFormat>,
+    },
     /// Draw a blueprint's flow as a Mermaid or Graphviz diagram.
     Graph {
         /// A Lua module returning a blueprint, or a JSON blueprint.
@@ -61,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Check { file } => check::run(&file),
         Command::Compile { file } => compile::run(&file),
         Command::Graph { file, format } => graph::run(&file, format),
+        Command::Run { file, input, events } => run::run(&file, input.as_deref(), events),
     };
     ExitCode::from(code)
 }

@@ -154,23 +154,42 @@ impl UserData for LuaCompiled {
     }
 }
 
+/// The `rust_fn` agents of a VM, kept in its app data so every native can compile.
+pub(super) struct RustFns(pub Rc<RustFnRegistry>);
+
+/// Compiles a blueprint table (or passes a compiled one through); a failure comes back as the
+/// structured error table to raise.
+pub(super) fn compile_value(lua: &Lua, value: LuaValue) -> mlua::Result<Result<Rc<CompiledBlueprint>, Table>> {
+    if let LuaValue::UserData(ud) = &value
+        && let Ok(compiled) = ud.borrow::<LuaCompiled>()
+    {
+        return Ok(Ok(compiled.0.clone()));
+    }
+    let origin = caller_file(lua);
+    let bp = match blueprint_from_lua(lua, value, &origin) {
+        Ok(bp) => bp,
+        Err(e) => return Ok(Err(load_error_table(lua, &e)?)),
+    };
+    let rust_fns = lua.app_data_ref::<RustFns>().map(|r| r.0.clone()).unwrap_or_default();
+    match compiler_for(lua, rust_fns).compile(Rc::new(bp), None) {
+        Ok(compiled) => Ok(Ok(Rc::new(compiled))),
+        Err(errors) => Ok(Err(compile_error_table(lua, &errors)?)),
+    }
+}
+
 /// Installs `swarm.compile(bp)`: returns the compiled blueprint or raises a structured error
 /// table `{kind, message, agent?, step?, pointer?, file?, line?, errors = {...}}`.
 pub(super) fn install_compile(lua: &Lua, swarm: &Table, rust_fns: Rc<RustFnRegistry>) -> mlua::Result<()> {
+    lua.set_app_data(RustFns(rust_fns));
     let native = lua.create_function(move |lua, value: LuaValue| {
         if let LuaValue::UserData(ud) = &value
             && ud.is::<LuaCompiled>()
         {
             return Ok((Some(value), None));
         }
-        let origin = caller_file(lua);
-        let bp = match blueprint_from_lua(lua, value, &origin) {
-            Ok(bp) => bp,
-            Err(e) => return Ok((None, Some(load_error_table(lua, &e)?))),
-        };
-        match compiler_for(lua, rust_fns.clone()).compile(Rc::new(bp), None) {
-            Ok(compiled) => Ok((Some(LuaValue::UserData(lua.create_userdata(LuaCompiled(Rc::new(compiled)))?)), None)),
-            Err(errors) => Ok((None, Some(compile_error_table(lua, &errors)?))),
+        match compile_value(lua, value)? {
+            Ok(compiled) => Ok((Some(LuaValue::UserData(lua.create_userdata(LuaCompiled(compiled))?)), None)),
+            Err(error) => Ok((None, Some(error))),
         }
     })?;
     let wrapper: Function = lua

@@ -1,7 +1,10 @@
 //! The host VM: a Lua 5.4 state with the `swarm` module preloaded, and what it needs to turn
 //! the modules scripts write into blueprints.
 
+pub mod agent_api;
 pub mod convert;
+pub mod engine_api;
+mod gate_api;
 pub mod load;
 mod module;
 
@@ -11,10 +14,12 @@ use std::rc::Rc;
 use mlua::{Function, Lua, Table};
 
 use crate::blueprint::compile::Compiler;
+use crate::worker::Spawner;
 use crate::worker::lua_agent::{FunctionLookup, LuaAgentFactory};
 use crate::worker::operator::OperatorFactory;
 use crate::worker::rust_fn::{RustFnFactory, RustFnRegistry};
 use crate::worker::subprocess::SubprocessFactory;
+use agent_api::LuaFnSpawner;
 
 pub use load::LoadError;
 
@@ -67,9 +72,13 @@ impl Host {
 /// The compiler for a VM: every built-in agent kind, with `lua` agents resolved in `lua`.
 pub(crate) fn compiler_for(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> Compiler {
     let functions: Option<Table> = lua.named_registry_value(FUNCTIONS_KEY).ok();
+    let weak = lua.weak();
     let lookup = functions.map(|t| {
-        let lookup: FunctionLookup =
-            Rc::new(move |id: &str| t.raw_get::<Option<Function>>(id).ok().flatten().is_some());
+        let lookup: FunctionLookup = Rc::new(move |id: &str| {
+            let func = t.raw_get::<Option<Function>>(id).ok().flatten()?;
+            let spawner: Rc<dyn Spawner> = Rc::new(LuaFnSpawner { lua: weak.clone(), func });
+            Some(spawner)
+        });
         lookup
     });
     compiler_with(lookup, rust_fns)

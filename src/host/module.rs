@@ -12,6 +12,7 @@ use crate::worker::rust_fn::RustFnRegistry;
 
 const FLOW_LUA: &str = include_str!("../../lua/flow.lua");
 const BLUEPRINT_LUA: &str = include_str!("../../lua/blueprint.lua");
+const ENGINE_LUA: &str = include_str!("../../lua/engine.lua");
 
 /// Embedded chunks are named under this prefix, so `site()` can skip their frames.
 const CHUNK_PREFIX: &str = "@[swarm]/";
@@ -40,6 +41,11 @@ pub(super) fn install(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> mlua::Result<(
     swarm.set("array", lua.create_function(|lua, t: Option<Table>| make_array(lua, t))?)?;
     swarm.set("json", json_table(lua)?)?;
     super::load::install_compile(lua, &swarm, rust_fns)?;
+    super::agent_api::install(lua, &swarm)?;
+    super::gate_api::install(lua, &swarm, &crate::gate::Gate::default())?;
+    let engine_native = lua.create_table()?;
+    super::engine_api::install(lua, &engine_native)?;
+    lua.load(ENGINE_LUA).set_name(format!("{CHUNK_PREFIX}engine.lua")).call::<()>((engine_native, &swarm))?;
 
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("swarm", swarm)?;

@@ -9,8 +9,8 @@ use super::{BuildContext, Spawner, SpawnerFactory, UnavailableSpawner};
 use crate::blueprint::AgentDef;
 use crate::value::Value;
 
-/// Answers whether the host VM holds a function under an id.
-pub type FunctionLookup = Rc<dyn Fn(&str) -> bool>;
+/// Builds the spawner for the inline function registered under an id, if the host VM has one.
+pub type FunctionLookup = Rc<dyn Fn(&str) -> Option<Rc<dyn Spawner>>>;
 
 /// Checks `lua` specs. Without a function lookup (checking a JSON file, no host VM), a `fn`
 /// reference cannot be resolved and becomes a warning rather than an error.
@@ -29,17 +29,16 @@ impl SpawnerFactory for LuaAgentFactory {
         }
         if let Some(id) = spec.string("fn")? {
             spec.finish()?;
-            match &self.functions {
-                Some(lookup) if !lookup(id) => {
-                    return Err(format!("no function '{id}' is registered in the host VM"));
+            return match &self.functions {
+                Some(lookup) => lookup(id).ok_or_else(|| format!("no function '{id}' is registered in the host VM")),
+                None => {
+                    cx.warnings.push(format!(
+                        "agent '{}' calls inline function '{id}', which only its Lua module can provide",
+                        agent.name
+                    ));
+                    Ok(Rc::new(UnavailableSpawner { what: "inline lua (its Lua module is not loaded)" }))
                 }
-                Some(_) => {}
-                None => cx.warnings.push(format!(
-                    "agent '{}' calls inline function '{id}', which only its Lua module can provide",
-                    agent.name
-                )),
-            }
-            return Ok(Rc::new(UnavailableSpawner { what: "inline lua" }));
+            };
         }
         if let Some(file) = spec.string("file")? {
             let path = cx.base_dir.map_or_else(|| file.into(), |dir| dir.join(file));

@@ -10,19 +10,33 @@ pub mod subprocess;
 
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures::future::LocalBoxFuture;
 
 use crate::blueprint::{AgentDef, Blueprint};
+use crate::flow::FlowError;
 use crate::value::Value;
 
 /// One attempt of a task, as the worker sees it.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Job {
-    pub task_id: Rc<str>,
+    pub task_id: Arc<str>,
     pub attempt: u32,
-    pub agent: Rc<str>,
+    pub agent: Arc<str>,
     pub input: Value,
+    /// What the worker may ask of the engine during the attempt.
+    pub host: Rc<dyn TaskHost>,
+}
+
+/// The engine, as a worker sees it during one attempt.
+pub trait TaskHost {
+    /// The attempt's worker token, encoded (for `task.token`, `SWARM_TOKEN`).
+    fn token(&self) -> String;
+    /// Publishes an output event (progress, partial, artifact, final) as `worker_output`.
+    fn emit(&self, output: Value);
+    /// Starts a sub-task on the same blueprint's agents and waits for its value.
+    fn dispatch(&self, agent: &str, input: Value) -> LocalBoxFuture<'static, Result<Value, FlowError>>;
 }
 
 /// How an attempt that did not fail ended.

@@ -1,0 +1,124 @@
+-- The engine as scripts use it: swarm.engine{...}, swarm.default_engine(), swarm.run, and
+-- the Engine and Run objects. Natives answer `ok, value_or_error`; these wrappers raise the
+-- structured error tables (`{kind, message, step?, value?, run_id?}`) that scripts catch.
+
+local native, swarm = ...
+
+---@class swarm.Run
+---@field id string
+local Run = {}
+Run.__index = Run
+Run.__name = "swarm.Run"
+
+--- Waits for the run; returns the final ctx or raises the run's error.
+---@return table ctx
+function Run:wait()
+  local ok, result = self._native:wait()
+  if not ok then
+    error(result, 2)
+  end
+  return result
+end
+
+--- Cancels the run: attempts in flight stop and their tasks become `cancelled`.
+function Run:cancel()
+  self._native:cancel()
+end
+
+--- Whether the run has ended.
+---@return boolean
+function Run:finished()
+  return self._native:finished()
+end
+
+function Run:__tostring()
+  return "swarm.Run(" .. self.id .. ")"
+end
+
+---@class swarm.Engine
+local Engine = {}
+Engine.__index = Engine
+Engine.__name = "swarm.Engine"
+
+local function wrap_engine(handle)
+  return setmetatable({ _native = handle }, Engine)
+end
+
+--- Starts a run of a blueprint (built or compiled) over `init` (default: an empty ctx).
+---@param bp table|userdata
+---@param init table?
+---@param opts {on_event: fun(event: table)}?
+---@return swarm.Run
+function Engine:start(bp, init, opts)
+  local ok, result = self._native:start(bp, init, opts)
+  if not ok then
+    error(result, 2)
+  end
+  return setmetatable({ id = result.id, _native = result }, Run)
+end
+
+--- Mints a token: `{role=, agent_id=, scopes=, ttl= (seconds), max_uses=, task=}`.
+---@param grant table
+---@return string token
+function Engine:mint(grant)
+  return self._native:mint(grant)
+end
+
+--- `true`, or `nil, err` with `err.kind` one of the token error kinds.
+---@return boolean|nil, table?
+function Engine:verify(token, verb, task_id)
+  local ok, err = self._native:verify(token, verb, task_id)
+  if ok then
+    return true
+  end
+  return nil, err
+end
+
+--- Revokes a token: `true`, or `nil, err`.
+function Engine:revoke(token)
+  local ok, err = self._native:revoke(token)
+  if ok then
+    return true
+  end
+  return nil, err
+end
+
+function Engine:__tostring()
+  return "swarm.Engine"
+end
+
+--- A new engine: `{token_secret=, max_spawn_depth=, state=}`.
+---@param opts table?
+---@return swarm.Engine
+function swarm.engine(opts)
+  return wrap_engine(native.engine(opts))
+end
+
+local default
+
+--- The VM's shared engine.
+---@return swarm.Engine
+function swarm.default_engine()
+  if default == nil then
+    default = wrap_engine(native.default_engine())
+  end
+  return default
+end
+
+--- Compiles, starts and waits: returns the final ctx or raises the run's error.
+---@param bp table|userdata
+---@param init table?
+---@param opts {on_event: fun(event: table)}?
+---@return table ctx
+function swarm.run(bp, init, opts)
+  local engine = swarm.default_engine()
+  local ok, run = engine._native:start(bp, init, opts)
+  if not ok then
+    error(run, 2)
+  end
+  local done, result = run:wait()
+  if not done then
+    error(result, 2)
+  end
+  return result
+end

@@ -1,0 +1,351 @@
+//! One attempt: mint the worker token, run the agent's spawner, and settle the attempt, while
+//! watching for the task being cancelled or handed a verdict from outside.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::future::LocalBoxFuture;
+
+use super::event::{AttemptStatus, EventKind};
+use super::ops::Auth;
+use super::run::Run;
+use super::task::{External, TaskState};
+use super::{Engine, EngineError, now_ms};
+use crate::flow::{ErrorKind, FlowError};
+use crate::gate::Role;
+use crate::gate::registry::Grant;
+use crate::gate::token::CapToken;
+use crate::value::Value;
+use crate::worker::{Job, Spawner, TaskHost, Verdict, WorkerResult};
+
+/// What `begin_attempt` hands back: the job for the worker and what settling it needs.
+struct AttemptStart {
+    job: Job,
+    spawner: Rc<dyn Spawner>,
+    token: Rc<CapToken>,
+    agent: Arc<str>,
+}
+
+/// How an attempt ended before its result is recorded.
+enum Ending {
+    Worker(WorkerResult),
+    External(External),
+    Cancelled,
+}
+
+/// Marks the attempt interrupted if its future is dropped before it settles (a timeout, or
+/// the step being abandoned); what that means is decided by whoever dropped it.
+struct AttemptGuard {
+    engine: Engine,
+    task_id: Arc<str>,
+    attempt: u32,
+    token: Rc<CapToken>,
+    armed: bool,
+}
+
+impl Drop for AttemptGuard {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(mut state) = self.engine.inner.state.try_borrow_mut() else {
+            tracing::warn!(task = %self.task_id, "attempt dropped while the engine state was busy");
+            return;
+        };
+        state.tokens.forget(&self.token);
+        if let Some(task) = state.tasks.get_mut(&*self.task_id) {
+            task.running = None;
+            task.interrupted = Some(self.attempt);
+        }
+    }
+}
+
+impl Engine {
+    /// Runs attempt `attempt` of `task_id`; the caller has been authorized.
+    pub(crate) async fn run_attempt(
+        &self,
+        run: &Rc<Run>,
+        task_id: &Arc<str>,
+        attempt: u32,
+    ) -> Result<Value, FlowError> {
+        self.hold_while_paused(run, task_id).await;
+        let AttemptStart { job, spawner, token, agent } = self.begin_attempt(run, task_id, attempt)?;
+        let started = Instant::now();
+        let mut guard =
+            AttemptGuard { engine: self.clone(), task_id: task_id.clone(), attempt, token: token.clone(), armed: true };
+        let mut signal = run.signal.subscribe();
+        let ending = {
+            let mut work = spawner.spawn(job);
+            loop {
+                if let Some(ending) = self.interruption(task_id) {
+                    break ending;
+                }
+                tokio::select! {
+                    biased;
+                    result = &mut work => break Ending::Worker(result),
+                    _ = signal.changed() => {}
+                }
+            }
+            // Leaving the block drops the worker's future: a cancelled or overridden attempt
+            // stops its worker here.
+        };
+        guard.armed = false;
+        self.finish_attempt(run, task_id, &agent, attempt, ending, started, &token)
+    }
+
+    /// Waits while a senior has paused dispatching, with the task `suspended` meanwhile.
+    async fn hold_while_paused(&self, run: &Run, task_id: &Arc<str>) {
+        if !*self.inner.paused.borrow() {
+            return;
+        }
+        self.suspend(run, task_id, "paused");
+        let mut paused = self.inner.paused.subscribe();
+        // The sender lives as long as the engine, which outlives this call.
+        let _ = paused.wait_for(|p| !*p).await;
+        self.resume(run, task_id);
+    }
+
+    fn begin_attempt(&self, run: &Rc<Run>, task_id: &Arc<str>, attempt: u32) -> Result<AttemptStart, FlowError> {
+        let mut state = self.inner.state.borrow_mut();
+        let state = &mut *state;
+        let task = state.tasks.get_mut(&**task_id).ok_or_else(|| cancelled_error(task_id))?;
+        if task.state.is_terminal() {
+            return Err(cancelled_error(task_id));
+        }
+        let spawner = run.compiled.route(&task.agent).cloned().ok_or_else(|| {
+            EngineError::NoRoute { agent: task.agent.to_string(), blueprint: run.compiled.blueprint.id.clone() }
+                .into_flow()
+                .with_step(&*task.agent)
+        })?;
+        let token = Rc::new(state.tokens.mint(
+            Grant {
+                role: Role::Worker,
+                agent_id: task.agent.to_string(),
+                scopes: Vec::new(),
+                ttl_ms: self.inner.config.worker_token_ttl_ms,
+                max_uses: None,
+                task: Some(task_id.to_string()),
+                depth: task.depth,
+            },
+            now_ms(),
+        ));
+        task.transition(TaskState::Running);
+        task.attempts = attempt;
+        task.running = Some(attempt);
+        task.interrupted = None;
+        task.external = None;
+        task.attempt_started = Some(Instant::now());
+        let agent = task.agent.clone();
+        let host = Rc::new(AttemptContext {
+            engine: self.clone(),
+            run: run.clone(),
+            task_id: task_id.clone(),
+            attempt,
+            token: token.clone(),
+        });
+        let job = Job { task_id: task_id.clone(), attempt, agent: agent.clone(), input: task.input.clone(), host };
+        self.publish(run.event(EventKind::AttemptStarted { task_id: task_id.clone(), agent: agent.clone(), attempt }));
+        Ok(AttemptStart { job, spawner, token, agent })
+    }
+
+    /// Whether the task was cancelled or handed a verdict since the attempt began.
+    fn interruption(&self, task_id: &str) -> Option<Ending> {
+        let mut state = self.inner.state.borrow_mut();
+        let task = state.tasks.get_mut(task_id)?;
+        if task.state == TaskState::Cancelled {
+            return Some(Ending::Cancelled);
+        }
+        task.external.take().map(Ending::External)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish_attempt(
+        &self,
+        run: &Run,
+        task_id: &Arc<str>,
+        agent: &Arc<str>,
+        attempt: u32,
+        ending: Ending,
+        started: Instant,
+        token: &CapToken,
+    ) -> Result<Value, FlowError> {
+        let mut state = self.inner.state.borrow_mut();
+        state.tokens.forget(token);
+        let cancelled = match state.tasks.get_mut(&**task_id) {
+            Some(task) => {
+                task.running = None;
+                task.state == TaskState::Cancelled
+            }
+            None => true,
+        };
+        let (status, result) = if cancelled {
+            (AttemptStatus::Cancelled, Err(cancelled_error(task_id)))
+        } else {
+            match ending {
+                Ending::Cancelled => (AttemptStatus::Cancelled, Err(cancelled_error(task_id))),
+                Ending::Worker(Ok(verdict)) | Ending::External(External::Verdict(verdict)) => verdict_result(verdict),
+                Ending::Worker(Err(e)) => {
+                    let mut err = FlowError::new(ErrorKind::Failed, e.message);
+                    err.value = e.value;
+                    (AttemptStatus::Failed, Err(err))
+                }
+                Ending::External(External::Failed(message)) => {
+                    (AttemptStatus::Failed, Err(FlowError::new(ErrorKind::Failed, message)))
+                }
+            }
+        };
+        if let Some(task) = state.tasks.get_mut(&**task_id) {
+            task.result = match &result {
+                Ok(v) => Some(v.clone()),
+                Err(e) => e.value.clone(),
+            };
+        }
+        drop(state);
+        self.publish(run.event(EventKind::AttemptFinished {
+            task_id: task_id.clone(),
+            agent: agent.clone(),
+            attempt,
+            status,
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            error: result.as_ref().err().map(|e| e.message.clone()),
+        }));
+        result.map_err(|e| e.with_step(&**agent))
+    }
+
+    /// The evaluator gave up on an interrupted attempt because of its step's timeout.
+    pub(crate) fn attempt_timed_out(&self, run: &Run, task_id: &Arc<str>, attempt: u32) {
+        let mut state = self.inner.state.borrow_mut();
+        let Some(task) = state.tasks.get_mut(&**task_id) else { return };
+        if task.interrupted != Some(attempt) {
+            return;
+        }
+        task.interrupted = None;
+        let elapsed_ms = task.attempt_started.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0);
+        let agent = task.agent.clone();
+        drop(state);
+        self.publish(run.event(EventKind::AttemptFinished {
+            task_id: task_id.clone(),
+            agent,
+            attempt,
+            status: AttemptStatus::Timeout,
+            elapsed_ms,
+            error: Some(format!("attempt {attempt} timed out")),
+        }));
+    }
+
+    /// A step was dropped before it settled: its task is cancelled.
+    pub(crate) fn abandon(&self, run: &Run, task_id: &Arc<str>) {
+        let Ok(mut state) = self.inner.state.try_borrow_mut() else {
+            tracing::warn!(task = %task_id, "step dropped while the engine state was busy");
+            return;
+        };
+        let Some(task) = state.tasks.get_mut(&**task_id) else { return };
+        let interrupted = task.interrupted.take();
+        let newly = task.transition(TaskState::Cancelled);
+        let agent = task.agent.clone();
+        let elapsed_ms = task.attempt_started.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0);
+        self.retire(&mut state, task_id);
+        drop(state);
+        if let Some(attempt) = interrupted {
+            self.publish(run.event(EventKind::AttemptFinished {
+                task_id: task_id.clone(),
+                agent,
+                attempt,
+                status: AttemptStatus::Cancelled,
+                elapsed_ms,
+                error: Some("cancelled".into()),
+            }));
+        }
+        if newly {
+            self.publish(run.event(EventKind::TaskCancelled { task_id: task_id.clone() }));
+        }
+    }
+
+    /// The evaluator is done with a step: record its final state and retire it.
+    pub(crate) fn settle(&self, task_id: &Arc<str>, outcome: &Result<Value, FlowError>) {
+        let mut state = self.inner.state.borrow_mut();
+        let Some(task) = state.tasks.get_mut(&**task_id) else { return };
+        let next = match outcome {
+            Ok(_) => TaskState::Pass,
+            Err(e) => match e.kind {
+                ErrorKind::Blocked => TaskState::Blocked,
+                ErrorKind::Timeout => TaskState::Timeout,
+                ErrorKind::Cancelled => TaskState::Cancelled,
+                ErrorKind::Failed | ErrorKind::Dispatch | ErrorKind::Eval => TaskState::Failed,
+            },
+        };
+        task.transition(next);
+        self.retire(&mut state, task_id);
+    }
+
+    pub(crate) fn suspend(&self, run: &Run, task_id: &Arc<str>, reason: &str) {
+        let moved = {
+            let mut state = self.inner.state.borrow_mut();
+            state.tasks.get_mut(&**task_id).is_some_and(|t| t.transition(TaskState::Suspended))
+        };
+        if moved {
+            self.publish(run.event(EventKind::TaskSuspended { task_id: task_id.clone(), reason: reason.into() }));
+        }
+    }
+
+    pub(crate) fn resume(&self, run: &Run, task_id: &Arc<str>) {
+        let moved = {
+            let mut state = self.inner.state.borrow_mut();
+            state
+                .tasks
+                .get_mut(&**task_id)
+                .is_some_and(|t| t.state == TaskState::Suspended && t.transition(TaskState::Running))
+        };
+        if moved {
+            self.publish(run.event(EventKind::TaskResumed { task_id: task_id.clone() }));
+        }
+    }
+}
+
+fn verdict_result(verdict: Verdict) -> (AttemptStatus, Result<Value, FlowError>) {
+    match verdict {
+        Verdict::Pass(v) => (AttemptStatus::Pass, Ok(v)),
+        Verdict::Blocked(v) => {
+            let message = format!("blocked: {}", v.preview(200));
+            (AttemptStatus::Blocked, Err(FlowError::new(ErrorKind::Blocked, message).with_value(v)))
+        }
+    }
+}
+
+fn cancelled_error(task_id: &str) -> FlowError {
+    FlowError::new(ErrorKind::Cancelled, format!("task '{task_id}' was cancelled"))
+}
+
+/// What a worker may do during its attempt: read its token, emit output events, and
+/// dispatch sub-tasks on its blueprint's agents (gated by its worker token).
+struct AttemptContext {
+    engine: Engine,
+    run: Rc<Run>,
+    task_id: Arc<str>,
+    attempt: u32,
+    token: Rc<CapToken>,
+}
+
+impl TaskHost for AttemptContext {
+    fn token(&self) -> String {
+        self.token.encode()
+    }
+
+    fn emit(&self, output: Value) {
+        // The attempt's own token was checked when it was minted; it is still live while the
+        // attempt runs, so this cannot be refused except by a gate that forbids emit_output.
+        if let Err(e) = self.engine.emit_output(Auth::Held(&self.token), &self.task_id, self.attempt, output) {
+            tracing::warn!(task = %self.task_id, "emit refused: {e}");
+        }
+    }
+
+    fn dispatch(&self, agent: &str, input: Value) -> LocalBoxFuture<'static, Result<Value, FlowError>> {
+        let engine = self.engine.clone();
+        let run = self.run.clone();
+        let parent = self.task_id.clone();
+        let token = self.token.clone();
+        let agent = agent.to_string();
+        Box::pin(async move { engine.sub_dispatch(&run, &parent, &token, &agent, input).await })
+    }
+}

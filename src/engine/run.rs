@@ -1,0 +1,210 @@
+//! Runs: one evaluation of a compiled blueprint's flow, driven on the host thread, with a
+//! handle to wait for it or cancel it.
+
+use std::cell::Cell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::watch;
+
+use super::dispatch::EngineDispatcher;
+use super::event::{Event, EventKind, RunStatus};
+use super::{Engine, now_ms};
+use crate::blueprint::compile::CompiledBlueprint;
+use crate::flow::{ErrorKind, Evaluator, Externs, FlowError};
+use crate::gate::Role;
+use crate::gate::registry::Grant;
+use crate::gate::token::CapToken;
+use crate::value::Value;
+
+/// A run in flight.
+pub(crate) struct Run {
+    pub id: Arc<str>,
+    pub compiled: Rc<CompiledBlueprint>,
+    pub externs: Rc<dyn Externs>,
+    /// The run's operator token: every step's `start_task` and `dispatch_attempt` present it.
+    pub op_token: CapToken,
+    seq: Cell<u64>,
+    next_task: Cell<u64>,
+    /// Bumped whenever a task of this run is cancelled or handed a verdict from outside, so
+    /// attempts waiting on their worker re-check their task (a generation counter: a bump
+    /// between a check and the wait is not lost).
+    pub signal: watch::Sender<u64>,
+    cancel: watch::Sender<bool>,
+}
+
+impl Run {
+    /// A new event of this run, with the next sequence number.
+    pub fn event(&self, kind: EventKind) -> Event {
+        let seq = self.seq.get() + 1;
+        self.seq.set(seq);
+        Event { run_id: self.id.clone(), seq, at_ms: now_ms(), kind }
+    }
+
+    pub fn next_task_id(&self) -> Arc<str> {
+        let n = self.next_task.get() + 1;
+        self.next_task.set(n);
+        format!("{}.{n}", self.id).into()
+    }
+
+    /// Wakes every attempt of this run to re-check its task.
+    pub fn poke(&self) {
+        self.signal.send_modify(|g| *g = g.wrapping_add(1));
+    }
+}
+
+/// How a run ended: its final (or partial) ctx, and the error if it failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOutcome {
+    pub run_id: Arc<str>,
+    pub status: RunStatus,
+    pub ctx: Value,
+    pub error: Option<FlowError>,
+}
+
+/// A started run.
+#[derive(Clone)]
+pub struct RunHandle {
+    pub id: Arc<str>,
+    run: Rc<Run>,
+    done: watch::Receiver<Option<RunOutcome>>,
+}
+
+impl RunHandle {
+    /// Waits for the run to end.
+    pub async fn wait(&self) -> RunOutcome {
+        let mut done = self.done.clone();
+        match done.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().expect("wait_for saw Some"),
+            // The driver always reports before it goes, even when it panics (see DoneGuard).
+            Err(_) => unreachable!("the run driver dropped its report"),
+        }
+    }
+
+    /// Cancels the run: in-flight attempts stop and their tasks become `cancelled`.
+    pub fn cancel(&self) {
+        self.run.cancel.send_replace(true);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.done.borrow().is_some()
+    }
+}
+
+static RUN_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A run id unlikely to repeat across processes (it names journal rows later).
+fn new_run_id() -> Arc<str> {
+    thread_local! {
+        static SALT: u64 = RandomState::new().build_hasher().finish();
+    }
+    let n = RUN_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mixed = SALT.with(|salt| splitmix(salt.wrapping_add(n)));
+    format!("r-{:012x}", mixed & 0xffff_ffff_ffff).into()
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Reports a run's end exactly once, even if the driver unwinds.
+struct DoneGuard {
+    engine: Engine,
+    run: Rc<Run>,
+    done: watch::Sender<Option<RunOutcome>>,
+}
+
+impl DoneGuard {
+    fn report(&self, outcome: RunOutcome) {
+        self.engine
+            .publish(self.run.event(EventKind::RunFinished { status: outcome.status, error: outcome.error.clone() }));
+        self.engine.end_run(&self.run);
+        self.done.send_replace(Some(outcome));
+    }
+}
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        if self.done.borrow().is_none() {
+            let error = FlowError::eval("the run driver stopped unexpectedly (an internal error)");
+            self.report(RunOutcome {
+                run_id: self.run.id.clone(),
+                status: RunStatus::Failed,
+                ctx: Value::Null,
+                error: Some(error),
+            });
+        }
+    }
+}
+
+impl Engine {
+    /// Starts evaluating `compiled`'s flow over `init`. Must be called inside a `LocalSet`.
+    pub fn start(&self, compiled: Rc<CompiledBlueprint>, init: Value, externs: Rc<dyn Externs>) -> RunHandle {
+        let id = new_run_id();
+        let op_token = self.mint(
+            Grant {
+                role: Role::Operator,
+                agent_id: format!("run:{id}"),
+                scopes: Vec::new(),
+                ttl_ms: None,
+                max_uses: None,
+                task: None,
+                depth: 0,
+            },
+            now_ms(),
+        );
+        let (signal, _) = watch::channel(0);
+        let (cancel, _) = watch::channel(false);
+        let run = Rc::new(Run {
+            id: id.clone(),
+            compiled,
+            externs,
+            op_token,
+            seq: Cell::new(0),
+            next_task: Cell::new(0),
+            signal,
+            cancel,
+        });
+        self.inner.state.borrow_mut().runs.insert(id.clone(), run.clone());
+        let (done, done_rx) = watch::channel(None);
+        let guard = DoneGuard { engine: self.clone(), run: run.clone(), done };
+        tokio::task::spawn_local(drive(guard, init));
+        RunHandle { id, run, done: done_rx }
+    }
+
+    /// Forgets a finished run's operator token and its entry.
+    fn end_run(&self, run: &Run) {
+        let mut state = self.inner.state.borrow_mut();
+        state.tokens.forget(&run.op_token);
+        state.runs.remove(&run.id);
+    }
+}
+
+async fn drive(guard: DoneGuard, init: Value) {
+    let engine = guard.engine.clone();
+    let run = guard.run.clone();
+    engine.publish(run.event(EventKind::RunStarted { blueprint: run.compiled.blueprint.id.as_str().into() }));
+    let mut ctx = init;
+    let result = {
+        let dispatcher = EngineDispatcher { engine: engine.clone(), run: run.clone() };
+        let evaluator = Evaluator::new(&dispatcher, &*run.externs);
+        let mut cancelled = run.cancel.subscribe();
+        tokio::select! {
+            result = evaluator.run(&run.compiled.blueprint.flow, &mut ctx) => result,
+            _ = cancelled.wait_for(|c| *c) => Err(FlowError::new(ErrorKind::Cancelled, "the run was cancelled")),
+        }
+        // Leaving this block drops the evaluation: steps still in flight cancel their tasks.
+    };
+    let status = match &result {
+        Ok(()) => RunStatus::Finished,
+        Err(e) if e.kind == ErrorKind::Cancelled && *run.cancel.borrow() => RunStatus::Cancelled,
+        Err(_) => RunStatus::Failed,
+    };
+    guard.report(RunOutcome { run_id: run.id.clone(), status, ctx, error: result.err() });
+}

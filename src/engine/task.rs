@@ -1,0 +1,151 @@
+//! Tasks: one per dispatched step (or sub-dispatch), each with attempts, and the state machine
+//! of DESIGN §6: `pending → running → pass | blocked | failed | timeout`, `running ⇄ suspended`,
+//! any non-terminal state → `cancelled`. A terminal state is never left again, so a late
+//! result cannot overwrite `cancelled`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::value::Value;
+use crate::worker::Verdict;
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    Pending,
+    Running,
+    Suspended,
+    Pass,
+    Blocked,
+    Failed,
+    Timeout,
+    Cancelled,
+}
+
+impl TaskState {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            TaskState::Pass | TaskState::Blocked | TaskState::Failed | TaskState::Timeout | TaskState::Cancelled
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Suspended => "suspended",
+            TaskState::Pass => "pass",
+            TaskState::Blocked => "blocked",
+            TaskState::Failed => "failed",
+            TaskState::Timeout => "timeout",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A verdict or failure handed to a running attempt from outside the worker (an operator's
+/// `mark_pass`, a senior's `override_verdict`, a worker's `post_result`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum External {
+    Verdict(Verdict),
+    Failed(String),
+}
+
+/// A live task.
+pub struct Task {
+    pub id: Arc<str>,
+    pub run_id: Arc<str>,
+    pub agent: Arc<str>,
+    pub input: Value,
+    pub state: TaskState,
+    pub depth: u32,
+    pub parent: Option<Arc<str>>,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// The attempt in flight, if any.
+    pub running: Option<u32>,
+    /// An attempt whose future was dropped before it finished; settled by a timeout report
+    /// or by the step being abandoned.
+    pub interrupted: Option<u32>,
+    pub external: Option<External>,
+    /// Directives injected by a senior; every later `fetch_prompt` sees them.
+    pub directives: Vec<Value>,
+    /// The last attempt's result, once there is one.
+    pub result: Option<Value>,
+    /// When the latest attempt started, for its elapsed time.
+    pub attempt_started: Option<Instant>,
+}
+
+impl Task {
+    /// Moves to `next` unless the task is already terminal; says whether it moved.
+    pub fn transition(&mut self, next: TaskState) -> bool {
+        if self.state.is_terminal() {
+            return false;
+        }
+        self.state = next;
+        true
+    }
+
+    pub fn snapshot(&self) -> TaskSnapshot {
+        TaskSnapshot {
+            id: self.id.clone(),
+            run_id: self.run_id.clone(),
+            agent: self.agent.clone(),
+            state: self.state,
+            attempts: self.attempts,
+            depth: self.depth,
+            parent: self.parent.clone(),
+            result: self.result.clone(),
+        }
+    }
+}
+
+/// What `read_task_state` and `poll_task` report.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TaskSnapshot {
+    pub id: Arc<str>,
+    pub run_id: Arc<str>,
+    pub agent: Arc<str>,
+    pub state: TaskState,
+    pub attempts: u32,
+    pub depth: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_states_are_never_left() {
+        let mut task = Task {
+            id: "t".into(),
+            run_id: "r".into(),
+            agent: "a".into(),
+            input: Value::Null,
+            state: TaskState::Pending,
+            depth: 0,
+            parent: None,
+            attempts: 0,
+            running: None,
+            interrupted: None,
+            external: None,
+            directives: Vec::new(),
+            result: None,
+            attempt_started: None,
+        };
+        assert!(task.transition(TaskState::Running));
+        assert!(task.transition(TaskState::Suspended));
+        assert!(task.transition(TaskState::Running));
+        assert!(task.transition(TaskState::Cancelled));
+        assert!(!task.transition(TaskState::Pass), "a late result must not overwrite cancelled");
+        assert_eq!(task.state, TaskState::Cancelled);
+    }
+}

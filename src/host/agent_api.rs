@@ -1,0 +1,164 @@
+//! What inline agents use: the `task` they receive, `swarm.sleep`, `swarm.block`,
+//! `swarm.extern` (pure functions for `call_extern`) and `swarm.bridge` (also `host.<name>`).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
+use mlua::{
+    AnyUserData, Function, Lua, MultiValue, Table, UserData, UserDataFields, UserDataMethods, Value as LuaValue,
+    WeakLua,
+};
+
+use super::convert::{from_lua, to_lua};
+use super::lua_error_message;
+use crate::flow::Externs;
+use crate::value::Value;
+use crate::worker::{Job, Spawner, TaskHost, Verdict, WorkerError, WorkerResult};
+
+/// Registry key of the metatable that marks `swarm.block(v)` results.
+const BLOCK_MT: &str = "swarm.block_mt";
+/// Registry key of the table of `swarm.extern` functions.
+const EXTERNS: &str = "swarm.externs";
+
+/// Installs `swarm.sleep`, `swarm.block`, `swarm.extern`, `swarm.bridge` and the `host` global.
+pub(super) fn install(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
+    swarm.set(
+        "sleep",
+        lua.create_async_function(|_, ms: f64| async move {
+            if !(ms >= 0.0 && ms.is_finite()) {
+                return Err(mlua::Error::runtime(format!("swarm.sleep: expected milliseconds >= 0, got {ms}")));
+            }
+            tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+            Ok(())
+        })?,
+    )?;
+
+    let block_mt = lua.create_table()?;
+    block_mt.set("__name", "swarm.Blocked")?;
+    lua.set_named_registry_value(BLOCK_MT, &block_mt)?;
+    swarm.set(
+        "block",
+        lua.create_function(move |lua, value: LuaValue| {
+            let t = lua.create_table()?;
+            t.set("value", value)?;
+            t.set_metatable(Some(block_mt.clone()))?;
+            Ok(t)
+        })?,
+    )?;
+
+    let externs = lua.create_table()?;
+    lua.set_named_registry_value(EXTERNS, &externs)?;
+    swarm.set("extern", lua.create_function(move |_, (name, f): (String, Function)| externs.raw_set(name, f))?)?;
+
+    let host = lua.create_table()?;
+    lua.globals().set("host", &host)?;
+    swarm.set("bridge", lua.create_function(move |_, (name, f): (String, Function)| host.raw_set(name, f))?)?;
+    Ok(())
+}
+
+/// The host VM's `swarm.extern` functions, for `call_extern`.
+pub struct LuaExterns {
+    lua: WeakLua,
+}
+
+impl LuaExterns {
+    pub fn new(lua: &Lua) -> LuaExterns {
+        LuaExterns { lua: lua.weak() }
+    }
+}
+
+impl Externs for LuaExterns {
+    fn call(&self, name: &str, args: &[Value]) -> Result<Value, String> {
+        let lua = self.lua.try_upgrade().ok_or("the Lua VM is gone")?;
+        let table: Table = lua.named_registry_value(EXTERNS).map_err(|e| e.to_string())?;
+        let f: Option<Function> = table.raw_get(name).map_err(|e| e.to_string())?;
+        let f = f.ok_or_else(|| format!("unknown extern '{name}' (register it with swarm.extern)"))?;
+        let args =
+            args.iter().map(|a| to_lua(&lua, a)).collect::<mlua::Result<MultiValue>>().map_err(|e| e.to_string())?;
+        let result: LuaValue = f.call(args).map_err(|e| lua_error_message(&e))?;
+        from_lua(&lua, &result).map_err(|e| e.to_string())
+    }
+}
+
+/// Runs an inline Lua function as a coroutine on the host VM.
+pub struct LuaFnSpawner {
+    pub lua: WeakLua,
+    pub func: Function,
+}
+
+impl Spawner for LuaFnSpawner {
+    fn spawn(&self, job: Job) -> LocalBoxFuture<'static, WorkerResult> {
+        let lua = self.lua.clone();
+        let func = self.func.clone();
+        Box::pin(async move {
+            let lua = lua.try_upgrade().ok_or_else(|| WorkerError::new("the Lua VM is gone"))?;
+            let fail = |e: mlua::Error| WorkerError::new(lua_error_message(&e));
+            let input = to_lua(&lua, &job.input).map_err(fail)?;
+            let task = lua.create_userdata(LuaTask { job }).map_err(fail)?;
+            let returned: LuaValue = func.call_async((input, task)).await.map_err(fail)?;
+            marshal(&lua, returned)
+        })
+    }
+}
+
+/// A returned value passes; `swarm.block(v)` blocks with `v`.
+fn marshal(lua: &Lua, returned: LuaValue) -> WorkerResult {
+    let bad = |e: crate::host::convert::ConvertError| WorkerError::new(format!("the agent returned {e}"));
+    if let LuaValue::Table(t) = &returned
+        && let Some(mt) = t.metatable()
+        && let Ok(block_mt) = lua.named_registry_value::<Table>(BLOCK_MT)
+        && mt.to_pointer() == block_mt.to_pointer()
+    {
+        let value: LuaValue = t.raw_get("value").map_err(|e| WorkerError::new(e.to_string()))?;
+        return Ok(Verdict::Blocked(from_lua(lua, &value).map_err(bad)?));
+    }
+    Ok(Verdict::Pass(from_lua(lua, &returned).map_err(bad)?))
+}
+
+/// The `task` an inline agent receives: `id`, `attempt`, `agent`, `token`, `emit(event)`
+/// and `task:dispatch(agent, input)`.
+struct LuaTask {
+    job: Job,
+}
+
+impl UserData for LuaTask {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("id", |_, this| Ok(this.job.task_id.to_string()));
+        fields.add_field_method_get("attempt", |_, this| Ok(this.job.attempt));
+        fields.add_field_method_get("agent", |_, this| Ok(this.job.agent.to_string()));
+        fields.add_field_method_get("token", |_, this| Ok(this.job.host.token()));
+        // `task.emit(event)` and `task:emit(event)` both work: a leading task is skipped.
+        fields.add_field_method_get("emit", |lua, this| {
+            let host: Rc<dyn TaskHost> = this.job.host.clone();
+            lua.create_function(move |lua, args: MultiValue| {
+                let mut args = args.into_iter();
+                let mut event = args.next().unwrap_or(LuaValue::Nil);
+                if let LuaValue::UserData(ud) = &event
+                    && ud.is::<LuaTask>()
+                {
+                    event = args.next().unwrap_or(LuaValue::Nil);
+                }
+                let value = from_lua(lua, &event).map_err(|e| mlua::Error::runtime(format!("task.emit: {e}")))?;
+                host.emit(value);
+                Ok(())
+            })
+        });
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_async_method("dispatch", |lua, this, (agent, input): (String, LuaValue)| async move {
+            let input = from_lua(&lua, &input).map_err(|e| mlua::Error::runtime(format!("task:dispatch: {e}")))?;
+            match this.job.host.dispatch(&agent, input).await {
+                Ok(v) => to_lua(&lua, &v),
+                Err(e) => Err(mlua::Error::runtime(format!("task:dispatch('{agent}'): {e}"))),
+            }
+        });
+        methods.add_meta_method("__tostring", |_, this, ()| Ok(format!("swarm.Task({})", this.job.task_id)));
+    }
+}
+
+/// Whether a userdata is an inline agent's task.
+pub fn is_task(ud: &AnyUserData) -> bool {
+    ud.is::<LuaTask>()
+}

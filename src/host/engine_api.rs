@@ -1,0 +1,289 @@
+//! What scripts see of the engine: `swarm.engine{...}`, `swarm.default_engine()`,
+//! `engine:start`, `run:wait`, `run:cancel`, `swarm.run`, `engine:mint/verify/revoke`.
+//!
+//! The natives return `ok, value_or_error` pairs; `lua/engine.lua` wraps them so failures
+//! raise structured error tables (a Rust callback can only raise strings).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use mlua::{Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value as LuaValue};
+use tokio::task::JoinHandle;
+
+use super::agent_api::LuaExterns;
+use super::convert::{from_lua, to_lua};
+use super::lua_error_message;
+use crate::blueprint::compile::CompiledBlueprint;
+use crate::engine::{Auth, Engine, EngineConfig, EngineError, Event, RunHandle, RunStatus, now_ms};
+use crate::flow::FlowError;
+use crate::gate::{Grant, Role, Verb};
+use crate::value::Value;
+
+/// The engine a VM uses when a script does not make its own.
+struct DefaultEngine(RefCell<Option<Engine>>);
+
+/// The VM's default engine, created on first use.
+pub fn default_engine(lua: &Lua) -> mlua::Result<Engine> {
+    if lua.app_data_ref::<DefaultEngine>().is_none() {
+        lua.set_app_data(DefaultEngine(RefCell::new(None)));
+    }
+    let slot = lua.app_data_ref::<DefaultEngine>().expect("just set");
+    let mut engine = slot.0.borrow_mut();
+    if engine.is_none() {
+        *engine = Some(Engine::new(EngineConfig::default()).map_err(mlua::Error::external)?);
+    }
+    Ok(engine.clone().expect("just created"))
+}
+
+/// Makes `engine` the VM's default engine (the CLI does this with its configured engine).
+pub fn set_default_engine(lua: &Lua, engine: Engine) {
+    lua.set_app_data(DefaultEngine(RefCell::new(Some(engine))));
+}
+
+/// An engine as a Lua value.
+pub struct LuaEngine(pub Engine);
+
+/// A started run as a Lua value.
+pub struct LuaRun {
+    handle: RunHandle,
+    /// The `on_event` pump; `wait` lets it drain before returning.
+    events: RefCell<Option<JoinHandle<()>>>,
+}
+
+pub(super) fn install(lua: &Lua, native: &Table) -> mlua::Result<()> {
+    native.set(
+        "engine",
+        lua.create_function(|lua, opts: Option<Table>| {
+            let config = engine_config(lua, opts)?;
+            Ok(LuaEngine(Engine::new(config).map_err(|e| mlua::Error::runtime(format!("swarm.engine: {e}")))?))
+        })?,
+    )?;
+    native.set("default_engine", lua.create_function(|lua, ()| Ok(LuaEngine(default_engine(lua)?)))?)?;
+    Ok(())
+}
+
+fn engine_config(_lua: &Lua, opts: Option<Table>) -> mlua::Result<EngineConfig> {
+    let mut config = EngineConfig::default();
+    let Some(opts) = opts else { return Ok(config) };
+    for pair in opts.pairs::<String, LuaValue>() {
+        let (key, value) = pair?;
+        match (key.as_str(), value) {
+            ("token_secret", LuaValue::String(s)) => config.token_secret = Some(s.to_str()?.to_string()),
+            ("max_spawn_depth", LuaValue::Integer(n)) if n >= 1 => config.max_spawn_depth = n as u32,
+            ("state", LuaValue::String(s)) if &*s.to_str()? == "memory" => {}
+            ("state", _) => {
+                return Err(mlua::Error::runtime(
+                    "swarm.engine: `state` takes \"memory\" in this build (the SQLite journal is not built yet)",
+                ));
+            }
+            (key, value) => {
+                return Err(mlua::Error::runtime(format!(
+                    "swarm.engine: bad option `{key}` = {} (options: token_secret = string, max_spawn_depth = integer >= 1, state = \"memory\")",
+                    value.type_name()
+                )));
+            }
+        }
+    }
+    Ok(config)
+}
+
+impl UserData for LuaEngine {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("start", |lua, this, (bp, init, opts): (LuaValue, LuaValue, Option<Table>)| {
+            let compiled = match super::load::compile_value(lua, bp)? {
+                Ok(compiled) => compiled,
+                Err(error) => return Ok((false, LuaValue::Table(error))),
+            };
+            let init = match init {
+                LuaValue::Nil => Value::object(),
+                other => {
+                    from_lua(lua, &other).map_err(|e| mlua::Error::runtime(format!("engine:start: init ctx: {e}")))?
+                }
+            };
+            let on_event: Option<Function> = match &opts {
+                Some(o) => o.get("on_event")?,
+                None => None,
+            };
+            let run = start(lua, &this.0, compiled, init, on_event)?;
+            Ok((true, LuaValue::UserData(lua.create_userdata(run)?)))
+        });
+        methods.add_method("mint", |lua, this, grant: Table| {
+            let grant = grant_from_lua(lua, &grant)?;
+            Ok(this.0.mint(grant, now_ms()).encode())
+        });
+        methods.add_method("verify", |lua, this, (token, verb, task): (String, String, Option<String>)| {
+            let verb: Verb = verb.parse().map_err(|e| mlua::Error::runtime(format!("engine:verify: {e}")))?;
+            match this.0.verify(&token, verb, task.as_deref()) {
+                Ok(_) => Ok((true, LuaValue::Nil)),
+                Err(e) => Ok((false, LuaValue::Table(engine_error_table(lua, &e)?))),
+            }
+        });
+        methods.add_method("revoke", |lua, this, token: String| match this.0.revoke(&token) {
+            Ok(()) => Ok((true, LuaValue::Nil)),
+            Err(e) => Ok((false, LuaValue::Table(engine_error_table(lua, &e)?))),
+        });
+        methods.add_meta_method("__tostring", |_, _, ()| Ok("swarm.Engine"));
+    }
+}
+
+fn start(
+    lua: &Lua,
+    engine: &Engine,
+    compiled: Rc<CompiledBlueprint>,
+    init: Value,
+    on_event: Option<Function>,
+) -> mlua::Result<LuaRun> {
+    let handle = engine.start(compiled, init, Rc::new(LuaExterns::new(lua)));
+    let events = match on_event {
+        Some(callback) => Some(pump_events(lua, engine, &handle, callback)?),
+        None => None,
+    };
+    Ok(LuaRun { handle, events: RefCell::new(events) })
+}
+
+/// Feeds the run's events to `callback` in order. A failing callback is reported and the run
+/// goes on: a broken script must not take the engine down.
+fn pump_events(lua: &Lua, engine: &Engine, handle: &RunHandle, callback: Function) -> mlua::Result<JoinHandle<()>> {
+    let observer = engine.mint(
+        Grant {
+            role: Role::Observer,
+            agent_id: "lua:on_event".into(),
+            scopes: Vec::new(),
+            ttl_ms: None,
+            max_uses: Some(1),
+            task: None,
+            depth: 0,
+        },
+        now_ms(),
+    );
+    let mut events = engine.subscribe_run(Auth::Held(&observer), &handle.id).map_err(mlua::Error::external)?;
+    let lua = lua.weak();
+    Ok(tokio::task::spawn_local(async move {
+        while let Some(event) = events.recv().await {
+            let Some(lua) = lua.try_upgrade() else { return };
+            let delivered = match event_to_lua(&lua, &event) {
+                Ok(table) => callback.call_async::<()>(table).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = delivered {
+                eprintln!("on_event: {}", lua_error_message(&e));
+            }
+        }
+    }))
+}
+
+/// An event as a Lua table (the same fields as its JSON).
+pub fn event_to_lua(lua: &Lua, event: &Event) -> mlua::Result<LuaValue> {
+    let json = serde_json::to_value(event).map_err(mlua::Error::external)?;
+    to_lua(lua, &Value::from(json))
+}
+
+impl UserData for LuaRun {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("id", |_, this| Ok(this.handle.id.to_string()));
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_async_method("wait", |lua, this, ()| async move {
+            let outcome = this.handle.wait().await;
+            let pump = this.events.borrow_mut().take();
+            if let Some(pump) = pump {
+                // The tap closes after run_finished, so the pump ends once it has delivered all.
+                let _ = pump.await;
+            }
+            match (outcome.status, outcome.error) {
+                (RunStatus::Finished, _) | (_, None) => Ok((true, to_lua(&lua, &outcome.ctx)?)),
+                (_, Some(error)) => {
+                    Ok((false, LuaValue::Table(flow_error_table(&lua, &error, Some(&outcome.run_id))?)))
+                }
+            }
+        });
+        methods.add_method("cancel", |_, this, ()| {
+            this.handle.cancel();
+            Ok(())
+        });
+        methods.add_method("finished", |_, this, ()| Ok(this.handle.is_finished()));
+        methods.add_meta_method("__tostring", |_, this, ()| Ok(format!("swarm.Run({})", this.handle.id)));
+    }
+}
+
+fn error_metatable(lua: &Lua) -> mlua::Result<Table> {
+    let mt = lua.create_table()?;
+    mt.set("__name", "swarm.Error")?;
+    mt.set(
+        "__tostring",
+        lua.create_function(|_, t: Table| {
+            let kind: String = t.get("kind")?;
+            let message: String = t.get("message")?;
+            let step: Option<String> = t.get("step")?;
+            Ok(match step {
+                Some(step) => format!("{kind} in step '{step}': {message}"),
+                None => format!("{kind}: {message}"),
+            })
+        })?,
+    )?;
+    Ok(mt)
+}
+
+/// A flow error as the structured table scripts catch: `{kind, message, step?, value?, run_id?}`.
+pub fn flow_error_table(lua: &Lua, error: &FlowError, run_id: Option<&str>) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("kind", error.kind.name())?;
+    t.set("message", error.message.as_str())?;
+    t.set("step", error.step.as_deref())?;
+    if let Some(value) = &error.value {
+        t.set("value", to_lua(lua, value)?)?;
+    }
+    t.set("run_id", run_id)?;
+    t.set_metatable(Some(error_metatable(lua)?))?;
+    Ok(t)
+}
+
+/// An engine error as `{kind, message}`; token failures keep their kinds (`expired`, ...).
+pub fn engine_error_table(lua: &Lua, error: &EngineError) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.set("kind", error.kind())?;
+    t.set("message", error.to_string())?;
+    t.set_metatable(Some(error_metatable(lua)?))?;
+    Ok(t)
+}
+
+/// `engine:mint{role=, agent_id=, scopes=, ttl=, max_uses=, task=}`; `ttl` is in seconds.
+fn grant_from_lua(lua: &Lua, t: &Table) -> mlua::Result<Grant> {
+    let bad = |m: String| mlua::Error::runtime(format!("engine:mint: {m}"));
+    for pair in t.pairs::<String, LuaValue>() {
+        let (key, _) = pair?;
+        if !["role", "agent_id", "scopes", "ttl", "max_uses", "task", "depth"].contains(&key.as_str()) {
+            return Err(bad(format!(
+                "unknown field `{key}` (fields: role, agent_id, scopes, ttl, max_uses, task, depth)"
+            )));
+        }
+    }
+    let role: String = t.get::<Option<String>>("role")?.ok_or_else(|| bad("`role` is required".into()))?;
+    let role: Role = role.parse().map_err(|e| bad(format!("{e}")))?;
+    let agent_id: String = t.get::<Option<String>>("agent_id")?.unwrap_or_else(|| "lua".into());
+    let scopes: Vec<String> = match t.get::<LuaValue>("scopes")? {
+        LuaValue::Nil => Vec::new(),
+        other => match from_lua(lua, &other).map_err(|e| bad(e.to_string()))? {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad("`scopes` must be a list of strings".into())))
+                .collect::<mlua::Result<_>>()?,
+            Value::Object(m) if m.is_empty() => Vec::new(),
+            _ => return Err(bad("`scopes` must be a list of strings".into())),
+        },
+    };
+    let ttl_ms = match t.get::<Option<f64>>("ttl")? {
+        Some(secs) if secs >= 0.0 && secs.is_finite() => Some((secs * 1000.0) as u64),
+        Some(_) => return Err(bad("`ttl` must be seconds >= 0".into())),
+        None => None,
+    };
+    let max_uses = match t.get::<Option<i64>>("max_uses")? {
+        Some(n) if n >= 0 => Some(n as u64),
+        Some(_) => return Err(bad("`max_uses` must be >= 0".into())),
+        None => None,
+    };
+    let task: Option<String> = t.get("task")?;
+    let depth = t.get::<Option<u32>>("depth")?.unwrap_or(0);
+    Ok(Grant { role, agent_id, scopes, ttl_ms, max_uses, task, depth })
+}
