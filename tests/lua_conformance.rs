@@ -1,5 +1,6 @@
 //! Runs every `tests/lua/*.lua` conformance script in a fresh host VM. A script passes when it
-//! runs to the end; it fails by raising an error, which names its file and line.
+//! runs to the end; it fails by raising an error, which names its file and line. Scripts run
+//! as coroutines on a `LocalSet`, as the host runs them, so they can `swarm.run` flows.
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,15 @@ fn run_script(path: &Path) -> Result<(), String> {
     package.set("path", format!("{dir}/?.lua;{search}")).map_err(|e| e.to_string())?;
     let name = format!("@tests/lua/{}", path.file_name().expect("a file").to_string_lossy());
     let source = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    lua.load(source).set_name(name).exec().map_err(|e| lua_error_message(&e))
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let script = lua.load(source).set_name(name).exec_async();
+        match tokio::time::timeout(std::time::Duration::from_secs(60), script).await {
+            Ok(result) => result.map_err(|e| lua_error_message(&e)),
+            Err(_) => Err("timed out after 60 s".to_string()),
+        }
+    })
 }
 
 #[test]

@@ -94,10 +94,24 @@ impl UserData for LuaEngine {
                 Ok(compiled) => compiled,
                 Err(error) => return Ok((false, LuaValue::Table(error))),
             };
-            let init = match init {
+            let init = match &init {
                 LuaValue::Nil => Value::object(),
+                LuaValue::Table(_) => match from_lua(lua, &init) {
+                    Ok(v @ Value::Object(_)) => v,
+                    Ok(Value::Array(items)) if items.is_empty() => Value::object(),
+                    Ok(other) => {
+                        return Err(mlua::Error::runtime(format!(
+                            "engine:start: the init ctx must be a table with keys (a JSON object), got {}",
+                            other.type_name()
+                        )));
+                    }
+                    Err(e) => return Err(mlua::Error::runtime(format!("engine:start: init ctx: {e}"))),
+                },
                 other => {
-                    from_lua(lua, &other).map_err(|e| mlua::Error::runtime(format!("engine:start: init ctx: {e}")))?
+                    return Err(mlua::Error::runtime(format!(
+                        "engine:start: the init ctx must be a table (a JSON object), got {}",
+                        other.type_name()
+                    )));
                 }
             };
             let on_event: Option<Function> = match &opts {

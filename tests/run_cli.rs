@@ -1,0 +1,153 @@
+//! `swarm run` end to end: the real binary on the examples and on purpose-built blueprints.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn swarm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the swarm binary runs")
+}
+
+fn stdout_json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn the_examples_run() {
+    let hello = swarm(&["run", "examples/hello.lua", "--input", r#"{"name":"world"}"#]);
+    assert_eq!(hello.status.code(), Some(0), "{}", stderr(&hello));
+    assert_eq!(stdout_json(&hello)["loud"], "HELLO, WORLD!");
+    assert!(stderr(&hello).starts_with("run r-"), "the first stderr line names the run: {}", stderr(&hello));
+
+    let review =
+        swarm(&["run", "examples/review.lua", "--input", r#"{"drafts":["short","This one is long enough to pass."]}"#]);
+    assert_eq!(review.status.code(), Some(0), "{}", stderr(&review));
+    let ctx = stdout_json(&review);
+    assert_eq!(ctx["status"], "done");
+    assert_eq!(ctx["reviewed"].as_array().unwrap().len(), 2);
+    assert!(ctx["reviewed"][0].as_str().unwrap().ends_with('.'), "the short draft was revised: {ctx}");
+
+    let triage = swarm(&["run", "examples/triage.json", "--input", r#"{"ticket":{"id":1,"severity":"low"}}"#]);
+    assert_eq!(triage.status.code(), Some(0), "{}", stderr(&triage));
+    assert_eq!(stdout_json(&triage)["archived"], 1);
+}
+
+#[test]
+fn input_comes_from_a_file_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, r#"{"name":"file"}"#).unwrap();
+    let out = swarm(&["run", "examples/hello.lua", "--input", &format!("@{}", input.display())]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout_json(&out)["greeting"], "hello, file");
+}
+
+#[test]
+fn events_stream_as_ndjson_in_order() {
+    let out = swarm(&["run", "examples/review.lua", "--input", r#"{"drafts":["a"]}"#, "--events", "ndjson"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let mut lines = err.lines();
+    let run_id = lines.next().unwrap().strip_prefix("run ").expect("run line first").to_string();
+    let events: Vec<serde_json::Value> =
+        lines.map(|l| serde_json::from_str(l).expect("each line is an event")).collect();
+    assert_eq!(events.first().unwrap()["kind"], "run_started");
+    assert_eq!(events.last().unwrap()["kind"], "run_finished");
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"], i as u64 + 1);
+        assert_eq!(e["run_id"], run_id.as_str());
+    }
+    for kind in ["task_created", "attempt_started", "attempt_finished"] {
+        assert!(events.iter().any(|e| e["kind"] == kind), "no {kind} event");
+    }
+}
+
+#[test]
+fn a_failing_run_exits_1_with_the_structured_error() {
+    let out = swarm(&["run", "tests/fixtures/fails.lua"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no ctx on stdout for a failed run");
+    let last = stderr(&out).lines().last().unwrap().to_string();
+    let report: serde_json::Value = serde_json::from_str(&last).expect("the error is JSON");
+    assert_eq!(report["error"]["kind"], "failed");
+    assert_eq!(report["error"]["step"], "second");
+    assert!(report["error"]["message"].as_str().unwrap().contains("fails.lua:9: no luck"), "{report}");
+}
+
+#[test]
+fn usage_and_compile_errors_exit_2() {
+    assert_eq!(swarm(&["run", "examples/hello.lua", "--input", "{not json"]).status.code(), Some(2));
+    assert_eq!(swarm(&["run", "examples/hello.lua", "--input", "[1,2]"]).status.code(), Some(2));
+    assert_eq!(swarm(&["run", "examples/hello.lua", "--events", "xml"]).status.code(), Some(2));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.lua");
+    std::fs::write(&bad, "local swarm = require('swarm')\nreturn swarm.blueprint({ id = 'b', flow = swarm.flow.step({ agent = 'x' }) })\n").unwrap();
+    let out = swarm(&["run", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bad.lua:2: unresolved_ref"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_thousand_sleeping_lanes_interleave() {
+    let started = Instant::now();
+    let out = swarm(&["run", "tests/fixtures/lanes.lua"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let done = stdout_json(&out)["done"].as_array().unwrap().len();
+    assert_eq!(done, 1000);
+    // Serialized, 1,000 × 50 ms would take 50 s; the bound is generous so only that fails it.
+    assert!(took < Duration::from_secs(10), "1,000 lanes of 50 ms took {took:?}");
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_and_every_task_in_flight() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["run", "tests/fixtures/slow.lua", "--events", "ndjson"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Wait until both slow attempts have started, then interrupt.
+    let mut started = 0;
+    let mut events = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
+            if event["kind"] == "attempt_started" && event["agent"] == "wait" {
+                started += 1;
+            }
+            events.push(event);
+        }
+        if started == 2 {
+            break;
+        }
+    }
+    assert_eq!(started, 2, "the slow steps started");
+    let interrupted = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(interrupted.success());
+    for line in lines {
+        let line = line.unwrap();
+        if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
+            events.push(event);
+        }
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let cancelled = events.iter().filter(|e| e["kind"] == "task_cancelled").count();
+    assert_eq!(cancelled, 2, "both tasks in flight were cancelled");
+    let finished = events.iter().find(|e| e["kind"] == "run_finished").expect("run_finished");
+    assert_eq!(finished["status"], "cancelled");
+    let error = events.last().unwrap();
+    assert_eq!(error["error"]["kind"], "cancelled", "the last line is the error report");
+}
