@@ -72,7 +72,7 @@ async fn run_on_engine(file: &Path, init: Value, events: Option<EventsFormat>) -
     let handle = engine.start(Rc::new(compiled), init, Rc::new(LuaExterns::new(host.lua())));
     eprintln!("run {}", handle.id);
 
-    let observer = engine.mint(
+    let observer = engine.mint_held(
         Grant {
             role: Role::Observer,
             agent_id: "cli".into(),
@@ -84,7 +84,9 @@ async fn run_on_engine(file: &Path, init: Value, events: Option<EventsFormat>) -
         },
         now_ms(),
     );
-    let reporter = match engine.subscribe_run(Auth::Held(&observer), &handle.id) {
+    let subscription = engine.subscribe_run(Auth::Held(&observer), &handle.id);
+    engine.forget_held(&observer);
+    let reporter = match subscription {
         Ok(mut rx) => {
             let terminal = std::io::stderr().is_terminal();
             Some(tokio::task::spawn_local(async move {

@@ -15,7 +15,7 @@ use super::{Engine, EngineError, now_ms};
 use crate::flow::{ErrorKind, FlowError};
 use crate::gate::Role;
 use crate::gate::registry::Grant;
-use crate::gate::token::CapToken;
+use crate::gate::registry::HeldToken;
 use crate::value::Value;
 use crate::worker::{Job, Spawner, TaskHost, Verdict, WorkerResult};
 
@@ -23,7 +23,7 @@ use crate::worker::{Job, Spawner, TaskHost, Verdict, WorkerResult};
 struct AttemptStart {
     job: Job,
     spawner: Rc<dyn Spawner>,
-    token: Rc<CapToken>,
+    token: Rc<HeldToken>,
     agent: Arc<str>,
 }
 
@@ -40,7 +40,7 @@ struct AttemptGuard {
     engine: Engine,
     task_id: Arc<str>,
     attempt: u32,
-    token: Rc<CapToken>,
+    token: Rc<HeldToken>,
     armed: bool,
 }
 
@@ -53,7 +53,7 @@ impl Drop for AttemptGuard {
             tracing::warn!(task = %self.task_id, "attempt dropped while the engine state was busy");
             return;
         };
-        state.tokens.forget(&self.token);
+        state.tokens.forget_held(&self.token);
         if let Some(task) = state.tasks.get_mut(&*self.task_id) {
             task.running = None;
             task.interrupted = Some(self.attempt);
@@ -118,7 +118,7 @@ impl Engine {
                 .into_flow()
                 .with_step(&*task.agent)
         })?;
-        let token = Rc::new(state.tokens.mint(
+        let token = Rc::new(state.tokens.mint_held(
             Grant {
                 role: Role::Worker,
                 agent_id: task.agent.to_string(),
@@ -168,10 +168,10 @@ impl Engine {
         attempt: u32,
         ending: Ending,
         started: Instant,
-        token: &CapToken,
+        token: &HeldToken,
     ) -> Result<Value, FlowError> {
         let mut state = self.inner.state.borrow_mut();
-        state.tokens.forget(token);
+        state.tokens.forget_held(token);
         let cancelled = match state.tasks.get_mut(&**task_id) {
             Some(task) => {
                 task.running = None;
@@ -324,7 +324,7 @@ struct AttemptContext {
     run: Rc<Run>,
     task_id: Arc<str>,
     attempt: u32,
-    token: Rc<CapToken>,
+    token: Rc<HeldToken>,
 }
 
 impl TaskHost for AttemptContext {

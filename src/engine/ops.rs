@@ -15,7 +15,7 @@ use super::run::Run;
 use super::task::{External, Task, TaskSnapshot};
 use super::{Engine, EngineError, State, now_ms};
 use crate::flow::FlowError;
-use crate::gate::registry::{Grant, Verified, VerifyContext};
+use crate::gate::registry::{Caller, Grant, HeldToken, Verified, VerifyContext};
 use crate::gate::token::CapToken;
 use crate::gate::{Role, TokenError, Verb};
 use crate::value::Value;
@@ -25,7 +25,7 @@ use crate::worker::Verdict;
 /// one presented as text from outside.
 #[derive(Clone, Copy)]
 pub enum Auth<'a> {
-    Held(&'a CapToken),
+    Held(&'a HeldToken),
     Encoded(&'a str),
 }
 
@@ -63,13 +63,13 @@ impl Engine {
         auth: Auth<'_>,
         verb: Verb,
         ctx: VerifyContext<'_>,
-    ) -> Result<Verified, EngineError> {
+    ) -> Result<Caller, EngineError> {
         let now = now_ms();
-        let verified = match auth {
-            Auth::Held(token) => state.tokens.verify_token(token, verb, ctx, now),
-            Auth::Encoded(text) => state.tokens.verify(text, verb, ctx, now),
+        let caller = match auth {
+            Auth::Held(token) => state.tokens.verify_held(token, verb, ctx, now),
+            Auth::Encoded(text) => state.tokens.verify(text, verb, ctx, now).map(Caller::from),
         };
-        verified.map_err(EngineError::Token)
+        caller.map_err(EngineError::Token)
     }
 
     /// Checks `verb` and that a worker token is bound to `task` or to its parent.
@@ -79,7 +79,7 @@ impl Engine {
         auth: Auth<'_>,
         verb: Verb,
         task_id: &str,
-    ) -> Result<Verified, EngineError> {
+    ) -> Result<Caller, EngineError> {
         let verified = self.check(state, auth, verb, VerifyContext { task: None, max_depth: None })?;
         if verified.role == Role::Worker
             && let Some(bound) = verified.task.as_deref()
@@ -105,9 +105,19 @@ impl Engine {
 
     // Host-level operations: the host itself is the authority, so no token is asked for.
 
-    /// Mints a token for `grant`.
+    /// Mints a token for `grant`, to hand out.
     pub fn mint(&self, grant: Grant, now_ms: u64) -> CapToken {
         self.inner.state.borrow_mut().tokens.mint(grant, now_ms)
+    }
+
+    /// Mints a token the host keeps in memory and presents with [`Auth::Held`].
+    pub fn mint_held(&self, grant: Grant, now_ms: u64) -> HeldToken {
+        self.inner.state.borrow_mut().tokens.mint_held(grant, now_ms)
+    }
+
+    /// Drops a held token's record once the host is done with it.
+    pub fn forget_held(&self, token: &HeldToken) {
+        self.inner.state.borrow_mut().tokens.forget_held(token);
     }
 
     /// Verifies a presented token for `verb` (and, for worker tokens, task `task`).
@@ -190,7 +200,7 @@ impl Engine {
         &self,
         run: &Rc<Run>,
         parent: &Arc<str>,
-        token: &CapToken,
+        token: &HeldToken,
         agent: &str,
         input: Value,
     ) -> Result<Value, FlowError> {
@@ -392,7 +402,7 @@ impl Engine {
     }
 
     /// `verify_token`: a worker asks whether `token` (usually its own) is good for `verb`.
-    pub fn verify_token(&self, auth: Auth<'_>, token: &str, verb: Verb) -> Result<Verified, EngineError> {
+    pub fn verify_token(&self, auth: Auth<'_>, token: &str, verb: Verb) -> Result<Caller, EngineError> {
         let mut state = self.inner.state.borrow_mut();
         self.check(&mut state, auth, Verb::VerifyToken, VerifyContext { task: None, max_depth: None })?;
         self.check(&mut state, Auth::Encoded(token), verb, VerifyContext { task: None, max_depth: None })

@@ -17,7 +17,7 @@ use crate::blueprint::compile::CompiledBlueprint;
 use crate::flow::{ErrorKind, Evaluator, Externs, FlowError};
 use crate::gate::Role;
 use crate::gate::registry::Grant;
-use crate::gate::token::CapToken;
+use crate::gate::registry::HeldToken;
 use crate::value::Value;
 
 /// A run in flight.
@@ -26,7 +26,7 @@ pub(crate) struct Run {
     pub compiled: Rc<CompiledBlueprint>,
     pub externs: Rc<dyn Externs>,
     /// The run's operator token: every step's `start_task` and `dispatch_attempt` present it.
-    pub op_token: CapToken,
+    pub op_token: HeldToken,
     seq: Cell<u64>,
     next_task: Cell<u64>,
     /// Bumped whenever a task of this run is cancelled or handed a verdict from outside, so
@@ -147,7 +147,7 @@ impl Engine {
     /// Starts evaluating `compiled`'s flow over `init`. Must be called inside a `LocalSet`.
     pub fn start(&self, compiled: Rc<CompiledBlueprint>, init: Value, externs: Rc<dyn Externs>) -> RunHandle {
         let id = new_run_id();
-        let op_token = self.mint(
+        let op_token = self.mint_held(
             Grant {
                 role: Role::Operator,
                 agent_id: format!("run:{id}"),
@@ -181,7 +181,7 @@ impl Engine {
     /// Forgets a finished run's operator token and its entry.
     fn end_run(&self, run: &Run) {
         let mut state = self.inner.state.borrow_mut();
-        state.tokens.forget(&run.op_token);
+        state.tokens.forget_held(&run.op_token);
         state.runs.remove(&run.id);
     }
 }

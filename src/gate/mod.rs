@@ -19,7 +19,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use registry::{Grant, TokenError, TokenRegistry, Verified, VerifyContext};
+pub use registry::{Caller, Grant, HeldToken, TokenError, TokenRegistry, Verified, VerifyContext};
 pub use table::Gate;
 pub use token::{CapToken, KeyError, SigningKey};
 

@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest, Sha256};
 
@@ -149,6 +149,49 @@ pub struct Verified {
     pub fingerprint: String,
 }
 
+/// A token minted by a registry and kept in memory by the engine (a run's operator token, an
+/// attempt's worker token), with the key of its record. Checking it needs no hashing; see
+/// [`TokenRegistry::verify_held`]. Only [`TokenRegistry::mint_held`] makes one, so a held
+/// token is always one this process signed.
+#[derive(Clone)]
+pub struct HeldToken {
+    token: CapToken,
+    key: RecordKey,
+}
+
+impl HeldToken {
+    pub fn token(&self) -> &CapToken {
+        &self.token
+    }
+
+    /// The transport form, for handing the token to a worker.
+    pub fn encode(&self) -> String {
+        self.token.encode()
+    }
+}
+
+impl fmt::Debug for HeldToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldToken").field("token", &self.token).finish_non_exhaustive()
+    }
+}
+
+/// Who a held token speaks for, once it passed: what the engine needs to scope the call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub role: Role,
+    /// The task the token is bound to, if any.
+    pub task: Option<Arc<str>>,
+    /// The spawn depth of that task.
+    pub depth: u32,
+}
+
+impl From<Verified> for Caller {
+    fn from(v: Verified) -> Caller {
+        Caller { role: v.role, task: v.task.map(Arc::from), depth: v.depth }
+    }
+}
+
 /// The server-side state of one minted token. Counters live here, not in the token, so a token
 /// never changes after it is signed and a copy cannot reset its own use count.
 #[derive(Clone, Debug)]
@@ -156,7 +199,7 @@ struct Record {
     uses: u64,
     max_uses: Option<u64>,
     revoked: bool,
-    task: Option<String>,
+    task: Option<Arc<str>>,
     depth: u32,
     /// Kept so `purge_expired` can drop the record without the token.
     expire_at: u64,
@@ -199,6 +242,11 @@ impl TokenRegistry {
     /// On the per-attempt hot path, so it draws no randomness: the nonce is the process's random
     /// salt plus a process-wide counter (see `next_nonce`).
     pub fn mint(&mut self, grant: Grant, now_ms: u64) -> CapToken {
+        self.mint_held(grant, now_ms).token
+    }
+
+    /// [`TokenRegistry::mint`] for a token the engine keeps in memory: see [`HeldToken`].
+    pub fn mint_held(&mut self, grant: Grant, now_ms: u64) -> HeldToken {
         let Grant { role, agent_id, scopes, ttl_ms, max_uses, task, depth } = grant;
         let expire_at = ttl_ms.map_or(u64::MAX, |ttl| now_ms.saturating_add(ttl));
         let mut token = CapToken {
@@ -212,9 +260,10 @@ impl TokenRegistry {
             sig: String::with_capacity(64),
         };
         token.sign(&self.key);
-        let record = Record { uses: 0, max_uses, revoked: false, task, depth, expire_at };
-        self.records.insert(record_key(&token.nonce), record);
-        token
+        let record = Record { uses: 0, max_uses, revoked: false, task: task.map(Arc::from), depth, expire_at };
+        let key = record_key(&token.nonce);
+        self.records.insert(key, record);
+        HeldToken { token, key }
     }
 
     /// Decodes `token` (the transport form) and verifies it; see [`TokenRegistry::verify_token`].
@@ -243,13 +292,48 @@ impl TokenRegistry {
         if !token.signature_valid(&self.key) {
             return Err(TokenError::BadSignature);
         }
+        let record = self.check_claims(token, &record_key(&token.nonce), verb, ctx, now_ms)?;
+        Ok(Verified {
+            agent_id: token.agent_id.clone(),
+            role: token.role,
+            scopes: token.scopes.clone(),
+            task: record.task.as_deref().map(str::to_string),
+            depth: record.depth,
+            fingerprint: token.fingerprint(),
+        })
+    }
+
+    /// Verifies a token this registry minted and the engine never let out of memory. The
+    /// signature is not recomputed (those bytes were signed here and cannot have changed), and
+    /// the record key is the one kept at mint, so this hashes nothing; every other check runs
+    /// in the same order as for a presented token, and a pass counts as a use.
+    pub fn verify_held(
+        &mut self,
+        held: &HeldToken,
+        verb: Verb,
+        ctx: VerifyContext<'_>,
+        now_ms: u64,
+    ) -> Result<Caller, TokenError> {
+        let record = self.check_claims(&held.token, &held.key, verb, ctx, now_ms)?;
+        Ok(Caller { role: held.token.role, task: record.task.clone(), depth: record.depth })
+    }
+
+    /// Every check after the signature: expiry, role × verb, the record, binding, depth.
+    fn check_claims(
+        &mut self,
+        token: &CapToken,
+        key: &RecordKey,
+        verb: Verb,
+        ctx: VerifyContext<'_>,
+        now_ms: u64,
+    ) -> Result<&Record, TokenError> {
         if now_ms >= token.expire_at {
             return Err(TokenError::Expired);
         }
         if !self.gate.allows(token.role, verb) {
             return Err(TokenError::RoleViolation { role: token.role, verb });
         }
-        let record = self.records.get_mut(&record_key(&token.nonce)).ok_or(TokenError::UnknownToken)?;
+        let record = self.records.get_mut(key).ok_or(TokenError::UnknownToken)?;
         if record.revoked {
             return Err(TokenError::Revoked);
         }
@@ -257,7 +341,7 @@ impl TokenRegistry {
             return Err(TokenError::UsesExhausted);
         }
         if let (Some(bound), Some(asked)) = (&record.task, ctx.task)
-            && bound != asked
+            && &**bound != asked
         {
             return Err(TokenError::TaskMismatch);
         }
@@ -268,14 +352,12 @@ impl TokenRegistry {
             }
         }
         record.uses += 1;
-        Ok(Verified {
-            agent_id: token.agent_id.clone(),
-            role: token.role,
-            scopes: token.scopes.clone(),
-            task: record.task.clone(),
-            depth: record.depth,
-            fingerprint: token.fingerprint(),
-        })
+        Ok(record)
+    }
+
+    /// Drops a held token's record (see [`TokenRegistry::forget`]).
+    pub fn forget_held(&mut self, held: &HeldToken) -> bool {
+        self.records.remove(&held.key).is_some()
     }
 
     /// Revokes a token given in transport form. The record stays, marked revoked, until it
@@ -469,5 +551,55 @@ mod tests {
             Err(TokenError::RoleViolation { role: Role::Observer, verb: Verb::ReadTrace })
         );
         assert!(format!("{reg:?}").contains("records: 1"));
+    }
+
+    #[test]
+    fn held_tokens_pass_every_check_but_the_signature() {
+        let mut reg = registry();
+        let ctx = VerifyContext::default();
+        let held =
+            reg.mint_held(Grant::new(Role::Worker, "w").for_task("t1", 2).with_max_uses(2).with_ttl_ms(100), 1_000);
+        let caller = reg
+            .verify_held(&held, Verb::PostResult, VerifyContext { task: Some("t1"), max_depth: None }, 1_000)
+            .unwrap();
+        assert_eq!(caller, Caller { role: Role::Worker, task: Some(Arc::from("t1")), depth: 2 });
+        // The same checks, in the same order, as a presented token.
+        assert_eq!(
+            reg.verify_held(&held, Verb::AnswerQuery, ctx, 1_000),
+            Err(TokenError::RoleViolation { role: Role::Worker, verb: Verb::AnswerQuery })
+        );
+        assert_eq!(
+            reg.verify_held(&held, Verb::PostResult, VerifyContext { task: Some("t2"), max_depth: None }, 1_000),
+            Err(TokenError::TaskMismatch)
+        );
+        assert_eq!(
+            reg.verify_held(&held, Verb::StartTask, VerifyContext { task: None, max_depth: Some(3) }, 1_000),
+            Err(TokenError::DepthExceeded { depth: 3, max: 3 })
+        );
+        assert_eq!(reg.verify_held(&held, Verb::PostResult, ctx, 1_100), Err(TokenError::Expired));
+        assert!(reg.verify_held(&held, Verb::PostResult, ctx, 1_000).is_ok());
+        assert_eq!(
+            reg.verify_held(&held, Verb::PostResult, ctx, 1_000),
+            Err(TokenError::UsesExhausted),
+            "two uses only"
+        );
+        // A held token and its transport form share one record.
+        let other = reg.mint_held(Grant::new(Role::Observer, "o"), 1_000);
+        reg.revoke(&other.encode()).unwrap();
+        assert_eq!(reg.verify_held(&other, Verb::ReadTrace, ctx, 1_000), Err(TokenError::Revoked));
+        assert!(reg.forget_held(&other));
+        assert_eq!(reg.verify_held(&other, Verb::ReadTrace, ctx, 1_000), Err(TokenError::UnknownToken));
+        assert_eq!(reg.verify(&other.encode(), Verb::ReadTrace, ctx, 1_000), Err(TokenError::UnknownToken));
+    }
+
+    #[test]
+    fn a_held_token_handed_out_verifies_like_any_other() {
+        let mut reg = registry();
+        let held = reg.mint_held(Grant::new(Role::Worker, "w").for_task("t1", 0), 1_000);
+        let text = held.encode();
+        let verified =
+            reg.verify(&text, Verb::FetchData, VerifyContext { task: Some("t1"), max_depth: None }, 1_000).unwrap();
+        assert_eq!(verified.fingerprint, held.token().fingerprint());
+        assert!(!format!("{held:?}").contains(&held.token().sig), "no signature in Debug");
     }
 }

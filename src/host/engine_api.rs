@@ -158,7 +158,7 @@ fn start(
 /// Feeds the run's events to `callback` in order. A failing callback is reported and the run
 /// goes on: a broken script must not take the engine down.
 fn pump_events(lua: &Lua, engine: &Engine, handle: &RunHandle, callback: Function) -> mlua::Result<JoinHandle<()>> {
-    let observer = engine.mint(
+    let observer = engine.mint_held(
         Grant {
             role: Role::Observer,
             agent_id: "lua:on_event".into(),
@@ -170,7 +170,9 @@ fn pump_events(lua: &Lua, engine: &Engine, handle: &RunHandle, callback: Functio
         },
         now_ms(),
     );
-    let mut events = engine.subscribe_run(Auth::Held(&observer), &handle.id).map_err(mlua::Error::external)?;
+    let events = engine.subscribe_run(Auth::Held(&observer), &handle.id);
+    engine.forget_held(&observer);
+    let mut events = events.map_err(mlua::Error::external)?;
     let lua = lua.weak();
     Ok(tokio::task::spawn_local(async move {
         while let Some(event) = events.recv().await {

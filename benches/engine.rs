@@ -1,0 +1,140 @@
+//! The full engine per step: task, worker token, events and the agent, for a `rust_fn` echo
+//! and an inline Lua function, in a seq of N steps and a fanout of N lanes. The per-step figure
+//! is criterion's time divided by N (it reports element throughput).
+//!
+//! `cargo bench --bench engine` also prints the resident memory after runs of growing size, to
+//! show that finished steps are not kept.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use luaswarm::blueprint::Blueprint;
+use luaswarm::blueprint::compile::CompiledBlueprint;
+use luaswarm::engine::{Engine, EngineConfig, RunStatus};
+use luaswarm::flow::NoExterns;
+use luaswarm::host::Host;
+use luaswarm::value::Value;
+
+fn step_json(agent: &str) -> String {
+    format!(r#"{{"kind":"step","ref":"{agent}","in":{{"op":"path","at":"$.x"}},"out":{{"op":"path","at":"$.y"}}}}"#)
+}
+
+fn blueprint(flow: String) -> String {
+    format!(
+        r#"{{"id":"bench","agents":[{{"name":"echo","kind":"rust_fn","spec":{{"fn_id":"echo"}}}},{{"name":"lua","kind":"lua","spec":{{"fn":"bench/lua"}}}}],"flow":{flow}}}"#
+    )
+}
+
+fn seq(agent: &str, n: usize) -> String {
+    let steps: Vec<String> = (0..n).map(|_| step_json(agent)).collect();
+    format!(r#"{{"kind":"seq","children":[{}]}}"#, steps.join(","))
+}
+
+fn fanout(agent: &str, n: usize) -> String {
+    let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    format!(
+        r#"{{"kind":"fanout","items":{{"op":"lit","value":[{}]}},"bind":{{"op":"path","at":"$.x"}},"body":{},"join":"all","out":{{"op":"path","at":"$.all"}},"collect":{{"op":"path","at":"$.y"}}}}"#,
+        items.join(","),
+        step_json(agent)
+    )
+}
+
+/// A host whose VM holds the inline function `bench/lua` (it returns its input).
+fn host() -> Host {
+    let host = Host::new().unwrap();
+    host.lua()
+        .load(r#"local swarm = require("swarm") swarm.blueprint({ id = "bench", agents = { lua = function(x) return x end }, flow = swarm.flow.seq({}) })"#)
+        .exec()
+        .unwrap();
+    host
+}
+
+fn compile(host: &Host, flow: String) -> Rc<CompiledBlueprint> {
+    let bp = Blueprint::from_json(&blueprint(flow)).unwrap();
+    Rc::new(host.compiler().compile(Rc::new(bp), None).unwrap())
+}
+
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    local: tokio::task::LocalSet,
+    engine: Engine,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let engine =
+            Engine::new(EngineConfig { token_secret: Some("bench".into()), ..EngineConfig::default() }).unwrap();
+        Bench { runtime, local: tokio::task::LocalSet::new(), engine }
+    }
+
+    fn run(&self, compiled: &Rc<CompiledBlueprint>) {
+        let engine = self.engine.clone();
+        let compiled = compiled.clone();
+        let outcome = self.local.block_on(&self.runtime, async move {
+            let init = Value::from_pairs([("x", Value::int(1))]);
+            engine.start(compiled, init, Rc::new(NoExterns)).wait().await
+        });
+        assert_eq!(outcome.status, RunStatus::Finished, "{:?}", outcome.error);
+    }
+}
+
+fn engine_steps(c: &mut Criterion) {
+    let host = host();
+    let bench = Bench::new();
+    let mut group = c.benchmark_group("engine");
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
+    for agent in ["echo", "lua"] {
+        for n in [1_000usize, 10_000, 100_000] {
+            let compiled = compile(&host, seq(agent, n));
+            group.throughput(Throughput::Elements(n as u64));
+            group.bench_with_input(BenchmarkId::new(format!("seq_{agent}"), n), &compiled, |b, compiled| {
+                b.iter(|| bench.run(compiled))
+            });
+        }
+        let n = 10_000;
+        let compiled = compile(&host, fanout(agent, n));
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new(format!("fanout_{agent}"), n), &compiled, |b, compiled| {
+            b.iter(|| bench.run(compiled))
+        });
+    }
+    group.finish();
+    assert_eq!(bench.engine.live_tasks(), 0, "no task outlives its run");
+    assert_eq!(bench.engine.token_records(), 0, "no token record outlives its attempt");
+}
+
+/// Resident memory in KiB, from /proc (Linux).
+fn rss_kib() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4)
+}
+
+fn engine_memory(_c: &mut Criterion) {
+    let host = host();
+    let bench = Bench::new();
+    let compiled = compile(&host, seq("lua", 10_000));
+    bench.run(&compiled);
+    let Some(base) = rss_kib() else { return };
+    let mut report = String::from("engine memory (seq of 10,000 inline-Lua steps, repeated on one engine):");
+    let mut finished = 10_000usize;
+    for round in 1..=20 {
+        bench.run(&compiled);
+        finished += 10_000;
+        if round % 5 == 0 {
+            let now = rss_kib().unwrap_or(base);
+            report.push_str(&format!(
+                "\n  {finished:>7} steps finished: rss {now} KiB ({:+} KiB since the first run)",
+                now as i64 - base as i64
+            ));
+        }
+    }
+    println!("{report}");
+    assert_eq!(bench.engine.live_tasks(), 0);
+    assert_eq!(bench.engine.token_records(), 0);
+}
+
+criterion_group!(benches, engine_steps, engine_memory);
+criterion_main!(benches);
