@@ -151,3 +151,22 @@ fn ctrl_c_cancels_the_run_and_every_task_in_flight() {
     let error = events.last().unwrap();
     assert_eq!(error["error"]["kind"], "cancelled", "the last line is the error report");
 }
+
+#[test]
+fn on_a_terminal_each_attempt_gets_a_line() {
+    // `script` gives the child a pseudo-terminal, as a person's shell would.
+    let command = format!("{} run examples/hello.lua --input '{{\"name\":\"tty\"}}'", env!("CARGO_BIN_EXE_swarm"));
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("script(1) from util-linux runs");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(" ms")).collect();
+    assert_eq!(lines.len(), 2, "one line per attempt:\n{text}");
+    for (line, agent) in lines.iter().zip(["greet", "shout"]) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[..3], [agent, "pass", "#1"], "{line}");
+        assert!(fields[3].parse::<f64>().is_ok(), "milliseconds: {line}");
+    }
+}

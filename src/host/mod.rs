@@ -11,7 +11,12 @@ mod module;
 use std::path::Path;
 use std::rc::Rc;
 
+use futures::future::LocalBoxFuture;
 use mlua::{Function, Lua, Table};
+
+use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::value::Value;
+use crate::worker::WorkerResult;
 
 use crate::blueprint::compile::Compiler;
 use crate::worker::Spawner;
@@ -34,13 +39,67 @@ pub struct Host {
     rust_fns: Rc<RustFnRegistry>,
 }
 
+/// Sets up a [`Host`]: the Rust agents it offers and its engine.
+#[derive(Default)]
+pub struct HostBuilder {
+    rust_fns: RustFnRegistry,
+    engine: Option<EngineConfig>,
+}
+
+impl HostBuilder {
+    /// Offers a `rust_fn` agent under `id` (next to the built-ins echo, sleep, fail, block).
+    pub fn rust_fn(
+        mut self,
+        id: &str,
+        f: impl Fn(Value) -> LocalBoxFuture<'static, WorkerResult> + 'static,
+    ) -> HostBuilder {
+        self.rust_fns.register(id, f);
+        self
+    }
+
+    /// The configuration of the VM's default engine (its gate, secret, limits).
+    pub fn engine(mut self, config: EngineConfig) -> HostBuilder {
+        self.engine = Some(config);
+        self
+    }
+
+    pub fn build(self) -> Result<Host, HostError> {
+        let lua = Lua::new();
+        let host = Host { lua, rust_fns: Rc::new(self.rust_fns) };
+        module::install(&host.lua, host.rust_fns.clone())?;
+        if let Some(config) = self.engine {
+            engine_api::set_default_engine(&host.lua, Engine::new(config)?);
+        }
+        Ok(host)
+    }
+}
+
+/// Why a host could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot set up the Lua VM: {0}")]
+    Lua(#[from] mlua::Error),
+    #[error("cannot set up the engine: {0}")]
+    Engine(#[from] EngineError),
+}
+
 impl Host {
     /// A fresh VM with `require("swarm")` available.
     pub fn new() -> mlua::Result<Host> {
-        let lua = Lua::new();
-        let host = Host { lua, rust_fns: Rc::new(RustFnRegistry::default()) };
-        module::install(&host.lua, host.rust_fns.clone())?;
-        Ok(host)
+        Host::builder().build().map_err(|e| match e {
+            HostError::Lua(e) => e,
+            other => mlua::Error::external(other),
+        })
+    }
+
+    /// Sets up a host with its own Rust agents or engine configuration.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    /// The VM's default engine (what `swarm.run` uses).
+    pub fn engine(&self) -> mlua::Result<Engine> {
+        engine_api::default_engine(&self.lua)
     }
 
     pub fn lua(&self) -> &Lua {
