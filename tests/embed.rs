@@ -3,7 +3,7 @@
 use std::rc::Rc;
 
 use luaswarm::blueprint::Blueprint;
-use luaswarm::engine::{EngineConfig, RunStatus};
+use luaswarm::engine::{EngineConfig, RunOutcome, RunStatus};
 use luaswarm::flow::NoExterns;
 use luaswarm::gate::{Gate, Role, Verb};
 use luaswarm::host::Host;
@@ -22,18 +22,23 @@ fn upper(input: Value) -> futures::future::LocalBoxFuture<'static, Result<Verdic
     })
 }
 
-#[tokio::test]
-async fn a_registered_rust_fn_runs_on_the_host_engine() {
-    let host = Host::builder().rust_fn("upper", upper).build().unwrap();
+/// Runs the blueprint on `host`'s engine with `{text = "quiet"}`.
+async fn run_on(host: &Host) -> RunOutcome {
     let compiled = host.compiler().compile(Rc::new(Blueprint::from_json(BLUEPRINT).unwrap()), None).unwrap();
     let engine = host.engine().unwrap();
     let local = tokio::task::LocalSet::new();
-    let outcome = local
+    local
         .run_until(async move {
             let init = Value::from_pairs([("text", Value::from("quiet"))]);
             engine.start(Rc::new(compiled), init, Rc::new(NoExterns)).wait().await
         })
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn a_registered_rust_fn_runs_on_the_host_engine() {
+    let host = Host::builder().rust_fn("upper", upper).build().unwrap();
+    let outcome = run_on(&host).await;
     assert_eq!(outcome.status, RunStatus::Finished, "{:?}", outcome.error);
     assert_eq!(outcome.ctx.get("loud"), Some(&Value::from("QUIET")));
 }

@@ -7,8 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::rc::Rc;
 
-use crate::engine::{Auth, Engine, EngineConfig, Event, EventKind, RunStatus, now_ms};
-use crate::gate::{Grant, Role};
+use crate::engine::{Engine, EngineConfig, Event, EventKind, RunStatus};
 use crate::host::agent_api::LuaExterns;
 use crate::host::engine_api::set_default_engine;
 use crate::value::{Value, from_json};
@@ -72,21 +71,7 @@ async fn run_on_engine(file: &Path, init: Value, events: Option<EventsFormat>) -
     let handle = engine.start(Rc::new(compiled), init, Rc::new(LuaExterns::new(host.lua())));
     eprintln!("run {}", handle.id);
 
-    let observer = engine.mint_held(
-        Grant {
-            role: Role::Observer,
-            agent_id: "cli".into(),
-            scopes: Vec::new(),
-            ttl_ms: None,
-            max_uses: Some(1),
-            task: None,
-            depth: 0,
-        },
-        now_ms(),
-    );
-    let subscription = engine.subscribe_run(Auth::Held(&observer), &handle.id);
-    engine.forget_held(&observer);
-    let reporter = match subscription {
+    let reporter = match engine.follow_run(&handle.id) {
         Ok(mut rx) => {
             let terminal = std::io::stderr().is_terminal();
             Some(tokio::task::spawn_local(async move {

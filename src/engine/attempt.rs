@@ -13,8 +13,6 @@ use super::run::Run;
 use super::task::{External, TaskState};
 use super::{Engine, EngineError, now_ms};
 use crate::flow::{ErrorKind, FlowError};
-use crate::gate::Role;
-use crate::gate::registry::Grant;
 use crate::gate::registry::HeldToken;
 use crate::value::Value;
 use crate::worker::{Job, Spawner, TaskHost, Verdict, WorkerResult};
@@ -118,18 +116,7 @@ impl Engine {
                 .into_flow()
                 .with_step(&*task.agent)
         })?;
-        let token = Rc::new(state.tokens.mint_held(
-            Grant {
-                role: Role::Worker,
-                agent_id: task.agent.to_string(),
-                scopes: Vec::new(),
-                ttl_ms: self.inner.config.worker_token_ttl_ms,
-                max_uses: None,
-                task: Some(task_id.to_string()),
-                depth: task.depth,
-            },
-            now_ms(),
-        ));
+        let token = Rc::new(state.tokens.mint_held(self.worker_grant(task), now_ms()));
         task.transition(TaskState::Running);
         task.attempts = attempt;
         task.running = Some(attempt);

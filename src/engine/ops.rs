@@ -160,25 +160,8 @@ impl Engine {
         };
         let id = run.next_task_id();
         let agent: Arc<str> = agent.into();
-        state.tasks.insert(
-            id.clone(),
-            Task {
-                id: id.clone(),
-                run_id: run.id.clone(),
-                agent: agent.clone(),
-                input,
-                state: super::TaskState::Pending,
-                depth,
-                parent: parent.clone(),
-                attempts: 0,
-                running: None,
-                interrupted: None,
-                external: None,
-                directives: Vec::new(),
-                result: None,
-                attempt_started: None,
-            },
-        );
+        let task = Task::new(id.clone(), run.id.clone(), agent.clone(), input, depth, parent.clone());
+        state.tasks.insert(id.clone(), task);
         drop(state);
         self.publish(run.event(EventKind::TaskCreated { task_id: id.clone(), agent, depth, parent }));
         Ok(id)
@@ -218,17 +201,39 @@ impl Engine {
     pub fn mint_worker_token(&self, auth: Auth<'_>, task_id: &str) -> Result<CapToken, EngineError> {
         let mut state = self.inner.state.borrow_mut();
         self.check(&mut state, auth, Verb::MintWorkerToken, VerifyContext { task: None, max_depth: None })?;
-        let task = Self::live_task(&mut state, task_id)?;
-        let grant = Grant {
+        let grant = self.worker_grant(Self::live_task(&mut state, task_id)?);
+        Ok(state.tokens.mint(grant, now_ms()))
+    }
+
+    /// What a worker token for `task` grants: the worker role, bound to the task and its depth.
+    pub(crate) fn worker_grant(&self, task: &Task) -> Grant {
+        Grant {
             role: Role::Worker,
             agent_id: task.agent.to_string(),
             scopes: Vec::new(),
             ttl_ms: self.inner.config.worker_token_ttl_ms,
             max_uses: None,
-            task: Some(task_id.to_string()),
+            task: Some(task.id.to_string()),
             depth: task.depth,
+        }
+    }
+
+    /// Every event of run `run_id`, for the host itself (the CLI's progress lines, a script's
+    /// `on_event`): it subscribes with a one-use observer token, so the gate still decides.
+    pub fn follow_run(&self, run_id: &str) -> Result<mpsc::UnboundedReceiver<Event>, EngineError> {
+        let grant = Grant {
+            role: Role::Observer,
+            agent_id: "host".into(),
+            scopes: Vec::new(),
+            ttl_ms: None,
+            max_uses: Some(1),
+            task: None,
+            depth: 0,
         };
-        Ok(state.tokens.mint(grant, now_ms()))
+        let observer = self.mint_held(grant, now_ms());
+        let events = self.subscribe_run(Auth::Held(&observer), run_id);
+        self.forget_held(&observer);
+        events
     }
 
     /// `read_task_state`: a task's state, live or recently finished.

@@ -81,6 +81,33 @@ pub struct Task {
 }
 
 impl Task {
+    /// A new task, `pending`.
+    pub fn new(
+        id: Arc<str>,
+        run_id: Arc<str>,
+        agent: Arc<str>,
+        input: Value,
+        depth: u32,
+        parent: Option<Arc<str>>,
+    ) -> Task {
+        Task {
+            id,
+            run_id,
+            agent,
+            input,
+            state: TaskState::Pending,
+            depth,
+            parent,
+            attempts: 0,
+            running: None,
+            interrupted: None,
+            external: None,
+            directives: Vec::new(),
+            result: None,
+            attempt_started: None,
+        }
+    }
+
     /// Moves to `next` unless the task is already terminal; says whether it moved.
     pub fn transition(&mut self, next: TaskState) -> bool {
         if self.state.is_terminal() {
@@ -125,22 +152,7 @@ mod tests {
 
     #[test]
     fn terminal_states_are_never_left() {
-        let mut task = Task {
-            id: "t".into(),
-            run_id: "r".into(),
-            agent: "a".into(),
-            input: Value::Null,
-            state: TaskState::Pending,
-            depth: 0,
-            parent: None,
-            attempts: 0,
-            running: None,
-            interrupted: None,
-            external: None,
-            directives: Vec::new(),
-            result: None,
-            attempt_started: None,
-        };
+        let mut task = Task::new("t".into(), "r".into(), "a".into(), Value::Null, 0, None);
         assert!(task.transition(TaskState::Running));
         assert!(task.transition(TaskState::Suspended));
         assert!(task.transition(TaskState::Running));

@@ -14,7 +14,7 @@ use super::agent_api::LuaExterns;
 use super::convert::{from_lua, to_lua};
 use super::lua_error_message;
 use crate::blueprint::compile::CompiledBlueprint;
-use crate::engine::{Auth, Engine, EngineConfig, EngineError, Event, RunHandle, RunStatus, now_ms};
+use crate::engine::{Engine, EngineConfig, EngineError, Event, RunHandle, RunStatus, now_ms};
 use crate::flow::FlowError;
 use crate::gate::{Grant, Role, Verb};
 use crate::value::Value;
@@ -158,21 +158,7 @@ fn start(
 /// Feeds the run's events to `callback` in order. A failing callback is reported and the run
 /// goes on: a broken script must not take the engine down.
 fn pump_events(lua: &Lua, engine: &Engine, handle: &RunHandle, callback: Function) -> mlua::Result<JoinHandle<()>> {
-    let observer = engine.mint_held(
-        Grant {
-            role: Role::Observer,
-            agent_id: "lua:on_event".into(),
-            scopes: Vec::new(),
-            ttl_ms: None,
-            max_uses: Some(1),
-            task: None,
-            depth: 0,
-        },
-        now_ms(),
-    );
-    let events = engine.subscribe_run(Auth::Held(&observer), &handle.id);
-    engine.forget_held(&observer);
-    let mut events = events.map_err(mlua::Error::external)?;
+    let mut events = engine.follow_run(&handle.id).map_err(mlua::Error::external)?;
     let lua = lua.weak();
     Ok(tokio::task::spawn_local(async move {
         while let Some(event) = events.recv().await {
