@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use futures::future::LocalBoxFuture;
 
-use super::event::{AttemptStatus, EventKind};
+use super::event::{AttemptStatus, EventKind, elapsed_ms};
 use super::ops::Auth;
 use super::run::Run;
 use super::task::{External, TaskState};
@@ -99,9 +99,22 @@ impl Engine {
         }
         self.suspend(run, task_id, "paused");
         let mut paused = self.inner.paused.subscribe();
-        // The sender lives as long as the engine, which outlives this call.
-        let _ = paused.wait_for(|p| !*p).await;
+        // A cancel pokes the run's signal: a cancelled task stops waiting for the loop to
+        // resume at once, and `begin_attempt` then refuses it as cancelled.
+        let mut signal = run.signal.subscribe();
+        while *paused.borrow_and_update() && !self.is_settled(task_id) {
+            // Both senders outlive this call (the engine's and the run's), so neither errs.
+            tokio::select! {
+                _ = paused.changed() => {}
+                _ = signal.changed() => {}
+            }
+        }
         self.resume(run, task_id);
+    }
+
+    /// Whether the task is terminal or already retired.
+    fn is_settled(&self, task_id: &str) -> bool {
+        self.inner.state.borrow().tasks.get(task_id).is_none_or(|t| t.state.is_terminal())
     }
 
     fn begin_attempt(&self, run: &Rc<Run>, task_id: &Arc<str>, attempt: u32) -> Result<AttemptStart, FlowError> {
@@ -110,6 +123,12 @@ impl Engine {
         let task = state.tasks.get_mut(&**task_id).ok_or_else(|| cancelled_error(task_id))?;
         if task.state.is_terminal() {
             return Err(cancelled_error(task_id));
+        }
+        if let Some(running) = task.running {
+            // One attempt at a time: attempts share the task's in-flight slot and its verdict
+            // from outside, so a second would take the first one's verdict, or lose its own.
+            let message = format!("task '{task_id}' already has attempt {running} in flight");
+            return Err(FlowError::new(ErrorKind::Dispatch, message).with_step(&*task.agent));
         }
         let spawner = run.compiled.route(&task.agent).cloned().ok_or_else(|| {
             EngineError::NoRoute { agent: task.agent.to_string(), blueprint: run.compiled.blueprint.id.clone() }
@@ -139,7 +158,8 @@ impl Engine {
     /// Whether the task was cancelled or handed a verdict since the attempt began.
     fn interruption(&self, task_id: &str) -> Option<Ending> {
         let mut state = self.inner.state.borrow_mut();
-        let task = state.tasks.get_mut(task_id)?;
+        // A task retired under a running attempt was swept when its run ended: cancelled.
+        let Some(task) = state.tasks.get_mut(task_id) else { return Some(Ending::Cancelled) };
         if task.state == TaskState::Cancelled {
             return Some(Ending::Cancelled);
         }
@@ -159,13 +179,13 @@ impl Engine {
     ) -> Result<Value, FlowError> {
         let mut state = self.inner.state.borrow_mut();
         state.tokens.forget_held(token);
-        let cancelled = match state.tasks.get_mut(&**task_id) {
-            Some(task) => {
-                task.running = None;
-                task.state == TaskState::Cancelled
-            }
-            None => true,
+        let Some(task) = state.tasks.get_mut(&**task_id) else {
+            // Retired while the attempt ran: its run ended, and the sweep that retired the task
+            // reported this attempt as cancelled already (`retire_leftovers`).
+            return Err(cancelled_error(task_id).with_step(&**agent));
         };
+        task.running = None;
+        let cancelled = task.state == TaskState::Cancelled;
         let (status, result) = if cancelled {
             (AttemptStatus::Cancelled, Err(cancelled_error(task_id)))
         } else {
@@ -194,7 +214,7 @@ impl Engine {
             agent: agent.clone(),
             attempt,
             status,
-            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            elapsed_ms: elapsed_ms(started),
             error: result.as_ref().err().map(|e| e.message.clone()),
         }));
         result.map_err(|e| e.with_step(&**agent))
@@ -208,7 +228,7 @@ impl Engine {
             return;
         }
         task.interrupted = None;
-        let elapsed_ms = task.attempt_started.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0);
+        let elapsed_ms = task.attempt_started.map_or(0.0, elapsed_ms);
         let agent = task.agent.clone();
         drop(state);
         self.publish(run.event(EventKind::AttemptFinished {
@@ -231,7 +251,7 @@ impl Engine {
         let interrupted = task.interrupted.take();
         let newly = task.transition(TaskState::Cancelled);
         let agent = task.agent.clone();
-        let elapsed_ms = task.attempt_started.map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0);
+        let elapsed_ms = task.attempt_started.map_or(0.0, elapsed_ms);
         self.retire(&mut state, task_id);
         drop(state);
         if let Some(attempt) = interrupted {

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
@@ -95,6 +96,13 @@ impl EventKind {
             EventKind::LayerNote { .. } => "layer_note",
         }
     }
+}
+
+/// Milliseconds since `started`, to the microsecond. A decimal that short parses back to the
+/// same `f64`; a full-precision one may not (serde_json, built without `float_roundtrip`, can
+/// miss its last bit), and then an event would not round-trip through a journal.
+pub(crate) fn elapsed_ms(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// How a run ended.

@@ -146,6 +146,9 @@ impl Engine {
     /// Moves a settled task from the live table to the bounded ring of recent ones.
     fn retire(&self, state: &mut State, task_id: &str) {
         if let Some(task) = state.tasks.remove(task_id) {
+            for token in &task.minted {
+                state.tokens.forget_held(token);
+            }
             if state.recent.len() >= self.inner.config.recent_tasks.max(1) {
                 state.recent.pop_front();
             }

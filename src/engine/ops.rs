@@ -99,6 +99,17 @@ impl Engine {
         state.tasks.get_mut(task_id).ok_or_else(|| EngineError::NoSuchTask(task_id.to_string()))
     }
 
+    /// Why a task that is not live cannot be acted on: `Settled` if it finished (it is in the
+    /// recent ring), else unknown. Verbs that change a task say so rather than "no such task",
+    /// which would suggest a wrong id.
+    fn not_live(state: &State, task_id: &str) -> EngineError {
+        if state.recent.iter().any(|t| &*t.id == task_id) {
+            EngineError::Settled(task_id.to_string())
+        } else {
+            EngineError::NoSuchTask(task_id.to_string())
+        }
+    }
+
     fn run_of(state: &State, run_id: &str) -> Result<Rc<Run>, EngineError> {
         state.runs.get(run_id).cloned().ok_or_else(|| EngineError::NoSuchRun(run_id.to_string()))
     }
@@ -148,6 +159,19 @@ impl Engine {
         let mut state = self.inner.state.borrow_mut();
         let max_depth = parent.map(|_| self.inner.config.max_spawn_depth);
         let verified = self.check(&mut state, auth, Verb::StartTask, VerifyContext { task: parent, max_depth })?;
+        // A task a worker starts is a sub-task of the worker's own, named or not: otherwise
+        // leaving `parent` out would start a top-level task and slip past `max_spawn_depth`.
+        let implied = match (parent, verified.role) {
+            (None, Role::Worker) => verified.task.clone(),
+            _ => None,
+        };
+        if implied.is_some() {
+            let (depth, max) = (verified.depth.saturating_add(1), self.inner.config.max_spawn_depth);
+            if depth >= max {
+                return Err(EngineError::Token(TokenError::DepthExceeded { depth, max }));
+            }
+        }
+        let parent = parent.or(implied.as_deref());
         let run = Self::run_of(&state, run_id)?;
         let (depth, parent) = match parent {
             Some(p) => {
@@ -202,7 +226,11 @@ impl Engine {
         let mut state = self.inner.state.borrow_mut();
         self.check(&mut state, auth, Verb::MintWorkerToken, VerifyContext { task: None, max_depth: None })?;
         let grant = self.worker_grant(Self::live_task(&mut state, task_id)?);
-        Ok(state.tokens.mint(grant, now_ms()))
+        let held = state.tokens.mint_held(grant, now_ms());
+        let token = held.token().clone();
+        // The token is good while its task lives; retiring the task forgets it.
+        Self::live_task(&mut state, task_id)?.minted.push(held);
+        Ok(token)
     }
 
     /// What a worker token for `task` grants: the worker role, bound to the task and its depth.
@@ -258,6 +286,9 @@ impl Engine {
     pub fn cancel_task(&self, auth: Auth<'_>, task_id: &str) -> Result<(), EngineError> {
         let mut state = self.inner.state.borrow_mut();
         self.check_on_task(&mut state, auth, Verb::CancelTask, task_id)?;
+        if !state.tasks.contains_key(task_id) {
+            return Err(Self::not_live(&state, task_id));
+        }
         let task = Self::live_task(&mut state, task_id)?;
         if !task.transition(super::TaskState::Cancelled) {
             return Err(EngineError::Settled(task_id.to_string()));
@@ -303,7 +334,15 @@ impl Engine {
     fn hand_over(&self, auth: Auth<'_>, verb: Verb, task_id: &str, external: External) -> Result<(), EngineError> {
         let mut state = self.inner.state.borrow_mut();
         self.check_on_task(&mut state, auth, verb, task_id)?;
+        if !state.tasks.contains_key(task_id) {
+            return Err(Self::not_live(&state, task_id));
+        }
         let task = Self::live_task(&mut state, task_id)?;
+        // A cancelled task's attempt may still be unwinding; a verdict now would be dropped
+        // without a word, so the caller is told the task is settled.
+        if task.state.is_terminal() {
+            return Err(EngineError::Settled(task_id.to_string()));
+        }
         if task.running.is_none() {
             return Err(EngineError::NotRunning {
                 task: task_id.to_string(),
@@ -335,9 +374,8 @@ impl Engine {
             (id, run, task_arc, rx)
         };
         self.suspend(&run, &task, "query_senior");
+        let _withdraw = WithdrawQuery { engine: self.clone(), run, task, id };
         let result = answer.wait_for(Option::is_some).await.map(|a| a.clone().unwrap_or(Value::Null));
-        self.inner.state.borrow_mut().queries.remove(&id);
-        self.resume(&run, &task);
         result.map_err(|_| EngineError::QueryDropped)
     }
 
@@ -407,10 +445,13 @@ impl Engine {
     }
 
     /// `verify_token`: a worker asks whether `token` (usually its own) is good for `verb`.
-    pub fn verify_token(&self, auth: Auth<'_>, token: &str, verb: Verb) -> Result<Caller, EngineError> {
+    pub fn verify_token(&self, auth: Auth<'_>, token: &str, verb: Verb) -> Result<Verified, EngineError> {
         let mut state = self.inner.state.borrow_mut();
         self.check(&mut state, auth, Verb::VerifyToken, VerifyContext { task: None, max_depth: None })?;
-        self.check(&mut state, Auth::Encoded(token), verb, VerifyContext { task: None, max_depth: None })
+        state
+            .tokens
+            .verify(token, verb, VerifyContext { task: None, max_depth: None }, now_ms())
+            .map_err(EngineError::Token)
     }
 
     /// `emit_output`: an output event from a worker, published as `worker_output`.
@@ -475,6 +516,28 @@ impl Engine {
         self.check(&mut state, auth, Verb::InjectDirective, VerifyContext { task: None, max_depth: None })?;
         Self::live_task(&mut state, task_id)?.directives.push(directive);
         Ok(())
+    }
+}
+
+/// Closes a query however `query_senior` ends, including when its caller stops waiting and
+/// drops the call: otherwise the query would stay open with nobody to read the answer, and its
+/// task would stay `suspended`.
+struct WithdrawQuery {
+    engine: Engine,
+    run: Rc<Run>,
+    task: Arc<str>,
+    id: u64,
+}
+
+impl Drop for WithdrawQuery {
+    fn drop(&mut self) {
+        let Ok(mut state) = self.engine.inner.state.try_borrow_mut() else {
+            tracing::warn!(task = %self.task, "query dropped while the engine state was busy");
+            return;
+        };
+        state.queries.remove(&self.id);
+        drop(state);
+        self.engine.resume(&self.run, &self.task);
     }
 }
 

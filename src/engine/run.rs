@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
 use super::dispatch::EngineDispatcher;
-use super::event::{Event, EventKind, RunStatus};
+use super::event::{AttemptStatus, Event, EventKind, RunStatus, elapsed_ms};
+use super::task::TaskState;
 use super::{Engine, now_ms};
 use crate::blueprint::compile::CompiledBlueprint;
 use crate::flow::{ErrorKind, Evaluator, Externs, FlowError};
@@ -122,6 +123,7 @@ struct DoneGuard {
 
 impl DoneGuard {
     fn report(&self, outcome: RunOutcome) {
+        self.engine.retire_leftovers(&self.run);
         self.engine
             .publish(self.run.event(EventKind::RunFinished { status: outcome.status, error: outcome.error.clone() }));
         self.engine.end_run(&self.run);
@@ -176,6 +178,46 @@ impl Engine {
         let guard = DoneGuard { engine: self.clone(), run: run.clone(), done };
         tokio::task::spawn_local(drive(guard, init));
         RunHandle { id, run, done: done_rx }
+    }
+
+    /// Retires the tasks a finished run leaves in the live table. The flow settles or abandons
+    /// every task it opened, so these were started with `start_task` from outside it, and
+    /// nothing else would ever remove them. Without the run nobody can dispatch them, so any
+    /// not yet settled is cancelled; an attempt still in flight is reported as cancelled here,
+    /// before `run_finished` closes the run's events, and its worker is stopped.
+    fn retire_leftovers(&self, run: &Run) {
+        let mut events = Vec::new();
+        {
+            let mut state = self.inner.state.borrow_mut();
+            let mut left: Vec<Arc<str>> =
+                state.tasks.values().filter(|t| t.run_id == run.id).map(|t| t.id.clone()).collect();
+            // In a fixed order, so the events read the same on every run.
+            left.sort_unstable();
+            for task_id in left {
+                let Some(task) = state.tasks.get_mut(&*task_id) else { continue };
+                if let Some(attempt) = task.running {
+                    events.push(EventKind::AttemptFinished {
+                        task_id: task_id.clone(),
+                        agent: task.agent.clone(),
+                        attempt,
+                        status: AttemptStatus::Cancelled,
+                        elapsed_ms: task.attempt_started.map_or(0.0, elapsed_ms),
+                        error: Some("cancelled: the run ended".into()),
+                    });
+                }
+                if task.transition(TaskState::Cancelled) {
+                    events.push(EventKind::TaskCancelled { task_id: task_id.clone() });
+                }
+                self.retire(&mut state, &task_id);
+            }
+        }
+        if events.is_empty() {
+            return;
+        }
+        for kind in events {
+            self.publish(run.event(kind));
+        }
+        run.poke();
     }
 
     /// Forgets a finished run's operator token and its entry.

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::gate::HeldToken;
 use crate::value::Value;
 use crate::worker::Verdict;
 
@@ -78,6 +79,8 @@ pub struct Task {
     pub result: Option<Value>,
     /// When the latest attempt started, for its elapsed time.
     pub attempt_started: Option<Instant>,
+    /// Worker tokens an operator minted for this task; forgotten when it retires.
+    pub minted: Vec<HeldToken>,
 }
 
 impl Task {
@@ -105,6 +108,7 @@ impl Task {
             directives: Vec::new(),
             result: None,
             attempt_started: None,
+            minted: Vec::new(),
         }
     }
 
