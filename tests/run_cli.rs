@@ -36,6 +36,18 @@ fn the_examples_run() {
     assert_eq!(ctx["reviewed"].as_array().unwrap().len(), 2);
     assert!(ctx["reviewed"][0].as_str().unwrap().ends_with('.'), "the short draft was revised: {ctx}");
 
+    let operator = swarm(&[
+        "run",
+        "examples/operator.lua",
+        "--input",
+        r#"{"expenses":[{"amount":40,"what":"books"},{"amount":900,"what":"a laptop"}]}"#,
+    ]);
+    assert_eq!(operator.status.code(), Some(0), "{}", stderr(&operator));
+    let decisions = &stdout_json(&operator)["decisions"];
+    assert_eq!(decisions[0]["value"]["note"], "Approve 40 EUR for books?");
+    assert_eq!(decisions[1]["status"], "rejected");
+    assert_eq!(decisions[1]["reason"]["kind"], "blocked");
+
     let triage = swarm(&["run", "examples/triage.json", "--input", r#"{"ticket":{"id":1,"severity":"low"}}"#]);
     assert_eq!(triage.status.code(), Some(0), "{}", stderr(&triage));
     assert_eq!(stdout_json(&triage)["archived"], 1);

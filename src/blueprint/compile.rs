@@ -178,7 +178,7 @@ impl Compiler {
 
     /// Compiles `bp`; relative paths in specs resolve against `base_dir`.
     pub fn compile(&self, bp: Rc<Blueprint>, base_dir: Option<&Path>) -> Result<CompiledBlueprint, CompileErrors> {
-        let mut run = CompileRun { bp: &bp, errors: Vec::new(), warnings: Vec::new() };
+        let mut run = CompileRun { bp: &bp, errors: Vec::new(), warnings: Vec::new(), failed: HashSet::new() };
         run.check_operators();
         let (routes, declared) = run.build_routes(self, base_dir);
         if bp.strategy.strict_refs && self.default_spawner.is_none() {
@@ -200,6 +200,8 @@ struct CompileRun<'a> {
     bp: &'a Blueprint,
     errors: Vec<CompileError>,
     warnings: Vec<Warning>,
+    /// Agents (by index) already reported, which their factory is not asked about again.
+    failed: HashSet<usize>,
 }
 
 impl CompileRun<'_> {
@@ -229,6 +231,7 @@ impl CompileRun<'_> {
                 let message =
                     format!("agent '{}' refers to operator '{op_ref}', which is not declared ({known})", agent.name);
                 self.agent_error(CompileErrorKind::UnresolvedOperatorRef, index, message);
+                self.failed.insert(index);
             }
         }
         for op in &bp.operators {
@@ -286,6 +289,9 @@ impl CompileRun<'_> {
                 }
                 continue;
             };
+            if self.failed.contains(&index) {
+                continue;
+            }
             let hint = bp.hints.per_agent.get(&agent.name);
             match factory.build(agent, hint, &mut cx) {
                 Ok(spawner) => {

@@ -148,13 +148,20 @@ impl Spawner for LuaFnSpawner {
         let func = self.func.clone();
         Box::pin(async move {
             let lua = lua.try_upgrade().ok_or_else(|| WorkerError::new("the Lua VM is gone"))?;
-            let fail = |e: mlua::Error| WorkerError::new(lua_error_message(&e));
-            let input = to_lua(&lua, &job.input).map_err(fail)?;
-            let task = lua.create_userdata(LuaTask { job }).map_err(fail)?;
-            let returned: LuaValue = func.call_async((input, task)).await.map_err(fail)?;
-            marshal(&lua, returned)
+            let input = job.input.clone();
+            let task = lua.create_userdata(LuaTask { job }).map_err(|e| WorkerError::new(lua_error_message(&e)))?;
+            call_agent(&lua, &func, &input, LuaValue::UserData(task)).await
         })
     }
+}
+
+/// Calls an agent-shaped Lua function `f(input, second)` as a coroutine and marshals what it
+/// returns; a raised error fails the attempt with its first line.
+pub(super) async fn call_agent(lua: &Lua, func: &Function, input: &Value, second: LuaValue) -> WorkerResult {
+    let fail = |e: mlua::Error| WorkerError::new(lua_error_message(&e));
+    let input = to_lua(lua, input).map_err(fail)?;
+    let returned: LuaValue = func.call_async((input, second)).await.map_err(fail)?;
+    marshal(lua, returned)
 }
 
 /// A returned value passes; `swarm.block(v)` blocks with `v`.

@@ -7,6 +7,7 @@ pub mod engine_api;
 mod gate_api;
 pub mod load;
 mod module;
+mod operator_api;
 
 use std::path::Path;
 use std::rc::Rc;
@@ -21,7 +22,7 @@ use crate::worker::WorkerResult;
 use crate::blueprint::compile::Compiler;
 use crate::worker::Spawner;
 use crate::worker::lua_agent::{FunctionLookup, LuaAgentFactory};
-use crate::worker::operator::OperatorFactory;
+use crate::worker::operator::{ConsoleIo, LuaOperatorLookup, OperatorFactory, StdConsole};
 use crate::worker::rust_fn::{RustFnFactory, RustFnRegistry};
 use crate::worker::subprocess::SubprocessFactory;
 use agent_api::LuaFnSpawner;
@@ -97,6 +98,11 @@ impl Host {
         HostBuilder::default()
     }
 
+    /// Where `console` operators ask their questions from now on (the REPL sets its own).
+    pub fn set_console(&self, io: Rc<dyn ConsoleIo>) {
+        self.lua.set_app_data(ConsoleSlot(io));
+    }
+
     /// The VM's default engine (what `swarm.run` uses).
     pub fn engine(&self) -> mlua::Result<Engine> {
         engine_api::default_engine(&self.lua)
@@ -119,7 +125,7 @@ impl Host {
     /// A compiler for blueprints that did not come from this VM (JSON files): an inline
     /// function reference cannot be resolved there, so it is a warning, not an error.
     pub fn detached_compiler(&self) -> Compiler {
-        compiler_with(None, self.rust_fns.clone())
+        compiler_with(None, None, console(&self.lua), self.rust_fns.clone())
     }
 
     /// Loads a blueprint file (a Lua module or JSON).
@@ -140,16 +146,31 @@ pub(crate) fn compiler_for(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> Compiler 
         });
         lookup
     });
-    compiler_with(lookup, rust_fns)
+    compiler_with(lookup, operator_api::lookup(lua), console(lua), rust_fns)
 }
 
-fn compiler_with(lookup: Option<FunctionLookup>, rust_fns: Rc<RustFnRegistry>) -> Compiler {
+/// The console the VM's `console` operators ask (the terminal unless the REPL set its own).
+struct ConsoleSlot(Rc<dyn ConsoleIo>);
+
+fn console(lua: &Lua) -> Rc<dyn ConsoleIo> {
+    match lua.app_data_ref::<ConsoleSlot>() {
+        Some(slot) => slot.0.clone(),
+        None => Rc::new(StdConsole::default()),
+    }
+}
+
+fn compiler_with(
+    lookup: Option<FunctionLookup>,
+    operators: Option<LuaOperatorLookup>,
+    console: Rc<dyn ConsoleIo>,
+    rust_fns: Rc<RustFnRegistry>,
+) -> Compiler {
     let mut compiler = Compiler::new();
     compiler
         .register("lua", LuaAgentFactory { functions: lookup })
         .register("rust_fn", RustFnFactory { registry: rust_fns })
         .register("subprocess", SubprocessFactory)
-        .register("operator", OperatorFactory);
+        .register("operator", OperatorFactory { lua: operators, console });
     compiler
 }
 

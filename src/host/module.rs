@@ -42,6 +42,7 @@ pub(super) fn install(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> mlua::Result<(
     swarm.set("json", json_table(lua)?)?;
     super::load::install_compile(lua, &swarm, rust_fns)?;
     super::agent_api::install(lua, &swarm)?;
+    super::operator_api::install(lua, &swarm)?;
     super::gate_api::install(lua, &swarm, &crate::gate::Gate::default())?;
     let engine_native = lua.create_table()?;
     super::engine_api::install(lua, &engine_native)?;

@@ -7,6 +7,7 @@ pub mod operator;
 pub mod rust_fn;
 pub mod spec;
 pub mod subprocess;
+pub mod template;
 
 use std::path::Path;
 use std::rc::Rc;

@@ -1,0 +1,75 @@
+//! `operator` agents: spec `{operator_ref = "<name in operators>"}`. The operator gets the
+//! agent's rendered system prompt and the input, and answers like an agent. Operators are of
+//! kind `lua` (a function registered with `swarm.operator`) or `console` (the person at the
+//! terminal).
+
+mod console;
+
+use std::rc::Rc;
+
+use super::spec::SpecReader;
+use super::template::PromptTemplate;
+use super::{BuildContext, Spawner, SpawnerFactory, UnavailableSpawner};
+use crate::blueprint::AgentDef;
+use crate::value::Value;
+
+pub use console::{ConsoleIo, ConsoleOperator, ScriptedConsole, StdConsole, parse_answer};
+
+/// The operator kinds a blueprint may declare.
+pub const OPERATOR_KINDS: [&str; 2] = ["lua", "console"];
+
+/// What an operator spawner is built from.
+#[derive(Clone, Debug)]
+pub struct OperatorSetup {
+    pub operator: String,
+    /// The agent's `profile.system_prompt`, checked.
+    pub template: Option<PromptTemplate>,
+}
+
+/// Builds the spawner of a `lua` operator, if the host VM has one registered under the name.
+pub type LuaOperatorLookup = Rc<dyn Fn(&OperatorSetup) -> Option<Rc<dyn Spawner>>>;
+
+/// Builds `operator` spawners. Without a Lua lookup (checking a JSON file, no host VM), a
+/// `lua` operator cannot be resolved and becomes a warning rather than an error.
+pub struct OperatorFactory {
+    pub lua: Option<LuaOperatorLookup>,
+    pub console: Rc<dyn ConsoleIo>,
+}
+
+impl SpawnerFactory for OperatorFactory {
+    fn build(&self, agent: &AgentDef, _hint: Option<&Value>, cx: &mut BuildContext) -> Result<Rc<dyn Spawner>, String> {
+        let mut spec = SpecReader::new(&agent.spec, "{operator_ref = \"<operator name>\"}")?;
+        let name = spec.required_string("operator_ref")?;
+        spec.finish()?;
+        // Whether the operator is declared, and of a known kind, are compiler checks
+        // (`unresolved_operator_ref`, `unknown_kind`); here it is there.
+        let Some(operator) = cx.blueprint.operators.iter().find(|o| o.name == name) else {
+            return Err(format!("operator '{name}' is not declared"));
+        };
+        let template = match agent.profile.as_ref().and_then(|p| p.system_prompt.as_deref()) {
+            Some(source) => Some(PromptTemplate::compile(source)?),
+            None => None,
+        };
+        let setup = OperatorSetup { operator: name.to_string(), template };
+        match operator.kind.as_str() {
+            "console" => Ok(Rc::new(ConsoleOperator { setup, io: self.console.clone() })),
+            _ => match &self.lua {
+                Some(lookup) => lookup(&setup).ok_or_else(|| {
+                    format!("no Lua operator '{name}' is registered (register it with swarm.operator(\"{name}\", fn))")
+                }),
+                None => {
+                    cx.warnings.push(format!(
+                        "agent '{}' asks Lua operator '{name}', which only its Lua module can provide",
+                        agent.name
+                    ));
+                    Ok(Rc::new(UnavailableSpawner { what: "lua operator (its Lua module is not loaded)" }))
+                }
+            },
+        }
+    }
+}
+
+/// The prompt an operator is shown: the rendered system prompt, or nothing.
+pub fn render_prompt(setup: &OperatorSetup, input: &Value) -> Result<Option<String>, String> {
+    setup.template.as_ref().map(|t| t.render(input)).transpose()
+}
