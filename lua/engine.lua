@@ -74,6 +74,13 @@ function Engine:verify(token, verb, task_id)
   return nil, err
 end
 
+--- A stored output (`{ref = "out-…", size = N}` in a ctx) by its ref, or nil.
+---@param ref string
+---@return any
+function Engine:output(ref)
+  return self._native:output(ref)
+end
+
 --- Revokes a token: `true`, or `nil, err`.
 function Engine:revoke(token)
   local ok, err = self._native:revoke(token)

@@ -7,6 +7,8 @@ pub mod engine;
 pub mod flow;
 pub mod gate;
 pub mod host;
+pub mod middleware;
+pub mod store;
 pub mod value;
 pub mod worker;
 

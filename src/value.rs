@@ -201,6 +201,12 @@ impl From<f64> for Value {
     }
 }
 
+impl From<&Arc<str>> for Value {
+    fn from(s: &Arc<str>) -> Self {
+        Value::String(s.clone())
+    }
+}
+
 impl From<&str> for Value {
     fn from(s: &str) -> Self {
         Value::String(s.into())

@@ -10,14 +10,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 
+use futures::future::LocalBoxFuture;
 use serde::Serialize;
 
 use super::schema::{Blueprint, Location};
 use super::walk::walk;
 use crate::flow::Node;
+use crate::middleware::LayerRegistry;
 use crate::worker::operator::OPERATOR_KINDS;
-use crate::worker::{BuildContext, Spawner, SpawnerFactory};
+use crate::worker::{BuildContext, Job, Spawner, SpawnerFactory, WorkerError, WorkerResult};
 
 /// The kinds of compile error, in the order they are reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -28,6 +31,8 @@ pub enum CompileErrorKind {
     UnknownKind,
     InvalidSpec,
     UnresolvedRef,
+    /// A layer key no registry knows, or a layer whose settings are wrong (stage 2, linking).
+    UnknownLayer,
 }
 
 impl CompileErrorKind {
@@ -38,6 +43,7 @@ impl CompileErrorKind {
             CompileErrorKind::UnknownKind => "unknown_kind",
             CompileErrorKind::InvalidSpec => "invalid_spec",
             CompileErrorKind::UnresolvedRef => "unresolved_ref",
+            CompileErrorKind::UnknownLayer => "unknown_layer",
         }
     }
 }
@@ -124,23 +130,62 @@ impl fmt::Display for Warning {
     }
 }
 
-/// A compiled blueprint: the blueprint, plus a spawner for every agent its steps may reach.
-pub struct CompiledBlueprint {
-    pub blueprint: Rc<Blueprint>,
+/// The routing table: a spawner that hands each attempt to its agent's spawner by the job's
+/// `agent`, so a layer that rewrites the agent reroutes the attempt.
+pub struct Router {
     routes: HashMap<String, Rc<dyn Spawner>>,
     default: Option<Rc<dyn Spawner>>,
+}
+
+impl Router {
+    /// The spawner for agent `name`, falling back to the default spawner.
+    pub fn route(&self, name: &str) -> Option<&Rc<dyn Spawner>> {
+        self.routes.get(name).or(self.default.as_ref())
+    }
+}
+
+impl Spawner for Router {
+    fn spawn(&self, job: Job) -> LocalBoxFuture<'static, WorkerResult> {
+        match self.route(&job.agent) {
+            Some(spawner) => spawner.spawn(job),
+            None => {
+                let message = format!("no agent '{}' to route to (a layer rerouted the attempt there?)", job.agent);
+                Box::pin(async move { Err(WorkerError::new(message)) })
+            }
+        }
+    }
+}
+
+/// A compiled blueprint: the blueprint, its routing table, and that table wrapped in the
+/// blueprint's layers, which is what every attempt is spawned on.
+pub struct CompiledBlueprint {
+    pub blueprint: Rc<Blueprint>,
+    router: Rc<Router>,
+    spawner: Rc<dyn Spawner>,
+    /// Agent name → its operator seat, for `operator` agents.
+    operators: HashMap<String, Arc<str>>,
     pub warnings: Vec<Warning>,
 }
 
 impl CompiledBlueprint {
     /// The spawner for agent `name`, falling back to the default spawner.
     pub fn route(&self, name: &str) -> Option<&Rc<dyn Spawner>> {
-        self.routes.get(name).or(self.default.as_ref())
+        self.router.route(name)
+    }
+
+    /// The linked stack: layers around the routing table.
+    pub fn spawner(&self) -> &Rc<dyn Spawner> {
+        &self.spawner
+    }
+
+    /// The operator seat of an `operator` agent.
+    pub fn operator_of(&self, agent: &str) -> Option<Arc<str>> {
+        self.operators.get(agent).cloned()
     }
 
     /// The routed agent names, sorted.
     pub fn agent_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.routes.keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = self.router.routes.keys().map(String::as_str).collect();
         names.sort_unstable();
         names
     }
@@ -151,6 +196,7 @@ impl CompiledBlueprint {
 pub struct Compiler {
     factories: BTreeMap<String, Rc<dyn SpawnerFactory>>,
     default_spawner: Option<Rc<dyn Spawner>>,
+    layers: LayerRegistry,
 }
 
 impl Compiler {
@@ -171,6 +217,12 @@ impl Compiler {
         self
     }
 
+    /// The layers blueprints are linked with (stage 2).
+    pub fn set_layers(&mut self, layers: LayerRegistry) -> &mut Compiler {
+        self.layers = layers;
+        self
+    }
+
     /// The registered agent kinds.
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
         self.factories.keys().map(String::as_str)
@@ -186,12 +238,36 @@ impl Compiler {
         } else {
             run.warn_unrouted(&routes, self.default_spawner.is_some());
         }
+        let router = Rc::new(Router { routes, default: self.default_spawner.clone() });
+        let spawner = match self.layers.stack(&bp) {
+            Ok(stack) => stack.wrap(router.clone()),
+            Err(link_errors) => {
+                for e in link_errors {
+                    run.errors.push(CompileError {
+                        kind: CompileErrorKind::UnknownLayer,
+                        message: e.to_string(),
+                        agent: None,
+                        step: None,
+                        pointer: None,
+                        location: bp.sources.blueprint.clone(),
+                        file: bp.sources.file.clone(),
+                    });
+                }
+                router.clone()
+            }
+        };
         if !run.errors.is_empty() {
             run.errors.sort_by_key(|e| e.kind);
             return Err(CompileErrors(run.errors));
         }
+        let operators = bp
+            .agents
+            .iter()
+            .filter(|a| a.kind == "operator")
+            .filter_map(|a| Some((a.name.clone(), Arc::from(a.spec.get("operator_ref")?.as_str()?))))
+            .collect();
         let warnings = run.warnings;
-        Ok(CompiledBlueprint { blueprint: bp, routes, default: self.default_spawner.clone(), warnings })
+        Ok(CompiledBlueprint { blueprint: bp, router, spawner, operators, warnings })
     }
 }
 

@@ -14,6 +14,7 @@ use super::task::{External, TaskState};
 use super::{Engine, EngineError, now_ms};
 use crate::flow::{ErrorKind, FlowError};
 use crate::gate::registry::HeldToken;
+use crate::store::output::exceeds;
 use crate::value::Value;
 use crate::worker::{Job, Spawner, TaskHost, Verdict, WorkerResult};
 
@@ -130,7 +131,8 @@ impl Engine {
             let message = format!("task '{task_id}' already has attempt {running} in flight");
             return Err(FlowError::new(ErrorKind::Dispatch, message).with_step(&*task.agent));
         }
-        let spawner = run.compiled.route(&task.agent).cloned().ok_or_else(|| {
+        // The agent must exist before anything is minted; a layer may still reroute later.
+        run.compiled.route(&task.agent).ok_or_else(|| {
             EngineError::NoRoute { agent: task.agent.to_string(), blueprint: run.compiled.blueprint.id.clone() }
                 .into_flow()
                 .with_step(&*task.agent)
@@ -150,8 +152,17 @@ impl Engine {
             attempt,
             token: token.clone(),
         });
-        let job = Job { task_id: task_id.clone(), attempt, agent: agent.clone(), input: task.input.clone(), host };
+        let job = Job {
+            task_id: task_id.clone(),
+            attempt,
+            agent: agent.clone(),
+            input: task.input.clone(),
+            runtime: Value::object(),
+            operator: run.compiled.operator_of(&agent),
+            host,
+        };
         self.publish(run.event(EventKind::AttemptStarted { task_id: task_id.clone(), agent: agent.clone(), attempt }));
+        let spawner = run.compiled.spawner().clone();
         Ok(AttemptStart { job, spawner, token, agent })
     }
 
@@ -191,7 +202,10 @@ impl Engine {
         } else {
             match ending {
                 Ending::Cancelled => (AttemptStatus::Cancelled, Err(cancelled_error(task_id))),
-                Ending::Worker(Ok(verdict)) | Ending::External(External::Verdict(verdict)) => verdict_result(verdict),
+                Ending::Worker(Ok(verdict)) | Ending::External(External::Verdict(verdict)) => {
+                    let verdict = self.offload(run, task_id, attempt, agent, verdict);
+                    verdict_result(verdict)
+                }
                 Ending::Worker(Err(e)) => {
                     let mut err = FlowError::new(ErrorKind::Failed, e.message);
                     err.value = e.value;
@@ -218,6 +232,19 @@ impl Engine {
             error: result.as_ref().err().map(|e| e.message.clone()),
         }));
         result.map_err(|e| e.with_step(&**agent))
+    }
+
+    /// A passing value too large for the ctx goes to the output store; the ctx gets its ref.
+    fn offload(&self, run: &Run, task_id: &Arc<str>, attempt: u32, agent: &Arc<str>, verdict: Verdict) -> Verdict {
+        let limit = self.inner.config.offload_bytes;
+        match verdict {
+            Verdict::Pass(value) if limit > 0 && exceeds(&value, limit) => {
+                let size = value.to_json().len();
+                let id = self.inner.outputs.append(&run.id, task_id, attempt, agent, value, size);
+                Verdict::Pass(Value::from_pairs([("ref", Value::from(&*id)), ("size", Value::int(size as i64))]))
+            }
+            other => other,
+        }
     }
 
     /// The evaluator gave up on an interrupted attempt because of its step's timeout.
@@ -345,6 +372,18 @@ impl TaskHost for AttemptContext {
         if let Err(e) = self.engine.emit_output(Auth::Held(&self.token), &self.task_id, self.attempt, output) {
             tracing::warn!(task = %self.task_id, "emit refused: {e}");
         }
+    }
+
+    fn output_refs(&self) -> Vec<Arc<str>> {
+        self.engine.inner.outputs.refs_for_run(&self.run.id)
+    }
+
+    fn note(&self, layer: &str, note: Value) {
+        self.engine.publish(self.run.event(EventKind::LayerNote {
+            task_id: self.task_id.clone(),
+            layer: layer.into(),
+            note,
+        }));
     }
 
     fn dispatch(&self, agent: &str, input: Value) -> LocalBoxFuture<'static, Result<Value, FlowError>> {

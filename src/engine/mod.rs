@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use crate::gate::Gate;
 use crate::gate::registry::TokenRegistry;
 use crate::gate::token::SigningKey;
+use crate::store::{MemoryOutputStore, OutputStore};
 
 pub use error::EngineError;
 pub use event::{AttemptStatus, Event, EventBus, EventKind, RunStatus};
@@ -50,6 +51,9 @@ pub struct EngineConfig {
     /// Finished tasks kept for `read_task_state`.
     pub recent_tasks: usize,
     pub gate: Gate,
+    /// A step output whose JSON is longer than this goes to the output store, and the ctx gets
+    /// `{ref = "out-…", size = N}` instead; 0 keeps every output in the ctx.
+    pub offload_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +66,7 @@ impl Default for EngineConfig {
             event_capacity: 4096,
             recent_tasks: 1024,
             gate: Gate::default(),
+            offload_bytes: 64 * 1024,
         }
     }
 }
@@ -78,6 +83,7 @@ struct Inner {
     /// `true` while a senior has paused new dispatches.
     paused: watch::Sender<bool>,
     config: EngineConfig,
+    outputs: Rc<dyn OutputStore>,
 }
 
 struct State {
@@ -93,6 +99,11 @@ struct State {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Result<Engine, EngineError> {
+        Engine::with_output_store(config, Rc::new(MemoryOutputStore::new()))
+    }
+
+    /// An engine whose large outputs go to `outputs`.
+    pub fn with_output_store(config: EngineConfig, outputs: Rc<dyn OutputStore>) -> Result<Engine, EngineError> {
         let key = SigningKey::from_config(config.token_secret.as_deref()).map_err(EngineError::Key)?;
         let tokens = TokenRegistry::new(key, config.gate);
         let state = State {
@@ -107,11 +118,16 @@ impl Engine {
         };
         let bus = EventBus::new(config.event_capacity, config.trace_capacity);
         let (paused, _) = watch::channel(false);
-        Ok(Engine { inner: Rc::new(Inner { state: RefCell::new(state), bus, paused, config }) })
+        Ok(Engine { inner: Rc::new(Inner { state: RefCell::new(state), bus, paused, config, outputs }) })
     }
 
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
+    }
+
+    /// Where large outputs are kept.
+    pub fn outputs(&self) -> &Rc<dyn OutputStore> {
+        &self.inner.outputs
     }
 
     /// The task, live or recently finished.

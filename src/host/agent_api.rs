@@ -178,8 +178,8 @@ fn marshal(lua: &Lua, returned: LuaValue) -> WorkerResult {
     Ok(Verdict::Pass(from_lua(lua, &returned).map_err(bad)?))
 }
 
-/// The `task` an inline agent receives: `id`, `attempt`, `agent`, `token`, `emit(event)`
-/// and `task:dispatch(agent, input)`.
+/// The `task` an inline agent receives: `id`, `attempt`, `agent`, `token`, `runtime` (the
+/// hints middleware added), `emit(event)` and `task:dispatch(agent, input)`.
 struct LuaTask {
     job: Job,
 }
@@ -190,6 +190,8 @@ impl UserData for LuaTask {
         fields.add_field_method_get("attempt", |_, this| Ok(this.job.attempt));
         fields.add_field_method_get("agent", |_, this| Ok(this.job.agent.to_string()));
         fields.add_field_method_get("token", |_, this| Ok(this.job.host.token()));
+        fields.add_field_method_get("runtime", |lua, this| to_lua(lua, &this.job.runtime));
+        fields.add_field_method_get("operator", |_, this| Ok(this.job.operator.as_deref().map(str::to_string)));
         // `task.emit(event)` and `task:emit(event)` both work: a leading task is skipped.
         fields.add_field_method_get("emit", |lua, this| {
             let host: Rc<dyn TaskHost> = this.job.host.clone();

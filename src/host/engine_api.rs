@@ -62,6 +62,19 @@ pub(super) fn install(lua: &Lua, native: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
+/// `swarm.output.get(ref)`: a stored output of the default engine, or nil.
+pub(super) fn install_output(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
+    let output = lua.create_table()?;
+    output.set(
+        "get",
+        lua.create_function(|lua, id: String| match default_engine(lua)?.outputs().get(&id) {
+            Some(record) => to_lua(lua, &record.value),
+            None => Ok(LuaValue::Nil),
+        })?,
+    )?;
+    swarm.set("output", output)
+}
+
 fn engine_config(_lua: &Lua, opts: Option<Table>) -> mlua::Result<EngineConfig> {
     let mut config = EngineConfig::default();
     let Some(opts) = opts else { return Ok(config) };
@@ -70,6 +83,7 @@ fn engine_config(_lua: &Lua, opts: Option<Table>) -> mlua::Result<EngineConfig> 
         match (key.as_str(), value) {
             ("token_secret", LuaValue::String(s)) => config.token_secret = Some(s.to_str()?.to_string()),
             ("max_spawn_depth", LuaValue::Integer(n)) if n >= 1 => config.max_spawn_depth = n as u32,
+            ("offload_bytes", LuaValue::Integer(n)) if n >= 0 => config.offload_bytes = n as usize,
             ("state", LuaValue::String(s)) if &*s.to_str()? == "memory" => {}
             ("state", _) => {
                 return Err(mlua::Error::runtime(
@@ -78,7 +92,7 @@ fn engine_config(_lua: &Lua, opts: Option<Table>) -> mlua::Result<EngineConfig> 
             }
             (key, value) => {
                 return Err(mlua::Error::runtime(format!(
-                    "swarm.engine: bad option `{key}` = {} (options: token_secret = string, max_spawn_depth = integer >= 1, state = \"memory\")",
+                    "swarm.engine: bad option `{key}` = {} (options: token_secret = string, max_spawn_depth = integer >= 1, offload_bytes = integer >= 0, state = \"memory\")",
                     value.type_name()
                 )));
             }
@@ -131,6 +145,10 @@ impl UserData for LuaEngine {
                 Ok(_) => Ok((true, LuaValue::Nil)),
                 Err(e) => Ok((false, LuaValue::Table(engine_error_table(lua, &e)?))),
             }
+        });
+        methods.add_method("output", |lua, this, id: String| match this.0.outputs().get(&id) {
+            Some(record) => to_lua(lua, &record.value),
+            None => Ok(LuaValue::Nil),
         });
         methods.add_method("revoke", |lua, this, token: String| match this.0.revoke(&token) {
             Ok(()) => Ok((true, LuaValue::Nil)),

@@ -5,6 +5,7 @@ pub mod agent_api;
 pub mod convert;
 pub mod engine_api;
 mod gate_api;
+mod layer_api;
 pub mod load;
 mod module;
 mod operator_api;
@@ -125,7 +126,9 @@ impl Host {
     /// A compiler for blueprints that did not come from this VM (JSON files): an inline
     /// function reference cannot be resolved there, so it is a warning, not an error.
     pub fn detached_compiler(&self) -> Compiler {
-        compiler_with(None, None, console(&self.lua), self.rust_fns.clone())
+        let mut compiler = compiler_with(None, None, console(&self.lua), self.rust_fns.clone());
+        compiler.set_layers(layer_api::registry(&self.lua).borrow().clone());
+        compiler
     }
 
     /// Loads a blueprint file (a Lua module or JSON).
@@ -146,13 +149,15 @@ pub(crate) fn compiler_for(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> Compiler 
         });
         lookup
     });
-    compiler_with(lookup, operator_api::lookup(lua), console(lua), rust_fns)
+    let mut compiler = compiler_with(lookup, operator_api::lookup(lua), console(lua), rust_fns);
+    compiler.set_layers(layer_api::registry(lua).borrow().clone());
+    compiler
 }
 
 /// The console the VM's `console` operators ask (the terminal unless the REPL set its own).
 struct ConsoleSlot(Rc<dyn ConsoleIo>);
 
-fn console(lua: &Lua) -> Rc<dyn ConsoleIo> {
+pub(crate) fn console(lua: &Lua) -> Rc<dyn ConsoleIo> {
     match lua.app_data_ref::<ConsoleSlot>() {
         Some(slot) => slot.0.clone(),
         None => Rc::new(StdConsole::default()),

@@ -43,9 +43,11 @@ pub(super) fn install(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> mlua::Result<(
     super::load::install_compile(lua, &swarm, rust_fns)?;
     super::agent_api::install(lua, &swarm)?;
     super::operator_api::install(lua, &swarm)?;
+    super::layer_api::install(lua, &swarm)?;
     super::gate_api::install(lua, &swarm, &crate::gate::Gate::default())?;
     let engine_native = lua.create_table()?;
     super::engine_api::install(lua, &engine_native)?;
+    super::engine_api::install_output(lua, &swarm)?;
     lua.load(ENGINE_LUA).set_name(format!("{CHUNK_PREFIX}engine.lua")).call::<()>((engine_native, &swarm))?;
 
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;

@@ -19,13 +19,19 @@ use crate::blueprint::{AgentDef, Blueprint};
 use crate::flow::FlowError;
 use crate::value::Value;
 
-/// One attempt of a task, as the worker sees it.
+/// One attempt of a task: what the worker gets, and what middleware layers see and may edit
+/// on its way there (DESIGN §8: `{task_id, attempt, agent, runtime, operator}`).
 #[derive(Clone)]
 pub struct Job {
     pub task_id: Arc<str>,
     pub attempt: u32,
+    /// The agent the attempt is routed to; a layer that changes it reroutes the attempt.
     pub agent: Arc<str>,
     pub input: Value,
+    /// Free-form hints that travel with the attempt to the worker (an object).
+    pub runtime: Value,
+    /// The operator seat of an `operator` agent.
+    pub operator: Option<Arc<str>>,
     /// What the worker may ask of the engine during the attempt.
     pub host: Rc<dyn TaskHost>,
 }
@@ -36,6 +42,10 @@ pub trait TaskHost {
     fn token(&self) -> String;
     /// Publishes an output event (progress, partial, artifact, final) as `worker_output`.
     fn emit(&self, output: Value);
+    /// Publishes a middleware layer's note as a `layer_note` event.
+    fn note(&self, layer: &str, note: Value);
+    /// The ids of the outputs stored so far in this run (for `input_inject`).
+    fn output_refs(&self) -> Vec<Arc<str>>;
     /// Starts a sub-task on the same blueprint's agents and waits for its value.
     fn dispatch(&self, agent: &str, input: Value) -> LocalBoxFuture<'static, Result<Value, FlowError>>;
 }
