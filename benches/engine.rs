@@ -21,8 +21,13 @@ fn step_json(agent: &str) -> String {
 }
 
 fn blueprint(flow: String) -> String {
+    layered(flow, &[])
+}
+
+fn layered(flow: String, layers: &[String]) -> String {
+    let layers = serde_json::to_string(layers).unwrap();
     format!(
-        r#"{{"id":"bench","agents":[{{"name":"echo","kind":"rust_fn","spec":{{"fn_id":"echo"}}}},{{"name":"lua","kind":"lua","spec":{{"fn":"bench/lua"}}}}],"flow":{flow}}}"#
+        r#"{{"id":"bench","layers":{layers},"agents":[{{"name":"echo","kind":"rust_fn","spec":{{"fn_id":"echo"}}}},{{"name":"lua","kind":"lua","spec":{{"fn":"bench/lua"}}}}],"flow":{flow}}}"#
     )
 }
 
@@ -40,11 +45,21 @@ fn fanout(agent: &str, n: usize) -> String {
     )
 }
 
-/// A host whose VM holds the inline function `bench/lua` (it returns its input).
+/// A host whose VM holds the inline function `bench/lua` (it returns its input) and five
+/// do-nothing Lua layers of each style: `b1`..`b5` (before), `a1`..`a5` (after), `w1`..`w5`
+/// (wrap, calling next once).
 fn host() -> Host {
     let host = Host::new().unwrap();
     host.lua()
-        .load(r#"local swarm = require("swarm") swarm.blueprint({ id = "bench", agents = { lua = function(x) return x end }, flow = swarm.flow.seq({}) })"#)
+        .load(
+            r#"local swarm = require("swarm")
+            swarm.blueprint({ id = "bench", agents = { lua = function(x) return x end }, flow = swarm.flow.seq({}) })
+            for i = 1, 5 do
+              swarm.layer("b" .. i, { before = function(ctx) end })
+              swarm.layer("a" .. i, { after = function(ctx, result) end })
+              swarm.layer("w" .. i, { wrap = function(ctx, next) return next(ctx) end })
+            end"#,
+        )
         .exec()
         .unwrap();
     host
@@ -105,6 +120,25 @@ fn engine_steps(c: &mut Criterion) {
     assert_eq!(bench.engine.token_records(), 0, "no token record outlives its attempt");
 }
 
+/// Five Lua layers of one style around a `rust_fn` step; the per-layer cost is the difference
+/// to the bare step, divided by five.
+fn layer_stack(c: &mut Criterion) {
+    let host = host();
+    let bench = Bench::new();
+    let n = 10_000;
+    let mut group = c.benchmark_group("layers");
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Elements(n as u64));
+    for (style, name) in [("", "no_layers"), ("b", "five_before"), ("a", "five_after"), ("w", "five_wrap")] {
+        let layers: Vec<String> =
+            if style.is_empty() { Vec::new() } else { (1..=5).map(|i| format!("{style}{i}")).collect() };
+        let bp = Blueprint::from_json(&layered(seq("echo", n), &layers)).unwrap();
+        let compiled = Rc::new(host.compiler().compile(Rc::new(bp), None).unwrap());
+        group.bench_with_input(BenchmarkId::new(name, n), &compiled, |b, compiled| b.iter(|| bench.run(compiled)));
+    }
+    group.finish();
+}
+
 /// Resident memory in KiB, from /proc (Linux).
 fn rss_kib() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -136,5 +170,5 @@ fn engine_memory(_c: &mut Criterion) {
     assert_eq!(bench.engine.token_records(), 0);
 }
 
-criterion_group!(benches, engine_steps, engine_memory);
+criterion_group!(benches, engine_steps, layer_stack, engine_memory);
 criterion_main!(benches);

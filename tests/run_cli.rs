@@ -54,6 +54,26 @@ fn the_examples_run() {
 }
 
 #[test]
+fn layers_act_visibly_on_their_steps() {
+    let out = swarm(&["run", "examples/layered.lua", "--input", r#"{"question":"life"}"#, "--events", "ndjson"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let reply = &stdout_json(&out)["reply"];
+    assert_eq!(reply["answer"], "life? 42");
+    assert_eq!(reply["try"], 3, "the Lua layer retried twice and its hint reached the agent");
+    let events: Vec<serde_json::Value> =
+        stderr(&out).lines().skip(1).map(|l| serde_json::from_str(l).expect("an event per line")).collect();
+    let phases: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "layer_note" && e["layer"] == "audit")
+        .map(|e| e["note"]["phase"].as_str().unwrap())
+        .collect();
+    // audit is inside patient, so it sees each of the three tries.
+    assert_eq!(phases, ["started", "finished", "started", "finished", "started", "finished"]);
+    let attempts = events.iter().filter(|e| e["kind"] == "attempt_finished").count();
+    assert_eq!(attempts, 1, "the retries happened inside one attempt");
+}
+
+#[test]
 fn input_comes_from_a_file_too() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("input.json");

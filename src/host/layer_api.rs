@@ -230,20 +230,46 @@ fn apply(lua: &Lua, ctx: &Table, job: &mut Job) -> mlua::Result<()> {
     Ok(())
 }
 
+/// Registry key of the function that makes a `next` closure over a [`NextHandle`].
+const MAKE_NEXT: &str = "swarm.layer_make_next";
+
+/// What one `next` closure spawns: the inner stack and the job as the layer got it.
+struct NextHandle {
+    inner: Rc<dyn Spawner>,
+    job: Job,
+}
+
+impl mlua::UserData for NextHandle {}
+
 /// `next(ctx)` for `wrap`: spawns the inner stack with the ctx's agent and runtime, and
 /// returns its result table. It may be called any number of times (retry) or not at all.
+/// The async native behind it is made once per VM (making one costs a chunk load); each
+/// spawn only makes a small Lua closure over its handle.
 fn next_function(lua: &Lua, inner: Rc<dyn Spawner>, job: Job) -> mlua::Result<Function> {
-    lua.create_async_function(move |lua, ctx: Option<Table>| {
-        let inner = inner.clone();
-        let mut job = job.clone();
-        async move {
-            if let Some(ctx) = ctx {
-                apply(&lua, &ctx, &mut job)?;
-            }
-            let result = inner.spawn(job).await;
-            result_to_lua(&lua, &result)
+    let make: Function = match lua.named_registry_value::<Option<Function>>(MAKE_NEXT)? {
+        Some(make) => make,
+        None => {
+            let native =
+                lua.create_async_function(|lua, (handle, ctx): (mlua::AnyUserData, Option<Table>)| async move {
+                    let (inner, mut job) = {
+                        let handle = handle.borrow::<NextHandle>()?;
+                        (handle.inner.clone(), handle.job.clone())
+                    };
+                    if let Some(ctx) = ctx {
+                        apply(&lua, &ctx, &mut job)?;
+                    }
+                    let result = inner.spawn(job).await;
+                    result_to_lua(&lua, &result)
+                })?;
+            let make: Function = lua
+                .load("local native = ... return function(handle) return function(ctx) return native(handle, ctx) end end")
+                .set_name("@[swarm]/next.lua")
+                .call(native)?;
+            lua.set_named_registry_value(MAKE_NEXT, &make)?;
+            make
         }
-    })
+    };
+    make.call(lua.create_userdata(NextHandle { inner, job })?)
 }
 
 fn result_to_lua(lua: &Lua, result: &WorkerResult) -> mlua::Result<Table> {

@@ -72,3 +72,105 @@ impl LayerRegistry {
         if errors.is_empty() { Ok(stack) } else { Err(errors) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use futures::future::LocalBoxFuture;
+
+    use super::*;
+    use crate::middleware::LayerFn;
+    use crate::worker::{Job, Spawner, WorkerResult};
+
+    /// Records its name on the way in, then delegates.
+    struct Mark {
+        name: &'static str,
+        trail: Rc<RefCell<Vec<&'static str>>>,
+        inner: Rc<dyn Spawner>,
+    }
+
+    impl Spawner for Mark {
+        fn spawn(&self, job: Job) -> LocalBoxFuture<'static, WorkerResult> {
+            self.trail.borrow_mut().push(self.name);
+            self.inner.spawn(job)
+        }
+    }
+
+    fn mark(name: &'static str, trail: &Rc<RefCell<Vec<&'static str>>>) -> LayerFactory {
+        let trail = trail.clone();
+        fixed(Rc::new(LayerFn(move |inner| -> Rc<dyn Spawner> { Rc::new(Mark { name, trail: trail.clone(), inner }) })))
+    }
+
+    /// The order layers are entered in when an attempt goes through the stack: outermost first.
+    fn entry_order(registry: &LayerRegistry, keys: &[&str]) -> Vec<&'static str> {
+        let trail = Rc::new(RefCell::new(Vec::new()));
+        let mut registry = registry.clone();
+        for name in ["b1", "b2"] {
+            registry.base(name, mark(name, &trail));
+        }
+        for name in ["h1", "h2", "h3"] {
+            registry.hint(name, mark(name, &trail));
+        }
+        let mut bp = Blueprint::from_json(r#"{"id":"x","flow":{"kind":"seq","children":[]}}"#).unwrap();
+        bp.layers = keys.iter().map(|k| k.to_string()).collect();
+        struct Bottom(Rc<RefCell<Vec<&'static str>>>);
+        impl Spawner for Bottom {
+            fn spawn(&self, _job: Job) -> LocalBoxFuture<'static, WorkerResult> {
+                self.0.borrow_mut().push("worker");
+                Box::pin(async { Ok(crate::worker::Verdict::Pass(crate::value::Value::Null)) })
+            }
+        }
+        let stack = registry.stack(&bp).unwrap().wrap(Rc::new(Bottom(trail.clone())));
+        let job = Job {
+            task_id: "t".into(),
+            attempt: 1,
+            agent: "a".into(),
+            input: crate::value::Value::Null,
+            runtime: crate::value::Value::object(),
+            operator: None,
+            host: Rc::new(NoHost),
+        };
+        drop(stack.spawn(job));
+        trail.borrow().clone()
+    }
+
+    struct NoHost;
+    impl crate::worker::TaskHost for NoHost {
+        fn token(&self) -> String {
+            String::new()
+        }
+        fn emit(&self, _: crate::value::Value) {}
+        fn note(&self, _: &str, _: crate::value::Value) {}
+        fn output_refs(&self) -> Vec<std::sync::Arc<str>> {
+            Vec::new()
+        }
+        fn dispatch(
+            &self,
+            _: &str,
+            _: crate::value::Value,
+        ) -> LocalBoxFuture<'static, Result<crate::value::Value, crate::flow::FlowError>> {
+            Box::pin(async { Err(crate::flow::FlowError::eval("no host")) })
+        }
+    }
+
+    #[test]
+    fn base_layers_are_inner_and_later_layers_are_outer() {
+        let registry = LayerRegistry::new();
+        // Listed h3 then h1: h1 is outermost, then h3, then the base layers b2, b1.
+        assert_eq!(entry_order(&registry, &["h3", "h1"]), ["h1", "h3", "b2", "b1", "worker"]);
+        assert_eq!(entry_order(&registry, &[]), ["b2", "b1", "worker"]);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_settings_are_all_reported() {
+        let mut registry = LayerRegistry::new();
+        registry.hint("known", fixed(Rc::new(LayerFn(|inner| inner))));
+        registry.hint("picky", Rc::new(|_| Err("needs settings".to_string())));
+        let mut bp = Blueprint::from_json(r#"{"id":"x","flow":{"kind":"seq","children":[]}}"#).unwrap();
+        bp.layers = vec!["nope".into(), "picky".into(), "known".into()];
+        let errors = registry.stack(&bp).err().unwrap();
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(text, ["unknown layer 'nope' (known: known, picky)", "layer 'picky': needs settings"]);
+    }
+}
