@@ -233,3 +233,14 @@ fn json_blueprints_name_the_file_and_the_node() {
         "{text}"
     );
 }
+
+#[test]
+fn an_unknown_layer_is_an_error_on_the_host_and_a_warning_when_checked_apart() {
+    let json = r#"{"id":"l","layers":["audit","homemade"],"flow":{"kind":"seq","children":[]}}"#;
+    let host = Host::new().unwrap();
+    let errors = host.compiler().compile(Rc::new(Blueprint::from_json(json).unwrap()), None).err().unwrap();
+    assert_eq!(kinds(&errors), [CompileErrorKind::UnknownLayer]);
+    assert!(errors.first().message.starts_with("unknown layer 'homemade' (known: alias, audit,"), "{}", errors.first());
+    let checked = compile_json(json).unwrap();
+    assert!(checked.warnings[0].message.contains("the host that runs this blueprint must register it"));
+}

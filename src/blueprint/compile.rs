@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::schema::{Blueprint, Location};
 use super::walk::walk;
 use crate::flow::Node;
-use crate::middleware::LayerRegistry;
+use crate::middleware::{LayerRegistry, LinkError};
 use crate::worker::operator::OPERATOR_KINDS;
 use crate::worker::{BuildContext, Job, Spawner, SpawnerFactory, WorkerError, WorkerResult};
 
@@ -197,6 +197,9 @@ pub struct Compiler {
     factories: BTreeMap<String, Rc<dyn SpawnerFactory>>,
     default_spawner: Option<Rc<dyn Spawner>>,
     layers: LayerRegistry,
+    /// Checking a blueprint away from the host that runs it: layer keys this registry does
+    /// not know are warnings, as that host may register them.
+    detached: bool,
 }
 
 impl Compiler {
@@ -223,6 +226,13 @@ impl Compiler {
         self
     }
 
+    /// Compile away from the host that will run the blueprint (checking a JSON file): layer
+    /// keys unknown here become warnings.
+    pub fn set_detached(&mut self, detached: bool) -> &mut Compiler {
+        self.detached = detached;
+        self
+    }
+
     /// The registered agent kinds.
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
         self.factories.keys().map(String::as_str)
@@ -243,6 +253,14 @@ impl Compiler {
             Ok(stack) => stack.wrap(router.clone()),
             Err(link_errors) => {
                 for e in link_errors {
+                    if self.detached && matches!(e, LinkError::Unknown { .. }) {
+                        run.warnings.push(Warning {
+                            message: format!("{e}; the host that runs this blueprint must register it"),
+                            location: bp.sources.blueprint.clone(),
+                            file: bp.sources.file.clone(),
+                        });
+                        continue;
+                    }
                     run.errors.push(CompileError {
                         kind: CompileErrorKind::UnknownLayer,
                         message: e.to_string(),

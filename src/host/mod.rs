@@ -127,7 +127,7 @@ impl Host {
     /// function reference cannot be resolved there, so it is a warning, not an error.
     pub fn detached_compiler(&self) -> Compiler {
         let mut compiler = compiler_with(None, None, console(&self.lua), self.rust_fns.clone());
-        compiler.set_layers(layer_api::registry(&self.lua).borrow().clone());
+        compiler.set_layers(layer_api::registry(&self.lua).borrow().clone()).set_detached(true);
         compiler
     }
 
