@@ -153,3 +153,29 @@ fn usage_errors_exit_2() {
     assert_eq!(swarm(&["check"]).status.code(), Some(2));
     assert_eq!(swarm(&["graph", "examples/hello.lua", "--format", "png"]).status.code(), Some(2));
 }
+
+#[test]
+fn graph_draws_every_example_in_both_formats() {
+    for example in examples() {
+        let path = example.to_str().unwrap();
+        let compiled = swarm(&["compile", path]);
+        let bp: serde_json::Value = serde_json::from_slice(&compiled.stdout).unwrap();
+        let mermaid = swarm(&["graph", path]);
+        assert_eq!(mermaid.status.code(), Some(0), "{path}: {}", stderr(&mermaid));
+        let text = stdout(&mermaid);
+        assert!(text.contains("flowchart TD"), "{path}: {text}");
+        assert!(text.contains(&format!("title: \"{}\"", bp["id"].as_str().unwrap())), "{path}");
+        let dot = stdout(&swarm(&["graph", path, "--format", "dot"]));
+        assert!(dot.starts_with(&format!("digraph \"{}\"", bp["id"].as_str().unwrap())), "{path}: {dot}");
+        // Every agent a step names is drawn, in both formats.
+        for agent in bp["agents"].as_array().unwrap() {
+            let name = agent["name"].as_str().unwrap();
+            let in_flow = serde_json::to_string(&bp["flow"]).unwrap().contains(&format!("\"ref\":\"{name}\""));
+            if in_flow {
+                assert!(text.contains(name) && dot.contains(name), "{path}: agent {name} is not drawn");
+            }
+        }
+    }
+    let broken = swarm(&["graph", "no/such.lua"]);
+    assert_eq!(broken.status.code(), Some(2));
+}
