@@ -9,6 +9,8 @@ mod layer_api;
 pub mod load;
 mod module;
 mod operator_api;
+mod semaphore;
+mod stdlib;
 
 use std::path::Path;
 use std::rc::Rc;

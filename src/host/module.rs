@@ -45,6 +45,8 @@ pub(super) fn install(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> mlua::Result<(
     super::operator_api::install(lua, &swarm)?;
     super::layer_api::install(lua, &swarm)?;
     super::gate_api::install(lua, &swarm, &crate::gate::Gate::default())?;
+    super::semaphore::install(lua, &swarm)?;
+    super::stdlib::install(lua)?;
     let engine_native = lua.create_table()?;
     super::engine_api::install(lua, &engine_native)?;
     super::engine_api::install_output(lua, &swarm)?;
