@@ -48,6 +48,14 @@ fn the_examples_run() {
     assert_eq!(decisions[1]["status"], "rejected");
     assert_eq!(decisions[1]["reason"]["kind"], "blocked");
 
+    let pipeline = swarm(&["run", "examples/pipeline.lua", "--input", r#"{"topic":"lua"}"#]);
+    assert_eq!(pipeline.status.code(), Some(0), "{}", stderr(&pipeline));
+    let ctx = stdout_json(&pipeline);
+    assert_eq!(ctx["publish"], "printed: lua!!!");
+    assert_eq!(ctx["review_retries"], 2);
+    assert_eq!(ctx["done"], true);
+    assert!(stderr(&pipeline).contains("critic attempt 1 ok"), "the logging layer logged: {}", stderr(&pipeline));
+
     let triage = swarm(&["run", "examples/triage.json", "--input", r#"{"ticket":{"id":1,"severity":"low"}}"#]);
     assert_eq!(triage.status.code(), Some(0), "{}", stderr(&triage));
     assert_eq!(stdout_json(&triage)["archived"], 1);
