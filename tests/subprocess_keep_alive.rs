@@ -161,6 +161,7 @@ async fn a_timed_out_request_kills_its_child_and_the_next_gets_a_new_one() {
         let ctx = ctx_json(&rig.run(&compiled).await.0);
         let message = ctx["err"]["message"].as_str().unwrap();
         assert!(message.starts_with("timed out after 1000 ms; killed the keep-alive child "), "{message}");
+        assert_eq!(ctx["err"]["kind"], "timeout");
         let child: u32 = message.split("(pid ").nth(1).unwrap().split(')').next().unwrap().parse().unwrap();
         scratch.assert_killed(child, scratch.pid("hang.pid")).await;
         assert_ne!(ctx["b"]["pid"], child, "a new child took the next request");

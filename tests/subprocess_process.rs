@@ -151,6 +151,8 @@ async fn the_spec_timeout_fails_the_attempt_and_kills_the_group() {
         let spec = with(sh(&script, scratch.marker()), json!({"timeout_ms": 1500}));
         let (outcome, _) = Rig::new().run_one(spec, json!(null)).await;
         let child = scratch.pid("child.pid");
+        let kind = outcome.error.as_ref().map(|e| e.kind.name());
+        assert_eq!(kind, Some("timeout"), "the worker's own limit counts as a timeout, for retry.on");
         assert_eq!(
             failure(&outcome),
             format!(

@@ -207,9 +207,14 @@ impl Engine {
                     verdict_result(verdict)
                 }
                 Ending::Worker(Err(e)) => {
-                    let mut err = FlowError::new(ErrorKind::Failed, e.message);
+                    let (kind, status) = if e.timed_out {
+                        (ErrorKind::Timeout, AttemptStatus::Timeout)
+                    } else {
+                        (ErrorKind::Failed, AttemptStatus::Failed)
+                    };
+                    let mut err = FlowError::new(kind, e.message);
                     err.value = e.value;
-                    (AttemptStatus::Failed, Err(err))
+                    (status, Err(err))
                 }
                 Ending::External(External::Failed(message)) => {
                     (AttemptStatus::Failed, Err(FlowError::new(ErrorKind::Failed, message)))

@@ -318,5 +318,8 @@ fn result_from_lua(lua: &Lua, v: &LuaValue) -> Result<WorkerResult, String> {
             other => other.to_json(),
         },
     };
-    Ok(Err(WorkerError { message, value: if value == Value::Null { None } else { Some(value) } }))
+    Ok(Err(match value {
+        Value::Null => WorkerError::new(message),
+        value => WorkerError::with_value(message, value),
+    }))
 }

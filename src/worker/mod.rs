@@ -63,11 +63,24 @@ pub enum Verdict {
 pub struct WorkerError {
     pub message: String,
     pub value: Option<Value>,
+    /// The worker gave up because of its own time limit (a subprocess or script
+    /// `timeout_ms`): the attempt counts as `timeout`, so `retry.on = {"timeout"}` applies.
+    pub timed_out: bool,
 }
 
 impl WorkerError {
     pub fn new(message: impl Into<String>) -> WorkerError {
-        WorkerError { message: message.into(), value: None }
+        WorkerError { message: message.into(), value: None, timed_out: false }
+    }
+
+    /// A failure that carries the value that goes with it.
+    pub fn with_value(message: impl Into<String>, value: Value) -> WorkerError {
+        WorkerError { message: message.into(), value: Some(value), timed_out: false }
+    }
+
+    /// The worker's own time limit ran out.
+    pub fn timed_out(message: impl Into<String>) -> WorkerError {
+        WorkerError { message: message.into(), value: None, timed_out: true }
     }
 }
 

@@ -37,7 +37,7 @@ impl Default for RustFnRegistry {
                     Value::String(s) => s.to_string(),
                     other => other.to_json(),
                 };
-                Err(WorkerError { message, value: Some(input) })
+                Err(WorkerError::with_value(message, input))
             })
         });
         registry.register("block", |input| Box::pin(async move { Ok(Verdict::Blocked(input)) }));

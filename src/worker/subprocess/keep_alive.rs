@@ -98,7 +98,7 @@ impl Pool {
                         self.launch.name(),
                         child.group.pid()
                     );
-                    return Err(WorkerError::new(child.tail().append_to(message)));
+                    return Err(WorkerError::timed_out(child.tail().append_to(message)));
                 }
             },
         }

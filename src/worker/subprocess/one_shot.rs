@@ -85,7 +85,7 @@ impl Attempt {
                         self.launch.name(),
                         child.pid()
                     );
-                    return Err(WorkerError::new(tail.borrow().append_to(message)));
+                    return Err(WorkerError::timed_out(tail.borrow().append_to(message)));
                 }
             },
         };
@@ -136,7 +136,7 @@ impl Attempt {
                 if status.success() {
                     Ok(Verdict::Pass(value))
                 } else {
-                    Err(WorkerError { message: tail.append_to(exit()), value: Some(value) })
+                    Err(WorkerError::with_value(tail.append_to(exit()), value))
                 }
             }
             Written::Stream(mut collector) => match collector.take_final() {
@@ -146,7 +146,7 @@ impl Attempt {
                 }
                 Some(last) if !status.success() => {
                     let message = format!("{} after its final event", exit());
-                    Err(WorkerError { message: tail.append_to(message), value: Some(last.value) })
+                    Err(WorkerError::with_value(tail.append_to(message), last.value))
                 }
                 Some(last) => last.into_result(),
             },

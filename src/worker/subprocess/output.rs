@@ -24,7 +24,7 @@ impl Final {
             Ok(Verdict::Pass(self.value))
         } else {
             let message = format!("the final event has ok = false: {}", self.value.preview(200));
-            Err(WorkerError { message, value: Some(self.value) })
+            Err(WorkerError::with_value(message, self.value))
         }
     }
 }
