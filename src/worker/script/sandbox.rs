@@ -1,0 +1,327 @@
+//! One sandboxed VM: the frozen environment (built by `sandbox.lua`), the fresh globals of
+//! each call, the cache of compiled scripts, result marshalling, and the reset between calls.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use mlua::chunk::ChunkMode;
+use mlua::{Function, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, Value as LuaValue};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::limits::{Breach, Meter};
+use super::{Call, Reply, Script, ScriptFailure, bridge};
+use crate::host::convert::{from_lua, to_lua};
+use crate::host::lua_error_message;
+use crate::value::Value;
+
+const SANDBOX_LUA: &str = include_str!("sandbox.lua");
+
+/// Compiled scripts a VM keeps; past this the cache starts over.
+const CACHE_LIMIT: usize = 256;
+
+/// Garbage a VM may carry from one call to the next before it collects in full; below it,
+/// the incremental collector keeps up, and a full collection per call would cost more than
+/// a small script.
+const GC_SLACK: usize = 8 << 20;
+
+/// What the VM's natives know about the call in progress.
+pub(super) struct CallSlot {
+    pub meter: Rc<Meter>,
+    env: RefCell<Option<Table>>,
+    reply: RefCell<Option<UnboundedSender<Reply>>>,
+    agent: RefCell<Option<Arc<str>>>,
+}
+
+impl CallSlot {
+    /// Where bridge requests for the current call go.
+    pub fn reply(&self) -> Option<UnboundedSender<Reply>> {
+        self.reply.borrow().clone()
+    }
+
+    fn set(&self, env: Table, reply: UnboundedSender<Reply>, agent: Arc<str>) {
+        *self.env.borrow_mut() = Some(env);
+        *self.reply.borrow_mut() = Some(reply);
+        *self.agent.borrow_mut() = Some(agent);
+    }
+
+    fn clear(&self) {
+        self.env.borrow_mut().take();
+        self.reply.borrow_mut().take();
+        self.agent.borrow_mut().take();
+    }
+}
+
+/// A VM with the sandbox installed.
+pub(super) struct Sandbox {
+    lua: Lua,
+    slot: Rc<CallSlot>,
+    env_mt: Table,
+    run: Function,
+    make_host: Function,
+    /// `host` when no bridge is registered.
+    empty_host: Table,
+    /// The last `host` table built, and the bridge names it offers.
+    host: Option<(Arc<[Arc<str>]>, Table)>,
+    compiled: HashMap<u64, (Arc<Script>, Function)>,
+    /// Memory in use after the last full collection.
+    floor: usize,
+    /// Set when the VM failed outside the script's own code; such a VM is replaced.
+    poisoned: bool,
+    /// Scripts compiled since the pool last asked.
+    compiles: u64,
+}
+
+impl Sandbox {
+    pub fn new() -> mlua::Result<Sandbox> {
+        let libs = StdLib::COROUTINE | StdLib::TABLE | StdLib::STRING | StdLib::UTF8 | StdLib::MATH | StdLib::OS;
+        let lua = Lua::new_with(libs, LuaOptions::new())?;
+        let meter = Meter::install(&lua)?;
+        let slot = Rc::new(CallSlot {
+            meter: meter.clone(),
+            env: RefCell::new(None),
+            reply: RefCell::new(None),
+            agent: RefCell::new(None),
+        });
+
+        let native = lua.create_table()?;
+        native.set("tripped", lua.create_function(move |_, ()| meter.check())?)?;
+        let current = slot.clone();
+        native.set("current_env", lua.create_function(move |_, ()| Ok(current.env.borrow().clone()))?)?;
+        let current = slot.clone();
+        native.set(
+            "write_line",
+            lua.create_function(move |_, line: mlua::LuaString| {
+                let agent = current.agent.borrow().clone().unwrap_or_else(|| Arc::from("?"));
+                eprintln!("[script {agent}] {}", line.to_string_lossy());
+                Ok(())
+            })?,
+        )?;
+        let (env_mt, run, make_host): (Table, Function, Function) =
+            lua.load(SANDBOX_LUA).set_name("=[swarm sandbox]").call((lua.globals(), native))?;
+        // Arrays in `_CTX` carry this metatable; unprotected, a script could give every later
+        // call's arrays an `__index`.
+        lua.array_metatable().raw_set("__metatable", false)?;
+        // Nothing a script can reach leads here, and now nothing is here either.
+        lua.globals().clear()?;
+        let empty_host = make_host.call(lua.create_table()?)?;
+        lua.gc_collect()?;
+        let floor = lua.used_memory();
+        Ok(Sandbox {
+            lua,
+            slot,
+            env_mt,
+            run,
+            make_host,
+            empty_host,
+            host: None,
+            compiled: HashMap::new(),
+            floor,
+            poisoned: false,
+            compiles: 0,
+        })
+    }
+
+    /// Runs one call within its limits.
+    pub fn run(&mut self, call: &Call) -> Result<Value, ScriptFailure> {
+        let limits = call.limits;
+        if let Err(e) = self.slot.meter.begin(&self.lua, limits, call.control.clone()) {
+            self.poisoned = true;
+            return Err(ScriptFailure::new(format!("cannot arm the script's limits: {e}")));
+        }
+        // The budget counts from what the VM holds now, so garbage an earlier call left
+        // behind is not charged to this one.
+        let budget = usize::try_from(limits.max_memory).unwrap_or(usize::MAX);
+        let _ = self.lua.set_memory_limit(self.lua.used_memory().saturating_add(budget));
+        let outcome = self.call(call);
+        let breach = self.slot.meter.end();
+        self.slot.clear();
+        let _ = self.lua.set_memory_limit(0);
+        match breach {
+            Some(breach) => Err(breach.into()),
+            None => outcome,
+        }
+    }
+
+    fn call(&mut self, call: &Call) -> Result<Value, ScriptFailure> {
+        let max_memory = call.limits.max_memory;
+        let chunk = self.compiled(&call.script).map_err(|e| outside_failure(e, max_memory))?;
+        let env = self.env(call).map_err(|e| outside_failure(e, max_memory))?;
+        self.slot.set(env.clone(), call.reply.clone(), call.agent.clone());
+        match self.run.call::<(bool, LuaValue)>((chunk, env)) {
+            Ok((true, returned)) => marshal(&self.lua, returned),
+            Ok((false, raised)) => Err(raised_failure(&self.lua, raised, max_memory)),
+            Err(e) => {
+                // The protected call itself failed: the VM ran out of room for its
+                // arguments, or something below the script broke.
+                self.poisoned = !matches!(e, mlua::Error::MemoryError(_));
+                Err(outside_failure(e, max_memory))
+            }
+        }
+    }
+
+    /// The compiled chunk for `script`, compiling it on first use in this VM.
+    fn compiled(&mut self, script: &Arc<Script>) -> mlua::Result<Function> {
+        if let Some((cached, chunk)) = self.compiled.get(&script.key)
+            && (Arc::ptr_eq(cached, script) || (cached.code == script.code && cached.chunk_name == script.chunk_name))
+        {
+            return Ok(chunk.clone());
+        }
+        if self.compiled.len() >= CACHE_LIMIT {
+            self.compiled.clear();
+        }
+        let chunk =
+            self.lua.load(&script.code).set_name(&script.chunk_name).set_mode(ChunkMode::Text).into_function()?;
+        self.compiled.insert(script.key, (script.clone(), chunk.clone()));
+        self.compiles += 1;
+        Ok(chunk)
+    }
+
+    /// The call's own globals table, reading through to the frozen base.
+    fn env(&mut self, call: &Call) -> mlua::Result<Table> {
+        let lua = &self.lua;
+        let env = lua.create_table_with_capacity(0, 8)?;
+        env.raw_set("_G", &env)?;
+        let prompt = match &call.input {
+            Value::String(text) => lua.create_string(&**text)?,
+            other => lua.create_string(other.to_json())?,
+        };
+        env.raw_set("_PROMPT", prompt)?;
+        env.raw_set("_CTX", to_lua(lua, &call.input)?)?;
+        env.raw_set("_AGENT", &*call.agent)?;
+        env.raw_set("_TASK_ID", &*call.task_id)?;
+        env.raw_set("_ATTEMPT", call.attempt)?;
+        env.raw_set("host", self.host(&call.bridges)?)?;
+        env.set_metatable(Some(self.env_mt.clone()))?;
+        Ok(env)
+    }
+
+    /// The read-only `host` table offering `names`; rebuilt only when the names change.
+    fn host(&mut self, names: &Arc<[Arc<str>]>) -> mlua::Result<Table> {
+        if names.is_empty() {
+            return Ok(self.empty_host.clone());
+        }
+        if let Some((cached, table)) = &self.host
+            && (Arc::ptr_eq(cached, names) || cached[..] == names[..])
+        {
+            return Ok(table.clone());
+        }
+        let raw = self.lua.create_table()?;
+        for name in names.iter() {
+            raw.raw_set(&**name, bridge::raw_bridge(&self.lua, name.clone(), self.slot.clone())?)?;
+        }
+        let table: Table = self.make_host.call(raw)?;
+        self.host = Some((names.clone(), table.clone()));
+        Ok(table)
+    }
+
+    /// Scripts compiled since the last time this was asked.
+    pub fn take_compiles(&mut self) -> u64 {
+        std::mem::take(&mut self.compiles)
+    }
+
+    /// Gets the VM ready for the next call; false if it cannot be trusted with one.
+    pub fn reset(&mut self) -> bool {
+        if self.poisoned {
+            return false;
+        }
+        if self.lua.used_memory() > self.floor.saturating_add(GC_SLACK) {
+            if self.lua.gc_collect().is_err() {
+                return false;
+            }
+            self.floor = self.lua.used_memory();
+        }
+        true
+    }
+}
+
+/// A failure outside the script's own code (setting up its globals, compiling).
+fn outside_failure(e: mlua::Error, max_memory: u64) -> ScriptFailure {
+    match e {
+        mlua::Error::MemoryError(_) => Breach::Memory(max_memory).into(),
+        other => ScriptFailure::new(first_line(&lua_error_message(&other))),
+    }
+}
+
+/// What a script raised: a string fails with its first line (`file:line: message`); a table
+/// or other value fails with that value, and its `message` field when it has one.
+fn raised_failure(lua: &Lua, raised: LuaValue, max_memory: u64) -> ScriptFailure {
+    match raised {
+        // Lua's own out-of-memory error object; a script's `error("...")` carries a position.
+        LuaValue::String(text) if text.as_bytes()[..] == b"not enough memory"[..] => Breach::Memory(max_memory).into(),
+        LuaValue::String(text) => ScriptFailure::new(first_line(&text.to_string_lossy())),
+        LuaValue::Error(e) => outside_failure(*e, max_memory),
+        LuaValue::Nil => ScriptFailure::new("the script raised nil"),
+        other => match from_lua(lua, &other) {
+            Ok(value) => {
+                let message = match value.get("message") {
+                    Some(Value::String(m)) => m.to_string(),
+                    _ => format!("the script raised {}", value.preview(200)),
+                };
+                ScriptFailure { message, value: Some(value) }
+            }
+            Err(_) => ScriptFailure::new(format!("the script raised a {}", other.type_name())),
+        },
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+/// A table with a `value` or `ok` key is `{value, ok}` (ok unless `ok == false`); anything
+/// else is the value, and passes.
+fn marshal(lua: &Lua, returned: LuaValue) -> Result<Value, ScriptFailure> {
+    let convert = |v: &LuaValue| from_lua(lua, v).map_err(|e| ScriptFailure::new(format!("the script returned {e}")));
+    if let LuaValue::Table(t) = &returned {
+        let value: LuaValue = t.raw_get("value").unwrap_or(LuaValue::Nil);
+        let ok: LuaValue = t.raw_get("ok").unwrap_or(LuaValue::Nil);
+        if !value.is_nil() || !ok.is_nil() {
+            let value = convert(&value)?;
+            if ok == LuaValue::Boolean(false) {
+                return Err(match value {
+                    Value::Null => ScriptFailure::new("the script returned ok = false"),
+                    Value::String(ref message) => ScriptFailure { message: message.to_string(), value: Some(value) },
+                    other => ScriptFailure {
+                        message: format!("the script returned ok = false with value {}", other.preview(200)),
+                        value: Some(other),
+                    },
+                });
+            }
+            return Ok(value);
+        }
+    }
+    convert(&returned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(code: &str) -> Result<Value, ScriptFailure> {
+        let sandbox = Sandbox::new().unwrap();
+        let value: LuaValue = sandbox.lua.load(code).eval().unwrap();
+        marshal(&sandbox.lua, value)
+    }
+
+    #[test]
+    fn results_marshal_by_their_value_and_ok_keys() {
+        assert_eq!(eval("return {value = 3}").unwrap(), Value::int(3));
+        assert_eq!(eval("return {value = 'x', ok = true}").unwrap(), Value::string("x"));
+        assert_eq!(eval("return {ok = true}").unwrap(), Value::Null);
+        assert_eq!(eval("return {a = 1}").unwrap().to_json(), r#"{"a":1}"#);
+        let failed = eval("return {value = 'nope', ok = false}").unwrap_err();
+        assert_eq!((failed.message.as_str(), failed.value), ("nope", Some(Value::string("nope"))));
+        let failed = eval("return {value = {code = 3}, ok = false}").unwrap_err();
+        assert_eq!(failed.message, r#"the script returned ok = false with value {"code":3}"#);
+        assert_eq!(eval("return {ok = false}").unwrap_err().message, "the script returned ok = false");
+        assert!(eval("return {value = function() end}").unwrap_err().message.contains("no JSON form"));
+    }
+
+    #[test]
+    fn the_real_globals_are_empty_once_the_sandbox_is_built() {
+        let sandbox = Sandbox::new().unwrap();
+        assert_eq!(sandbox.lua.globals().pairs::<LuaValue, LuaValue>().count(), 0);
+    }
+}
