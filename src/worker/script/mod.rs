@@ -188,7 +188,7 @@ fn spin_for_reply(replies: &mut UnboundedReceiver<Reply>, budget: Duration) -> O
             Ok(reply) => return Some(reply),
             Err(mpsc::error::TryRecvError::Disconnected) => return None,
             Err(mpsc::error::TryRecvError::Empty) if started.elapsed() >= budget => return None,
-            Err(mpsc::error::TryRecvError::Empty) => std::hint::spin_loop(),
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::yield_now(),
         }
     }
 }

@@ -251,7 +251,10 @@ fn spawn_vm(shared: &Arc<Shared>) -> std::io::Result<()> {
 /// A VM thread: one sandbox, reused call after call, rebuilt if it cannot be made clean.
 fn vm_thread(shared: &Shared, watch: &Watch) {
     let mut sandbox = Sandbox::new().map_err(|e| e.to_string());
-    while let Some(call) = shared.queue.take(shared.config.spin) {
+    let spin = shared.config.spin;
+    let mut spinning = false;
+    while let Some(call) = shared.queue.take(spin, spinning) {
+        spinning = false;
         if call.control.is_cancelled() || call.reply.is_closed() {
             continue;
         }
@@ -267,9 +270,13 @@ fn vm_thread(shared: &Shared, watch: &Watch) {
             },
             Err(message) => (Err(ScriptFailure::new(format!("cannot start a script VM: {message}"))), true),
         };
+        // Claim the spinning slot before answering: the host's next call, sent the moment
+        // this answer lands, then finds a VM waiting for it instead of waking a sleeping one.
+        spinning = shared.queue.claim_spin(spin);
         let _ = call.reply.send(Reply::Done(result));
         drop(call);
         if shared.watchdog.end(watch) {
+            shared.queue.release_spin(spinning);
             break;
         }
         if !clean || sandbox.as_mut().is_ok_and(|vm| !vm.reset()) {
@@ -310,19 +317,31 @@ impl Queue {
         }
     }
 
-    /// The next call, or `None` once the pool is closing.
-    fn take(&self, spin: Duration) -> Option<Call> {
-        if !spin.is_zero() && self.spinners.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+    /// Becomes the one thread that spins, if spinning is on and no other thread does.
+    fn claim_spin(&self, spin: Duration) -> bool {
+        !spin.is_zero() && self.spinners.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+    }
+
+    fn release_spin(&self, claimed: bool) {
+        if claimed {
+            self.spinners.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// The next call, or `None` once the pool is closing. `spinning`: this thread already
+    /// holds the spinning slot.
+    fn take(&self, spin: Duration, spinning: bool) -> Option<Call> {
+        if spinning || self.claim_spin(spin) {
             let started = Instant::now();
             let mut taken = None;
             while taken.is_none() && !self.closing.load(Ordering::SeqCst) && started.elapsed() < spin {
                 if self.pending.load(Ordering::SeqCst) > 0 {
                     taken = self.pop(&mut lock(&self.calls));
                 } else {
-                    std::hint::spin_loop();
+                    std::thread::yield_now();
                 }
             }
-            self.spinners.store(0, Ordering::SeqCst);
+            self.release_spin(true);
             if taken.is_some() {
                 return taken;
             }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use mlua::chunk::ChunkMode;
-use mlua::{Function, Lua, LuaOptions, LuaSerdeExt, StdLib, Table, Value as LuaValue};
+use mlua::{Function, Lua, LuaOptions, LuaSerdeExt, LuaString, StdLib, Table, Value as LuaValue};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::limits::{Breach, Meter};
@@ -53,10 +53,38 @@ impl CallSlot {
     }
 }
 
+/// The names of the per-call globals, interned once: a call sets them without hashing.
+struct GlobalNames {
+    g: LuaString,
+    prompt: LuaString,
+    ctx: LuaString,
+    agent: LuaString,
+    task_id: LuaString,
+    attempt: LuaString,
+    host: LuaString,
+}
+
+impl GlobalNames {
+    fn new(lua: &Lua) -> mlua::Result<GlobalNames> {
+        Ok(GlobalNames {
+            g: lua.create_string("_G")?,
+            prompt: lua.create_string("_PROMPT")?,
+            ctx: lua.create_string("_CTX")?,
+            agent: lua.create_string("_AGENT")?,
+            task_id: lua.create_string("_TASK_ID")?,
+            attempt: lua.create_string("_ATTEMPT")?,
+            host: lua.create_string("host")?,
+        })
+    }
+}
+
 /// A VM with the sandbox installed.
 pub(super) struct Sandbox {
     lua: Lua,
     slot: Rc<CallSlot>,
+    names: GlobalNames,
+    /// The last agent's name as a Lua string; consecutive calls mostly share it.
+    agent: Option<(Arc<str>, LuaString)>,
     env_mt: Table,
     run: Function,
     make_host: Function,
@@ -109,6 +137,8 @@ impl Sandbox {
         lua.gc_collect()?;
         let floor = lua.used_memory();
         Ok(Sandbox {
+            names: GlobalNames::new(&lua)?,
+            agent: None,
             lua,
             slot,
             env_mt,
@@ -180,19 +210,28 @@ impl Sandbox {
 
     /// The call's own globals table, reading through to the frozen base.
     fn env(&mut self, call: &Call) -> mlua::Result<Table> {
-        let lua = &self.lua;
+        let host = self.host(&call.bridges)?;
+        let agent = match &self.agent {
+            Some((name, string)) if Arc::ptr_eq(name, &call.agent) => string.clone(),
+            _ => {
+                let string = self.lua.create_string(&*call.agent)?;
+                self.agent = Some((call.agent.clone(), string.clone()));
+                string
+            }
+        };
+        let (lua, names) = (&self.lua, &self.names);
         let env = lua.create_table_with_capacity(0, 8)?;
-        env.raw_set("_G", &env)?;
+        env.raw_set(&names.g, &env)?;
         let prompt = match &call.input {
             Value::String(text) => lua.create_string(&**text)?,
             other => lua.create_string(other.to_json())?,
         };
-        env.raw_set("_PROMPT", prompt)?;
-        env.raw_set("_CTX", to_lua(lua, &call.input)?)?;
-        env.raw_set("_AGENT", &*call.agent)?;
-        env.raw_set("_TASK_ID", &*call.task_id)?;
-        env.raw_set("_ATTEMPT", call.attempt)?;
-        env.raw_set("host", self.host(&call.bridges)?)?;
+        env.raw_set(&names.prompt, prompt)?;
+        env.raw_set(&names.ctx, to_lua(lua, &call.input)?)?;
+        env.raw_set(&names.agent, agent)?;
+        env.raw_set(&names.task_id, &*call.task_id)?;
+        env.raw_set(&names.attempt, call.attempt)?;
+        env.raw_set(&names.host, host)?;
         env.set_metatable(Some(self.env_mt.clone()))?;
         Ok(env)
     }
