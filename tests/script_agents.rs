@@ -187,6 +187,7 @@ fn a_cancelled_bridge_call_frees_its_vm() {
 #[test]
 fn sequential_steps_reuse_a_few_warm_vms() {
     let rig = Rig::with(PoolConfig { vms: 2, ..PoolConfig::default() });
+    assert_eq!(rig.stats().vms_created, 0, "the pool starts on the first call, not before");
     let outcome = rig.run(blueprint(json!({"source": "return _CTX + 1"}), chain(200)), json!({"x": 0}));
     assert!(outcome.error.is_none(), "{:?}", outcome.error);
     assert_eq!(serde_json::Value::from(&outcome.ctx)["x"], json!(200));

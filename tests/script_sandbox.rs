@@ -174,3 +174,24 @@ fn nothing_leaks_between_calls() {
 fn print_goes_to_stderr_not_to_the_result() {
     assert_eq!(Rig::new().value("print('hello from a script', 1, nil) return 'done'", json!(null)), json!("done"));
 }
+
+#[test]
+fn a_random_seed_does_not_outlive_its_call() {
+    let rig = Rig::one_vm();
+    let draw = "return math.random(1, 1 << 40)";
+    let first_after_seed = rig.value(&format!("math.randomseed(42) {draw}"), json!(null));
+    assert_eq!(
+        rig.value(&format!("math.randomseed(42) {draw}"), json!(null)),
+        first_after_seed,
+        "seeding works in a call"
+    );
+    rig.value("math.randomseed(42)", json!(null));
+    assert_ne!(rig.value(draw, json!(null)), first_after_seed, "the next call does not draw from the seeded sequence");
+}
+
+#[test]
+fn table_move_cannot_hold_a_vm_in_c() {
+    let rig = Rig::new();
+    refuses(&rig, "table.move({}, 1, 2^62, 1)", "table.move: too many elements to move (at most 67108864 in a script)");
+    assert_eq!(rig.value("return table.move({1, 2, 3}, 1, 3, 2)", json!(null)), json!([1, 1, 2, 3]));
+}

@@ -16,6 +16,8 @@ local raw_pcall, raw_xpcall, raw_load, raw_rawset = G.pcall, G.xpcall, G.load, G
 local raw_setmetatable, raw_collectgarbage, concat = G.setmetatable, G.collectgarbage, G.table.concat
 local raw_resume, raw_close = G.coroutine.resume, G.coroutine.close
 local tripped, current_env, write_line = native.tripped, native.current_env, native.write_line
+local note_seeded = native.note_seeded
+local raw_randomseed, raw_move = G.math.randomseed, G.table.move
 
 -- From here on a global name is a bug: it would read the VM's real (soon empty) globals.
 local _ENV <const> = nil
@@ -51,6 +53,34 @@ end
 G.string.dump = nil
 G.getmetatable("").__metatable = false
 
+--- A copy of a library table, to change some functions before it is frozen.
+local function copy(lib)
+  local fields = {}
+  for key, value in next, lib do
+    fields[key] = value
+  end
+  return fields
+end
+
+-- A seed set by one call would fix the numbers the next call draws: the VM reseeds itself
+-- after a call that seeded (see `reseed` below).
+local math = copy(G.math)
+function math.randomseed(...)
+  note_seeded()
+  return raw_randomseed(...)
+end
+
+-- `table.move` walks its whole range in C, where no hook runs: a range of 2^62 would hold a
+-- VM for centuries without allocating a byte.
+local MAX_MOVE = 1 << 26
+local table = copy(G.table)
+function table.move(a1, f, e, t, a2)
+  if type(f) == "number" and type(e) == "number" and e - f >= MAX_MOVE then
+    error("table.move: too many elements to move (at most " .. MAX_MOVE .. " in a script)", 2)
+  end
+  return raw_move(a1, f, e, t, a2)
+end
+
 local coroutine = {}
 for key, fn in next, G.coroutine do
   coroutine[key] = fn
@@ -80,8 +110,8 @@ local base = {
   tostring = G.tostring,
   type = G.type,
   string = readonly("string", G.string),
-  table = readonly("table", G.table),
-  math = readonly("math", G.math),
+  table = readonly("table", table),
+  math = readonly("math", math),
   utf8 = readonly("utf8", G.utf8),
   coroutine = readonly("coroutine", coroutine),
   os = readonly("os", { clock = G.os.clock, date = G.os.date, difftime = G.os.difftime, time = G.os.time }),
@@ -185,4 +215,8 @@ end
 
 local env_mt = { __index = base, __metatable = false }
 
-return env_mt, run, make_host
+local function reseed()
+  raw_randomseed()
+end
+
+return env_mt, run, make_host, reseed

@@ -1,7 +1,7 @@
 //! One sandboxed VM: the frozen environment (built by `sandbox.lua`), the fresh globals of
 //! each call, the cache of compiled scripts, result marshalling, and the reset between calls.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -32,6 +32,8 @@ pub(super) struct CallSlot {
     env: RefCell<Option<Table>>,
     reply: RefCell<Option<UnboundedSender<Reply>>>,
     agent: RefCell<Option<Arc<str>>>,
+    /// The call seeded `math.random`; the VM reseeds before the next one.
+    seeded: Cell<bool>,
 }
 
 impl CallSlot {
@@ -88,6 +90,7 @@ pub(super) struct Sandbox {
     env_mt: Table,
     run: Function,
     make_host: Function,
+    reseed: Function,
     /// `host` when no bridge is registered.
     empty_host: Table,
     /// The last `host` table built, and the bridge names it offers.
@@ -111,6 +114,7 @@ impl Sandbox {
             env: RefCell::new(None),
             reply: RefCell::new(None),
             agent: RefCell::new(None),
+            seeded: Cell::new(false),
         });
 
         let native = lua.create_table()?;
@@ -126,7 +130,15 @@ impl Sandbox {
                 Ok(())
             })?,
         )?;
-        let (env_mt, run, make_host): (Table, Function, Function) =
+        let current = slot.clone();
+        native.set(
+            "note_seeded",
+            lua.create_function(move |_, ()| {
+                current.seeded.set(true);
+                Ok(())
+            })?,
+        )?;
+        let (env_mt, run, make_host, reseed): (Table, Function, Function, Function) =
             lua.load(SANDBOX_LUA).set_name("=[swarm sandbox]").call((lua.globals(), native))?;
         // Arrays in `_CTX` carry this metatable; unprotected, a script could give every later
         // call's arrays an `__index`.
@@ -144,6 +156,7 @@ impl Sandbox {
             env_mt,
             run,
             make_host,
+            reseed,
             empty_host,
             host: None,
             compiled: HashMap::new(),
@@ -263,6 +276,9 @@ impl Sandbox {
     /// Gets the VM ready for the next call; false if it cannot be trusted with one.
     pub fn reset(&mut self) -> bool {
         if self.poisoned {
+            return false;
+        }
+        if self.slot.seeded.take() && self.reseed.call::<()>(()).is_err() {
             return false;
         }
         if self.lua.used_memory() > self.floor.saturating_add(GC_SLACK) {
