@@ -11,6 +11,7 @@ mod bridge;
 mod limits;
 mod pool;
 mod sandbox;
+mod watchdog;
 
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;

@@ -10,8 +10,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::limits::{CallControl, Limits, Watch, Watchdog};
+use super::limits::{CallControl, Limits};
 use super::sandbox::Sandbox;
+use super::watchdog::{Watch, Watchdog};
 use super::{Call, Reply, ScriptFailure};
 
 /// How a host's script pool is set up.
