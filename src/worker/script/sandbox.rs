@@ -353,6 +353,7 @@ fn marshal(lua: &Lua, returned: LuaValue) -> Result<Value, ScriptFailure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::script::limits::{CallControl, Limits};
 
     fn eval(code: &str) -> Result<Value, ScriptFailure> {
         let sandbox = Sandbox::new().unwrap();
@@ -372,6 +373,37 @@ mod tests {
         assert_eq!(failed.message, r#"the script returned ok = false with value {"code":3}"#);
         assert_eq!(eval("return {ok = false}").unwrap_err().message, "the script returned ok = false");
         assert!(eval("return {value = function() end}").unwrap_err().message.contains("no JSON form"));
+    }
+
+    /// A call of `source` on `input`, with `limits`.
+    fn call(source: &str, input: Value, limits: Limits) -> Call {
+        let (reply, _) = tokio::sync::mpsc::unbounded_channel();
+        Call {
+            script: Arc::new(Script::new("=[agent t]".into(), source).unwrap()),
+            input,
+            agent: Arc::from("t"),
+            task_id: Arc::from("r-1.1"),
+            attempt: 1,
+            limits,
+            bridges: Arc::from([]),
+            control: Arc::new(CallControl::default()),
+            reply,
+        }
+    }
+
+    #[test]
+    fn a_call_that_leaves_much_garbage_is_collected_before_the_next() {
+        let mut sandbox = Sandbox::new().unwrap();
+        let floor = sandbox.floor;
+        let litter = call("local t = {} for i = 1, 2e5 do t[i] = {i} end return #t", Value::Null, Limits::default());
+        assert_eq!(sandbox.run(&litter).unwrap(), Value::int(200_000));
+        assert!(sandbox.lua.used_memory() > floor + GC_SLACK, "the call left its table behind");
+        assert!(sandbox.reset());
+        // The compiled script stays cached; the garbage is gone.
+        assert!(sandbox.lua.used_memory() < floor + GC_SLACK / 4, "{} bytes in use", sandbox.lua.used_memory());
+        assert_eq!(sandbox.take_compiles(), 1);
+        assert_eq!(sandbox.run(&litter).unwrap(), Value::int(200_000));
+        assert_eq!(sandbox.take_compiles(), 0, "the second call reuses the compiled chunk");
     }
 
     #[test]
