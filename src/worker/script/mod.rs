@@ -9,6 +9,7 @@
 
 mod bridge;
 mod limits;
+mod marshal;
 mod pool;
 mod sandbox;
 mod watchdog;
