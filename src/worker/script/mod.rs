@@ -178,8 +178,9 @@ impl Spawner for ScriptSpawner {
     }
 }
 
-/// Waits for a reply by spinning, for at most `budget`: a small script answers in a few
-/// microseconds, well before parking and being woken through the runtime would.
+/// Waits for a reply by polling, for at most `budget`: a small script answers in a few
+/// microseconds, sooner than parking the host thread and being woken through the runtime.
+/// It yields between polls, so on a busy machine the VM thread can have the core.
 fn spin_for_reply(replies: &mut UnboundedReceiver<Reply>, budget: Duration) -> Option<Reply> {
     if budget.is_zero() {
         return None;

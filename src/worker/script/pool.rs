@@ -25,8 +25,8 @@ pub struct PoolConfig {
     /// How long a VM past its deadline may take to stop before it is retired and replaced
     /// (its attempt is answered at the deadline regardless).
     pub retire_after: Duration,
-    /// How long an idle VM thread spins for the next call before it sleeps, and how long an
-    /// attempt spins for its answer when it is the only call in flight. Waking a sleeping
+    /// How long an idle VM thread polls for the next call before it sleeps, and how long an
+    /// attempt polls for its answer when it is the only call in flight. Waking a sleeping
     /// thread costs tens of microseconds; a small script runs in a few.
     pub spin: Duration,
 }
@@ -273,7 +273,9 @@ fn vm_thread(shared: &Shared, watch: &Watch) {
         };
         // Claim the spinning slot before answering: the host's next call, sent the moment
         // this answer lands, then finds a VM waiting for it instead of waking a sleeping one.
-        spinning = shared.queue.claim_spin(spin);
+        // Not when a full collection comes first: another VM should take that call.
+        let quick_reset = clean && sandbox.as_ref().is_ok_and(|vm| !vm.needs_collection());
+        spinning = quick_reset && shared.queue.claim_spin(spin);
         let _ = call.reply.send(Reply::Done(result));
         drop(call);
         if shared.watchdog.end(watch) {
@@ -291,8 +293,8 @@ fn vm_thread(shared: &Shared, watch: &Watch) {
     shared.exits.1.notify_all();
 }
 
-/// The calls waiting for a VM. An idle VM spins on `pending` for a moment before it sleeps,
-/// and only one spins at a time, so the host thread keeps a core.
+/// The calls waiting for a VM. An idle VM polls `pending` for a moment before it sleeps,
+/// yielding between polls, and only one polls at a time, so the host thread keeps a core.
 #[derive(Default)]
 struct Queue {
     calls: Mutex<VecDeque<Call>>,

@@ -273,6 +273,11 @@ impl Sandbox {
         std::mem::take(&mut self.compiles)
     }
 
+    /// Whether the next reset collects in full (the last call left much garbage).
+    pub fn needs_collection(&self) -> bool {
+        self.lua.used_memory() > self.floor.saturating_add(GC_SLACK)
+    }
+
     /// Gets the VM ready for the next call; false if it cannot be trusted with one.
     pub fn reset(&mut self) -> bool {
         if self.poisoned {
@@ -281,7 +286,7 @@ impl Sandbox {
         if self.slot.seeded.take() && self.reseed.call::<()>(()).is_err() {
             return false;
         }
-        if self.lua.used_memory() > self.floor.saturating_add(GC_SLACK) {
+        if self.needs_collection() {
             if self.lua.gc_collect().is_err() {
                 return false;
             }
