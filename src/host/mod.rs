@@ -27,6 +27,7 @@ use crate::worker::Spawner;
 use crate::worker::lua_agent::{FunctionLookup, LuaAgentFactory};
 use crate::worker::operator::{ConsoleIo, LuaOperatorLookup, OperatorFactory, StdConsole};
 use crate::worker::rust_fn::{RustFnFactory, RustFnRegistry};
+use crate::worker::script::{HostBridges, PoolConfig, ScriptPool, ScriptRuntime};
 use crate::worker::subprocess::SubprocessFactory;
 use agent_api::LuaFnSpawner;
 
@@ -41,13 +42,19 @@ const SOURCES_KEY: &str = "swarm.sources_of";
 pub struct Host {
     lua: Lua,
     rust_fns: Rc<RustFnRegistry>,
+    /// Runs the `source`/`file` script agents of every blueprint compiled here.
+    scripts: Rc<ScriptPool>,
 }
+
+/// The host's script pool, kept in its VM's app data so every compiler can reach it.
+struct Scripts(Rc<ScriptPool>);
 
 /// Sets up a [`Host`]: the Rust agents it offers and its engine.
 #[derive(Default)]
 pub struct HostBuilder {
     rust_fns: RustFnRegistry,
     engine: Option<EngineConfig>,
+    scripts: PoolConfig,
 }
 
 impl HostBuilder {
@@ -67,9 +74,18 @@ impl HostBuilder {
         self
     }
 
+    /// How the pool of sandboxed VMs for script agents is sized and bounded (it starts on
+    /// the first script call).
+    pub fn script_pool(mut self, config: PoolConfig) -> HostBuilder {
+        self.scripts = config;
+        self
+    }
+
     pub fn build(self) -> Result<Host, HostError> {
         let lua = Lua::new();
-        let host = Host { lua, rust_fns: Rc::new(self.rust_fns) };
+        let scripts = Rc::new(ScriptPool::new(self.scripts));
+        lua.set_app_data(Scripts(scripts.clone()));
+        let host = Host { lua, rust_fns: Rc::new(self.rust_fns), scripts };
         module::install(&host.lua, host.rust_fns.clone())?;
         if let Some(config) = self.engine {
             engine_api::set_default_engine(&host.lua, Engine::new(config)?);
@@ -128,14 +144,28 @@ impl Host {
     /// A compiler for blueprints that did not come from this VM (JSON files): an inline
     /// function reference cannot be resolved there, so it is a warning, not an error.
     pub fn detached_compiler(&self) -> Compiler {
-        let mut compiler = compiler_with(None, None, console(&self.lua), self.rust_fns.clone());
+        let mut compiler =
+            compiler_with(None, None, console(&self.lua), self.rust_fns.clone(), script_runtime(&self.lua));
         compiler.set_layers(layer_api::registry(&self.lua).borrow().clone()).set_detached(true);
         compiler
+    }
+
+    /// The pool that runs script agents (its stats, its configuration).
+    pub fn script_pool(&self) -> &ScriptPool {
+        &self.scripts
     }
 
     /// Loads a blueprint file (a Lua module or JSON).
     pub fn load_file(&self, path: &Path) -> Result<crate::blueprint::Blueprint, LoadError> {
         load::load_file(&self.lua, path)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Compiled blueprints may outlive the host; their script attempts then fail saying
+        // the pool is gone, rather than keeping threads alive.
+        self.scripts.shutdown();
     }
 }
 
@@ -151,7 +181,7 @@ pub(crate) fn compiler_for(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> Compiler 
         });
         lookup
     });
-    let mut compiler = compiler_with(lookup, operator_api::lookup(lua), console(lua), rust_fns);
+    let mut compiler = compiler_with(lookup, operator_api::lookup(lua), console(lua), rust_fns, script_runtime(lua));
     compiler.set_layers(layer_api::registry(lua).borrow().clone());
     compiler
 }
@@ -166,15 +196,22 @@ pub(crate) fn console(lua: &Lua) -> Rc<dyn ConsoleIo> {
     }
 }
 
+/// The host's script pool, with the VM's bridges.
+fn script_runtime(lua: &Lua) -> Option<ScriptRuntime> {
+    let pool = lua.app_data_ref::<Scripts>()?.0.clone();
+    Some(ScriptRuntime { pool, bridges: Rc::new(HostBridges::new(lua)) })
+}
+
 fn compiler_with(
     lookup: Option<FunctionLookup>,
     operators: Option<LuaOperatorLookup>,
     console: Rc<dyn ConsoleIo>,
     rust_fns: Rc<RustFnRegistry>,
+    scripts: Option<ScriptRuntime>,
 ) -> Compiler {
     let mut compiler = Compiler::new();
     compiler
-        .register("lua", LuaAgentFactory { functions: lookup })
+        .register("lua", LuaAgentFactory { functions: lookup, scripts })
         .register("rust_fn", RustFnFactory { registry: rust_fns })
         .register("subprocess", SubprocessFactory)
         .register("operator", OperatorFactory { lua: operators, console });

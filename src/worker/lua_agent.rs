@@ -1,9 +1,10 @@
 //! `lua` agents: `{fn = "<id>"}` names a function kept in the host VM (what an inline function
 //! in a Lua blueprint becomes); `{source = "..."}` or `{file = "path.lua"}` is an isolated
-//! script with optional limits (DESIGN §5).
+//! script with optional limits (DESIGN §5), run on the host's pool of sandboxed VMs.
 
 use std::rc::Rc;
 
+use super::script::{Limits, Script, ScriptRuntime, ScriptSpawner};
 use super::spec::SpecReader;
 use super::{BuildContext, Spawner, SpawnerFactory, UnavailableSpawner};
 use crate::blueprint::AgentDef;
@@ -13,9 +14,11 @@ use crate::value::Value;
 pub type FunctionLookup = Rc<dyn Fn(&str) -> Option<Rc<dyn Spawner>>>;
 
 /// Checks `lua` specs. Without a function lookup (checking a JSON file, no host VM), a `fn`
-/// reference cannot be resolved and becomes a warning rather than an error.
+/// reference cannot be resolved and becomes a warning rather than an error. Without a script
+/// runtime, scripts are checked but cannot run.
 pub struct LuaAgentFactory {
     pub functions: Option<FunctionLookup>,
+    pub scripts: Option<ScriptRuntime>,
 }
 
 const SHAPE: &str = "{fn = \"<id>\"}, {source = \"...\"} or {file = \"path.lua\"}";
@@ -40,19 +43,30 @@ impl SpawnerFactory for LuaAgentFactory {
                 }
             };
         }
-        if let Some(file) = spec.string("file")? {
-            let path = cx.base_dir.map_or_else(|| file.into(), |dir| dir.join(file));
-            if !path.is_file() {
-                return Err(format!("script file '{}' does not exist", path.display()));
+        let (chunk_name, source) = match spec.string("file")? {
+            Some(file) => {
+                let path = cx.base_dir.map_or_else(|| file.into(), |dir| dir.join(file));
+                if !path.is_file() {
+                    return Err(format!("script file '{}' does not exist", path.display()));
+                }
+                let source = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read script file '{}': {e}", path.display()))?;
+                (format!("@{}", path.display()), source)
             }
-        } else {
-            spec.string("source")?;
-        }
-        spec.positive("max_instructions")?;
-        spec.positive("max_memory")?;
-        spec.positive("timeout_ms")?;
+            None => (format!("=[agent {}]", agent.name), spec.required_string("source")?.to_string()),
+        };
+        let defaults = self.scripts.as_ref().map_or_else(Limits::default, |s| s.pool.config().limits);
+        let limits = Limits {
+            max_instructions: spec.positive("max_instructions")?.unwrap_or(defaults.max_instructions),
+            max_memory: spec.positive("max_memory")?.unwrap_or(defaults.max_memory),
+            timeout_ms: spec.positive("timeout_ms")?.unwrap_or(defaults.timeout_ms),
+        };
         spec.finish()?;
-        Ok(Rc::new(UnavailableSpawner { what: "script lua" }))
+        let script = Script::new(chunk_name, &source)?;
+        Ok(match &self.scripts {
+            Some(runtime) => Rc::new(ScriptSpawner::new(script, limits, runtime.clone())),
+            None => Rc::new(UnavailableSpawner { what: "script lua (no VM pool in this compiler)" }),
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod lua_agent;
 pub mod operator;
 pub mod rust_fn;
+pub mod script;
 pub mod spec;
 pub mod subprocess;
 pub mod template;
