@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use crate::blueprint::Blueprint;
 use crate::blueprint::compile::CompiledBlueprint;
 use crate::host::Host;
+use crate::reload::WatchMode;
 
 /// luaswarm: write agent swarms as Lua modules; check, compile, draw and run them.
 #[derive(Parser)]
@@ -46,6 +47,12 @@ enum Command {
         /// Stream every engine event to stderr in this format.
         #[arg(long, value_enum)]
         events: Option<run::EventsFormat>,
+        /// Run again after every save of the file or a module it requires (until Ctrl-C).
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: scan for changes every 100 ms instead of using the OS's file events.
+        #[arg(long, requires = "watch")]
+        poll: bool,
     },
     /// Draw a blueprint's flow as a Mermaid or Graphviz diagram.
     Graph {
@@ -73,7 +80,14 @@ pub fn main() -> ExitCode {
         Command::Check { file } => check::run(&file),
         Command::Compile { file } => compile::run(&file),
         Command::Graph { file, format } => graph::run(&file, format),
-        Command::Run { file, input, events } => run::run(&file, input.as_deref(), events),
+        Command::Run { file, input, events, watch, poll } => {
+            let mode = match (watch, poll) {
+                (false, _) => None,
+                (true, false) => Some(WatchMode::Events),
+                (true, true) => Some(WatchMode::Poll),
+            };
+            run::run(&file, input.as_deref(), events, mode)
+        }
     };
     ExitCode::from(code)
 }

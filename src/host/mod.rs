@@ -9,6 +9,7 @@ mod layer_api;
 pub mod load;
 mod module;
 mod operator_api;
+pub mod requires;
 mod semaphore;
 mod stdlib;
 
@@ -71,6 +72,7 @@ impl HostBuilder {
         let lua = Lua::new();
         let host = Host { lua, rust_fns: Rc::new(self.rust_fns) };
         module::install(&host.lua, host.rust_fns.clone())?;
+        requires::install(&host.lua)?;
         if let Some(config) = self.engine {
             engine_api::set_default_engine(&host.lua, Engine::new(config)?);
         }
@@ -131,6 +133,11 @@ impl Host {
         let mut compiler = compiler_with(None, None, console(&self.lua), self.rust_fns.clone());
         compiler.set_layers(layer_api::registry(&self.lua).borrow().clone()).set_detached(true);
         compiler
+    }
+
+    /// Every file `require` loaded from disk in this VM so far (what hot reload watches).
+    pub fn required_files(&self) -> Vec<std::path::PathBuf> {
+        requires::required_files(&self.lua)
     }
 
     /// Loads a blueprint file (a Lua module or JSON).
