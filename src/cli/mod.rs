@@ -5,6 +5,7 @@ mod check;
 mod compile;
 mod graph;
 mod run;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,6 +55,15 @@ enum Command {
         #[arg(long, requires = "watch")]
         poll: bool,
     },
+    /// Serve a script: its timers (`swarm.every`) start runs on a long-lived engine, and every
+    /// save reloads it with `swarm.state` kept. SIGINT/SIGTERM cancel runs in flight and exit.
+    Serve {
+        /// A Lua script that registers timers, layers and bridges.
+        file: PathBuf,
+        /// Scan for changes every 100 ms instead of using the OS's file events.
+        #[arg(long)]
+        poll: bool,
+    },
     /// Draw a blueprint's flow as a Mermaid or Graphviz diagram.
     Graph {
         /// A Lua module returning a blueprint, or a JSON blueprint.
@@ -79,6 +89,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { file } => check::run(&file),
         Command::Compile { file } => compile::run(&file),
+        Command::Serve { file, poll } => serve::run(&file, if poll { WatchMode::Poll } else { WatchMode::Events }),
         Command::Graph { file, format } => graph::run(&file, format),
         Command::Run { file, input, events, watch, poll } => {
             let mode = match (watch, poll) {

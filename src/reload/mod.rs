@@ -4,6 +4,7 @@
 //! so a swap never disturbs them: they finish on the version (and VM) they started with, and
 //! the old VM goes away when the last of them lets go.
 
+pub mod serve;
 mod watcher;
 
 use std::path::{Path, PathBuf};
