@@ -5,6 +5,7 @@ mod check;
 mod compile;
 mod graph;
 mod run;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 use crate::blueprint::Blueprint;
 use crate::blueprint::compile::CompiledBlueprint;
 use crate::host::Host;
+use crate::reload::WatchMode;
 
 /// luaswarm: write agent swarms as Lua modules; check, compile, draw and run them.
 #[derive(Parser)]
@@ -46,6 +48,21 @@ enum Command {
         /// Stream every engine event to stderr in this format.
         #[arg(long, value_enum)]
         events: Option<run::EventsFormat>,
+        /// Run again after every save of the file or a module it requires (until Ctrl-C).
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: scan for changes every 100 ms instead of using the OS's file events.
+        #[arg(long, requires = "watch")]
+        poll: bool,
+    },
+    /// Serve a script: its timers (`swarm.every`) start runs on a long-lived engine, and every
+    /// save reloads it with `swarm.state` kept. SIGINT/SIGTERM cancel runs in flight and exit.
+    Serve {
+        /// A Lua script that registers timers, layers and bridges.
+        file: PathBuf,
+        /// Scan for changes every 100 ms instead of using the OS's file events.
+        #[arg(long)]
+        poll: bool,
     },
     /// Draw a blueprint's flow as a Mermaid or Graphviz diagram.
     Graph {
@@ -72,8 +89,16 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { file } => check::run(&file),
         Command::Compile { file } => compile::run(&file),
+        Command::Serve { file, poll } => serve::run(&file, if poll { WatchMode::Poll } else { WatchMode::Events }),
         Command::Graph { file, format } => graph::run(&file, format),
-        Command::Run { file, input, events } => run::run(&file, input.as_deref(), events),
+        Command::Run { file, input, events, watch, poll } => {
+            let mode = match (watch, poll) {
+                (false, _) => None,
+                (true, false) => Some(WatchMode::Events),
+                (true, true) => Some(WatchMode::Poll),
+            };
+            run::run(&file, input.as_deref(), events, mode)
+        }
     };
     ExitCode::from(code)
 }

@@ -1,15 +1,23 @@
-//! `swarm run FILE [--input JSON|@file] [--events ndjson]`: runs a blueprint on a fresh engine.
+//! `swarm run FILE [--input JSON|@file] [--events ndjson] [--watch [--poll]]`: runs a blueprint
+//! on a fresh engine.
 //! stdout gets the final ctx as JSON; stderr gets `run <id>` first, then one line per attempt
 //! on a terminal (or every event as NDJSON with `--events ndjson`), and the structured error
-//! if the run fails. Ctrl-C cancels the run.
+//! if the run fails. Ctrl-C cancels the run. With `--watch` it runs again after every save
+//! (see `crate::reload`), printing `reloaded in N ms` or `reload failed: file:line: ...` first.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::rc::Rc;
+use std::time::Instant;
 
-use crate::engine::{Engine, EngineConfig, Event, EventKind, RunStatus};
+use tokio::task::JoinHandle;
+
+use crate::blueprint::compile::CompiledBlueprint;
+use crate::engine::{Engine, EngineConfig, Event, EventKind, RunHandle, RunOutcome, RunStatus};
+use crate::host::Host;
 use crate::host::agent_api::LuaExterns;
 use crate::host::engine_api::set_default_engine;
+use crate::reload::{self, BlueprintVersion, FileWatcher, Shutdown, WatchMode};
 use crate::value::{Value, from_json};
 
 /// How `swarm run` reports progress on stderr.
@@ -19,7 +27,8 @@ pub enum EventsFormat {
     Ndjson,
 }
 
-pub fn run(file: &Path, input: Option<&str>, events: Option<EventsFormat>) -> u8 {
+/// Runs `file` once, or with `watch` again after every change until SIGINT or SIGTERM.
+pub fn run(file: &Path, input: Option<&str>, events: Option<EventsFormat>, watch_mode: Option<WatchMode>) -> u8 {
     let init = match parse_input(input) {
         Ok(v) => v,
         Err(message) => {
@@ -35,7 +44,10 @@ pub fn run(file: &Path, input: Option<&str>, events: Option<EventsFormat>) -> u8
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, run_on_engine(file, init, events))
+    match watch_mode {
+        Some(mode) => local.block_on(&runtime, watch(file, init, events, mode)),
+        None => local.block_on(&runtime, run_on_engine(file, init, events)),
+    }
 }
 
 fn parse_input(input: Option<&str>) -> Result<Value, String> {
@@ -60,53 +72,177 @@ async fn run_on_engine(file: &Path, init: Value, events: Option<EventsFormat>) -
         Ok(c) => c,
         Err(code) => return code,
     };
-    let engine = match Engine::new(EngineConfig::default()) {
+    let engine = match new_engine() {
         Ok(e) => e,
+        Err(code) => return code,
+    };
+    set_default_engine(host.lua(), engine.clone());
+    let running = Running::start(&engine, &host, Rc::new(compiled), init, events);
+    let outcome = tokio::select! {
+        outcome = running.handle.wait() => outcome,
+        _ = tokio::signal::ctrl_c() => {
+            running.handle.cancel();
+            running.handle.wait().await
+        }
+    };
+    running.finish(outcome).await
+}
+
+fn new_engine() -> Result<Engine, u8> {
+    Engine::new(EngineConfig::default()).map_err(|e| {
+        eprintln!("swarm run: {e}");
+        super::EXIT_USAGE
+    })
+}
+
+/// A run in flight and the task that reports its events.
+struct Running {
+    handle: RunHandle,
+    reporter: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Starts `compiled` (whose inline agents live in `host`) and announces it on stderr.
+    fn start(
+        engine: &Engine,
+        host: &Host,
+        compiled: Rc<CompiledBlueprint>,
+        init: Value,
+        events: Option<EventsFormat>,
+    ) -> Running {
+        let handle = engine.start(compiled, init, Rc::new(LuaExterns::new(host.lua())));
+        eprintln!("run {}", handle.id);
+        let reporter = match engine.follow_run(&handle.id) {
+            Ok(mut rx) => {
+                let terminal = std::io::stderr().is_terminal();
+                Some(tokio::task::spawn_local(async move {
+                    while let Some(event) = rx.recv().await {
+                        report(&event, events, terminal);
+                    }
+                }))
+            }
+            Err(e) => {
+                eprintln!("swarm run: cannot follow the run's events: {e}");
+                None
+            }
+        };
+        Running { handle, reporter }
+    }
+
+    /// Lets the reporter drain, prints the ctx (stdout) or the error (stderr); the exit code.
+    async fn finish(self, outcome: RunOutcome) -> u8 {
+        if let Some(reporter) = self.reporter {
+            let _ = reporter.await;
+        }
+        match (outcome.status, &outcome.error) {
+            (RunStatus::Finished, _) | (_, None) => {
+                let text = serde_json::to_string_pretty(&outcome.ctx).expect("a ctx always encodes");
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{text}");
+                let _ = out.flush();
+                0
+            }
+            (_, Some(error)) => {
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{}", serde_json::json!({ "error": error, "run_id": &*outcome.run_id }));
+                super::EXIT_RUN_FAILED
+            }
+        }
+    }
+}
+
+/// `swarm run FILE --watch`: runs, then runs again on the new version after every save that
+/// changes the script or a module it requires, until SIGINT or SIGTERM.
+async fn watch(file: &Path, init: Value, events: Option<EventsFormat>, mode: WatchMode) -> u8 {
+    let engine = match new_engine() {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let mut shutdown = match Shutdown::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("swarm run: cannot handle signals: {e}");
+            return super::EXIT_USAGE;
+        }
+    };
+    let (mut watcher, mut changes) = match FileWatcher::start(mode) {
+        Ok(w) => w,
         Err(e) => {
             eprintln!("swarm run: {e}");
             return super::EXIT_USAGE;
         }
     };
-    set_default_engine(host.lua(), engine.clone());
-    let handle = engine.start(Rc::new(compiled), init, Rc::new(LuaExterns::new(host.lua())));
-    eprintln!("run {}", handle.id);
-
-    let reporter = match engine.follow_run(&handle.id) {
-        Ok(mut rx) => {
-            let terminal = std::io::stderr().is_terminal();
-            Some(tokio::task::spawn_local(async move {
-                while let Some(event) = rx.recv().await {
-                    report(&event, events, terminal);
-                }
-            }))
-        }
-        Err(e) => {
-            eprintln!("swarm run: cannot follow the run's events: {e}");
+    let first = reload::load_blueprint(file, &engine);
+    if let Err(e) = watcher.track(&first.files) {
+        eprintln!("swarm run: {e}");
+        return super::EXIT_USAGE;
+    }
+    let mut live: Option<Rc<BlueprintVersion>> = match first.result {
+        Ok(version) => Some(Rc::new(version)),
+        Err(message) => {
+            eprintln!("{message}");
             None
         }
     };
-
-    let outcome = tokio::select! {
-        outcome = handle.wait() => outcome,
-        _ = tokio::signal::ctrl_c() => {
-            handle.cancel();
-            handle.wait().await
+    // The run in flight holds its version, so a swap cannot pull the VM from under it.
+    let mut running: Option<(Running, Rc<BlueprintVersion>)> = None;
+    let mut due = live.is_some();
+    loop {
+        if running.is_none()
+            && due
+            && let Some(version) = &live
+        {
+            let run = Running::start(&engine, &version.host, version.compiled.clone(), init.clone(), events);
+            running = Some((run, version.clone()));
+            due = false;
         }
-    };
-    if let Some(reporter) = reporter {
-        let _ = reporter.await;
+        let in_flight = running.as_ref().map(|(run, _)| run.handle.clone());
+        tokio::select! {
+            outcome = wait_for(in_flight) => {
+                if let Some((run, _version)) = running.take() {
+                    run.finish(outcome).await;
+                }
+            }
+            Some(mut changed) = changes.recv() => {
+                let started = Instant::now();
+                // Saves that landed meanwhile are in this reload too.
+                while let Ok(more) = changes.try_recv() {
+                    changed.extend(more);
+                }
+                let loaded = reload::load_blueprint(file, &engine);
+                let ok = loaded.result.is_ok();
+                let files = reload::files_to_watch(&watcher, ok, &loaded.files);
+                match loaded.result {
+                    Ok(version) => {
+                        live = Some(Rc::new(version));
+                        due = true;
+                        eprintln!("reloaded in {} ms", started.elapsed().as_millis());
+                    }
+                    Err(message) => eprintln!("reload failed: {message}"),
+                }
+                if let Err(e) = watcher.track(&files) {
+                    eprintln!("swarm run: {e}");
+                }
+            }
+            _ = shutdown.recv() => {
+                if let Some((run, _version)) = running.take() {
+                    run.handle.cancel();
+                    let outcome = run.handle.wait().await;
+                    run.finish(outcome).await;
+                }
+                break;
+            }
+        }
     }
-    match (outcome.status, &outcome.error) {
-        (RunStatus::Finished, _) | (_, None) => {
-            let text = serde_json::to_string_pretty(&outcome.ctx).expect("a ctx always encodes");
-            println!("{text}");
-            0
-        }
-        (_, Some(error)) => {
-            let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{}", serde_json::json!({ "error": error, "run_id": &*outcome.run_id }));
-            super::EXIT_RUN_FAILED
-        }
+    watcher.stop();
+    0
+}
+
+/// The run's outcome, or never when nothing is in flight.
+async fn wait_for(handle: Option<RunHandle>) -> RunOutcome {
+    match handle {
+        Some(handle) => handle.wait().await,
+        None => std::future::pending().await,
     }
 }
 

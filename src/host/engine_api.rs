@@ -40,6 +40,33 @@ pub fn set_default_engine(lua: &Lua, engine: Engine) {
     lua.set_app_data(DefaultEngine(RefCell::new(Some(engine))));
 }
 
+/// The runs a VM's scripts started, so a host that retires or stops the VM can cancel or wait
+/// for the ones still in flight (their inline agents need the VM alive).
+#[derive(Default)]
+struct StartedRuns(RefCell<Vec<RunHandle>>);
+
+/// The runs started from `lua` (with `engine:start` or `swarm.run`) that have not finished.
+pub fn runs_in_flight(lua: &Lua) -> Vec<RunHandle> {
+    match lua.app_data_ref::<StartedRuns>() {
+        Some(started) => {
+            let mut runs = started.0.borrow_mut();
+            runs.retain(|r| !r.is_finished());
+            runs.clone()
+        }
+        None => Vec::new(),
+    }
+}
+
+fn remember_run(lua: &Lua, handle: &RunHandle) {
+    if lua.app_data_ref::<StartedRuns>().is_none() {
+        lua.set_app_data(StartedRuns::default());
+    }
+    let started = lua.app_data_ref::<StartedRuns>().expect("just set");
+    let mut runs = started.0.borrow_mut();
+    runs.retain(|r| !r.is_finished());
+    runs.push(handle.clone());
+}
+
 /// An engine as a Lua value.
 pub struct LuaEngine(pub Engine);
 
@@ -166,6 +193,7 @@ fn start(
     on_event: Option<Function>,
 ) -> mlua::Result<LuaRun> {
     let handle = engine.start(compiled, init, Rc::new(LuaExterns::new(lua)));
+    remember_run(lua, &handle);
     let events = match on_event {
         Some(callback) => Some(pump_events(lua, engine, &handle, callback)?),
         None => None,

@@ -53,8 +53,8 @@ pub fn load_file(lua: &Lua, path: &Path) -> Result<Blueprint, LoadError> {
     Ok(bp)
 }
 
-/// `require` looks beside the blueprint file first.
-fn add_module_dir(lua: &Lua, path: &Path) -> mlua::Result<()> {
+/// `require` looks beside the script file first.
+pub fn add_module_dir(lua: &Lua, path: &Path) -> mlua::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.display().to_string(),
         _ => ".".to_string(),

@@ -9,6 +9,7 @@ mod layer_api;
 pub mod load;
 mod module;
 mod operator_api;
+pub mod requires;
 mod semaphore;
 mod stdlib;
 
@@ -87,6 +88,7 @@ impl HostBuilder {
         lua.set_app_data(Scripts(scripts.clone()));
         let host = Host { lua, rust_fns: Rc::new(self.rust_fns), scripts };
         module::install(&host.lua, host.rust_fns.clone())?;
+        requires::install(&host.lua)?;
         if let Some(config) = self.engine {
             engine_api::set_default_engine(&host.lua, Engine::new(config)?);
         }
@@ -153,6 +155,11 @@ impl Host {
     /// The pool that runs script agents (its stats, its configuration).
     pub fn script_pool(&self) -> &ScriptPool {
         &self.scripts
+    }
+
+    /// Every file `require` loaded from disk in this VM so far (what hot reload watches).
+    pub fn required_files(&self) -> Vec<std::path::PathBuf> {
+        requires::required_files(&self.lua)
     }
 
     /// Loads a blueprint file (a Lua module or JSON).

@@ -1,0 +1,113 @@
+//! `swarm serve FILE`: runs a script in a host that stays alive. The script registers timers
+//! (`swarm.every`), layers and bridges, and starts runs on the engine; every save of it or of a
+//! module it requires loads a new version in a fresh VM and swaps it in (`swarm.state` carried
+//! over, the old version's timers stopped, `swarm.on_reload` hooks run). SIGINT and SIGTERM
+//! cancel the runs in flight, wait for them, and exit 0.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::engine::{Engine, EngineConfig};
+use crate::reload::serve::{ScriptVersion, load_script};
+use crate::reload::{self, FileWatcher, Shutdown, WatchMode};
+use crate::value::Value;
+
+pub fn run(file: &Path, mode: WatchMode) -> u8 {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("swarm serve: cannot start the runtime: {e}");
+            return super::EXIT_USAGE;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, serve(file, mode))
+}
+
+async fn serve(file: &Path, mode: WatchMode) -> u8 {
+    let engine = match Engine::new(EngineConfig::default()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("swarm serve: {e}");
+            return super::EXIT_USAGE;
+        }
+    };
+    let mut shutdown = match Shutdown::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("swarm serve: cannot handle signals: {e}");
+            return super::EXIT_USAGE;
+        }
+    };
+    let (mut watcher, mut changes) = match FileWatcher::start(mode) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("swarm serve: {e}");
+            return super::EXIT_USAGE;
+        }
+    };
+    let first = load_script(file, &engine, &Value::object());
+    if let Err(e) = watcher.track(&first.files) {
+        eprintln!("swarm serve: {e}");
+        return super::EXIT_USAGE;
+    }
+    let mut live: Option<ScriptVersion> = match first.result {
+        Ok(version) => {
+            version.go_live(None);
+            eprintln!("serving {} ({} timers)", file.display(), version.timers());
+            Some(version)
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            None
+        }
+    };
+    // Versions swapped out but still busy (a timer body or a run in flight): their VMs stay
+    // open until they are idle.
+    let mut retired: Vec<ScriptVersion> = Vec::new();
+    loop {
+        tokio::select! {
+            Some(mut changed) = changes.recv() => {
+                let started = Instant::now();
+                while let Ok(more) = changes.try_recv() {
+                    changed.extend(more);
+                }
+                let state = match &live {
+                    Some(version) => version.state(),
+                    None => Ok(Value::object()),
+                };
+                let loaded = match state {
+                    Ok(state) => load_script(file, &engine, &state),
+                    Err(message) => reload::Loaded { result: Err(message), files: Vec::new() },
+                };
+                let ok = loaded.result.is_ok();
+                let files = reload::files_to_watch(&watcher, ok, &loaded.files);
+                match loaded.result {
+                    Ok(version) => {
+                        if let Some(old) = live.replace(version) {
+                            old.retire();
+                            retired.push(old);
+                        }
+                        eprintln!("reloaded in {} ms", started.elapsed().as_millis());
+                        if let Some(version) = &live {
+                            version.go_live(Some(&changed));
+                        }
+                    }
+                    Err(message) => eprintln!("reload failed: {message}"),
+                }
+                if let Err(e) = watcher.track(&files) {
+                    eprintln!("swarm serve: {e}");
+                }
+                retired.retain(|v| !v.is_idle());
+            }
+            _ = shutdown.recv() => break,
+        }
+    }
+    eprintln!("stopping");
+    watcher.stop();
+    for version in live.iter().chain(retired.iter()) {
+        version.stop().await;
+    }
+    eprintln!("stopped");
+    0
+}

@@ -1,0 +1,107 @@
+//! Hot reload, shared by `swarm run --watch` and `swarm serve`: a [`FileWatcher`] off the host
+//! thread reports changed files; the host thread loads the script again in a fresh VM and, if
+//! that works, swaps the new version in. A version is an `Rc` that runs hold while in flight,
+//! so a swap never disturbs them: they finish on the version (and VM) they started with, and
+//! the old VM goes away when the last of them lets go.
+
+pub mod serve;
+mod watcher;
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+pub use watcher::{FileWatcher, WatchError, WatchMode};
+
+use crate::blueprint::compile::CompiledBlueprint;
+use crate::engine::Engine;
+use crate::host::Host;
+use crate::host::engine_api::set_default_engine;
+
+/// One loaded version of a blueprint file: the VM its inline agents live in, and what it
+/// compiled to.
+pub struct BlueprintVersion {
+    pub host: Host,
+    pub compiled: Rc<CompiledBlueprint>,
+}
+
+/// What a load produced, and the files it read: the script and everything it `require`d
+/// (relative as spelt, or absolute). A failed load still names the files, so fixing any of
+/// them triggers the next attempt.
+pub struct Loaded<T> {
+    pub result: Result<T, String>,
+    pub files: Vec<PathBuf>,
+}
+
+/// Loads and compiles `file` in a fresh VM whose default engine is `engine`. The error is the
+/// text to show (with `file:line` where there is one); warnings go to stderr.
+pub fn load_blueprint(file: &Path, engine: &Engine) -> Loaded<BlueprintVersion> {
+    let host = match Host::new() {
+        Ok(host) => host,
+        Err(e) => return Loaded { result: Err(format!("cannot start the Lua VM: {e}")), files: vec![file.into()] },
+    };
+    set_default_engine(host.lua(), engine.clone());
+    let compiled = compile(&host, file);
+    let files = files_of(&host, file);
+    Loaded { result: compiled.map(|compiled| BlueprintVersion { host, compiled: Rc::new(compiled) }), files }
+}
+
+fn compile(host: &Host, file: &Path) -> Result<CompiledBlueprint, String> {
+    let bp = host.load_file(file).map_err(|e| e.to_string())?;
+    let compiler =
+        if file.extension().is_some_and(|e| e == "json") { host.detached_compiler() } else { host.compiler() };
+    let compiled = compiler.compile(Rc::new(bp), file.parent()).map_err(|errors| errors.to_string())?;
+    for warning in &compiled.warnings {
+        eprintln!("{warning}");
+    }
+    Ok(compiled)
+}
+
+/// The script itself, then what its VM `require`d from disk.
+pub fn files_of(host: &Host, file: &Path) -> Vec<PathBuf> {
+    let mut files = vec![file.to_path_buf()];
+    files.extend(host.required_files());
+    files
+}
+
+/// The files to watch after a load: on success exactly what the new version read; on failure
+/// also what the live version read, since the load may have stopped before its `require`s.
+pub fn files_to_watch(watcher: &FileWatcher, loaded_ok: bool, files: &[PathBuf]) -> Vec<PathBuf> {
+    let mut all = files.to_vec();
+    if !loaded_ok {
+        all.extend(watcher.tracked());
+    }
+    all
+}
+
+/// SIGINT or SIGTERM (Ctrl-C elsewhere), as a stream: created once, so a signal that lands
+/// between two waits is not lost.
+pub struct Shutdown {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    /// Installs the handlers. Must be called inside the runtime.
+    pub fn new() -> std::io::Result<Shutdown> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Shutdown { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+        }
+        #[cfg(not(unix))]
+        Ok(Shutdown {})
+    }
+
+    /// Waits for the next signal.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

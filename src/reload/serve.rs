@@ -1,0 +1,254 @@
+//! A served script (`swarm serve FILE`): what it registers, and the Lua API that only a served
+//! VM has: `swarm.every(ms, fn)`, `swarm.state` and `swarm.on_reload(fn)`.
+//!
+//! Each version of the script runs in its own VM. Its timers start when the version goes live
+//! (not while it loads, so a script that fails halfway starts nothing) and stop when it is
+//! retired; `swarm.state` is copied out of the old VM as plain data and into the new one before
+//! the script runs again.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use mlua::{Function, Lua, Table, UserData, UserDataMethods, Value as LuaValue};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{Loaded, files_of};
+use crate::engine::{Engine, RunStatus};
+use crate::host::convert::{from_lua, to_lua};
+use crate::host::engine_api::{runs_in_flight, set_default_engine};
+use crate::host::load::add_module_dir;
+use crate::host::{Host, lua_error_message};
+use crate::value::Value;
+
+/// How long a stopping host waits for timer and hook bodies after cancelling the runs they
+/// wait on, before it abandons them.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// One loaded version of a served script.
+pub struct ScriptVersion {
+    pub host: Host,
+}
+
+/// What a served VM registered, in its app data.
+#[derive(Default)]
+struct Served {
+    live: Cell<bool>,
+    timers: RefCell<Vec<Rc<Timer>>>,
+    hooks: RefCell<Vec<Function>>,
+    /// Running `on_reload` hooks.
+    tasks: RefCell<Vec<JoinHandle<()>>>,
+}
+
+/// `swarm.every(ms, fn)`: runs `fn` as a coroutine every `ms`; a slow body delays the next
+/// tick rather than overlapping it.
+struct Timer {
+    every: Duration,
+    func: Function,
+    stop: watch::Sender<bool>,
+    task: RefCell<Option<JoinHandle<()>>>,
+}
+
+/// What Lua holds of a timer.
+struct TimerHandle(Rc<Timer>);
+
+impl UserData for TimerHandle {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("cancel", |_, this, ()| {
+            this.0.stop.send_replace(true);
+            Ok(())
+        });
+        methods.add_meta_method("__tostring", |_, this, ()| {
+            Ok(format!("swarm.Timer(every {} ms)", this.0.every.as_millis()))
+        });
+    }
+}
+
+impl Timer {
+    fn start(self: &Rc<Timer>, lua: &Lua) {
+        let mut stopped = self.stop.subscribe();
+        if *stopped.borrow() {
+            return;
+        }
+        let (func, every, lua) = (self.func.clone(), self.every, lua.weak());
+        let task = tokio::task::spawn_local(async move {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stopped.wait_for(|stop| *stop) => break,
+                    _ = ticks.tick() => {}
+                }
+                // The VM outlives its timers (the serving loop keeps retired versions until
+                // they are idle); this only guards against a host torn down early.
+                if lua.try_upgrade().is_none() {
+                    break;
+                }
+                if let Err(e) = func.call_async::<()>(()).await {
+                    eprintln!("timer: {}", lua_error_message(&e));
+                }
+            }
+        });
+        *self.task.borrow_mut() = Some(task);
+    }
+
+    fn is_running(&self) -> bool {
+        self.task.borrow().as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
+fn served(lua: &Lua) -> mlua::AppDataRef<'_, Served> {
+    lua.app_data_ref::<Served>().expect("installed with the VM")
+}
+
+/// Installs `swarm.every`, `swarm.on_reload` and `swarm.state` (holding `state`).
+fn install(lua: &Lua, state: &Value) -> mlua::Result<()> {
+    lua.set_app_data(Served::default());
+    let swarm: Table = lua.globals().get::<Table>("package")?.get::<Table>("loaded")?.get("swarm")?;
+    swarm.set(
+        "every",
+        lua.create_function(|lua, (ms, func): (f64, Function)| {
+            if !(ms >= 1.0 && ms.is_finite()) {
+                return Err(mlua::Error::runtime(format!("swarm.every: expected milliseconds >= 1, got {ms}")));
+            }
+            let timer = Rc::new(Timer {
+                every: Duration::from_secs_f64(ms / 1000.0),
+                func,
+                stop: watch::channel(false).0,
+                task: RefCell::new(None),
+            });
+            let served = served(lua);
+            served.timers.borrow_mut().push(timer.clone());
+            if served.live.get() {
+                timer.start(lua);
+            }
+            Ok(TimerHandle(timer))
+        })?,
+    )?;
+    swarm.set(
+        "on_reload",
+        lua.create_function(|lua, func: Function| {
+            served(lua).hooks.borrow_mut().push(func);
+            Ok(())
+        })?,
+    )?;
+    swarm.set("state", to_lua(lua, state)?)?;
+    Ok(())
+}
+
+/// Loads `file` as a served script in a fresh VM whose default engine is `engine`, with
+/// `swarm.state` holding `state`. Nothing it registered runs until [`ScriptVersion::go_live`].
+pub fn load_script(file: &Path, engine: &Engine, state: &Value) -> Loaded<ScriptVersion> {
+    let host = match Host::new() {
+        Ok(host) => host,
+        Err(e) => return Loaded { result: Err(format!("cannot start the Lua VM: {e}")), files: vec![file.into()] },
+    };
+    set_default_engine(host.lua(), engine.clone());
+    // A script that fails halfway may have registered timers; they never start, since only
+    // `go_live` starts them, and the VM is dropped here.
+    let result = run_script(&host, file, state);
+    let files = files_of(&host, file);
+    Loaded { result: result.map(|()| ScriptVersion { host }), files }
+}
+
+fn run_script(host: &Host, file: &Path, state: &Value) -> Result<(), String> {
+    let lua = host.lua();
+    let shown = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{shown}: {e}"))?;
+    let lua_err = |e: mlua::Error| lua_error_message(&e);
+    install(lua, state).map_err(lua_err)?;
+    add_module_dir(lua, file).map_err(lua_err)?;
+    lua.load(text.as_str()).set_name(format!("@{shown}")).exec().map_err(lua_err)
+}
+
+impl ScriptVersion {
+    /// `swarm.state` as plain data, to carry into the next version.
+    pub fn state(&self) -> Result<Value, String> {
+        let lua = self.host.lua();
+        let state: LuaValue = self.host.swarm().and_then(|s| s.get("state")).map_err(|e| lua_error_message(&e))?;
+        match state {
+            LuaValue::Nil => Ok(Value::object()),
+            other => from_lua(lua, &other).map_err(|e| format!("swarm.state is not plain data: {e}")),
+        }
+    }
+
+    /// Starts the timers; after a reload (`changed` names the files) runs the `on_reload` hooks.
+    pub fn go_live(&self, changed: Option<&[PathBuf]>) {
+        let lua = self.host.lua();
+        let served = served(lua);
+        served.live.set(true);
+        for timer in served.timers.borrow().iter() {
+            timer.start(lua);
+        }
+        let Some(changed) = changed else { return };
+        let info = lua.create_table().and_then(|t| {
+            let files: Vec<Value> = changed.iter().map(|f| Value::from(f.display().to_string())).collect();
+            t.set("changed", to_lua(lua, &Value::array(files))?)?;
+            Ok(t)
+        });
+        let Ok(info) = info else { return };
+        for hook in served.hooks.borrow().iter() {
+            let (hook, info) = (hook.clone(), info.clone());
+            served.tasks.borrow_mut().push(tokio::task::spawn_local(async move {
+                if let Err(e) = hook.call_async::<()>(info).await {
+                    eprintln!("on_reload: {}", lua_error_message(&e));
+                }
+            }));
+        }
+    }
+
+    /// Stops the timers. A body already running finishes; runs it started go on.
+    pub fn retire(&self) {
+        let served = served(self.host.lua());
+        served.live.set(false);
+        for timer in served.timers.borrow().iter() {
+            timer.stop.send_replace(true);
+        }
+    }
+
+    /// How many timers are registered and not cancelled.
+    pub fn timers(&self) -> usize {
+        served(self.host.lua()).timers.borrow().iter().filter(|t| !*t.stop.borrow()).count()
+    }
+
+    /// Whether nothing of this version runs any more: no timer or hook body, no run in flight.
+    /// A retired version is dropped (and its VM closed) once it is idle.
+    pub fn is_idle(&self) -> bool {
+        let lua = self.host.lua();
+        let served = served(lua);
+        let busy = served.timers.borrow().iter().any(|t| t.is_running())
+            || served.tasks.borrow().iter().any(|t| !t.is_finished());
+        !busy && runs_in_flight(lua).is_empty()
+    }
+
+    /// Retires the version, cancels its runs in flight (their tasks end `cancelled`) and waits
+    /// for them, then for the timer and hook bodies that were waiting on them.
+    pub async fn stop(&self) {
+        self.retire();
+        let lua = self.host.lua();
+        let runs = runs_in_flight(lua);
+        for run in &runs {
+            run.cancel();
+        }
+        for run in runs {
+            let outcome = run.wait().await;
+            let status = match outcome.status {
+                RunStatus::Finished => "finished",
+                RunStatus::Failed => "failed",
+                RunStatus::Cancelled => "cancelled",
+            };
+            eprintln!("run {} {status}", outcome.run_id);
+        }
+        let mut bodies: Vec<JoinHandle<()>> = served(lua).tasks.borrow_mut().drain(..).collect();
+        bodies.extend(served(lua).timers.borrow().iter().filter_map(|t| t.task.borrow_mut().take()));
+        let aborts: Vec<_> = bodies.iter().map(|b| b.abort_handle()).collect();
+        if tokio::time::timeout(STOP_GRACE, futures::future::join_all(bodies)).await.is_err() {
+            for abort in aborts {
+                abort.abort();
+            }
+        }
+    }
+}

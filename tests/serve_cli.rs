@@ -1,0 +1,125 @@
+//! `swarm serve FILE`: a script with timers in a host that stays alive, edited while it runs.
+
+mod live;
+
+use live::Swarm;
+
+/// A served script whose 50 ms timer counts in `swarm.state.n` and prints `tick <tag> <n>`.
+fn counter(tag: &str) -> String {
+    format!(
+        r#"local swarm = require("swarm")
+swarm.state.n = swarm.state.n or 0
+swarm.every(50, function()
+  swarm.state.n = swarm.state.n + 1
+  print("tick {tag} " .. swarm.state.n)
+end)
+swarm.on_reload(function(info)
+  print("hook {tag} " .. #info.changed)
+end)
+"#
+    )
+}
+
+/// The `(tag, n)` of every tick line, in order.
+fn ticks(out: &str) -> Vec<(String, u64)> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("tick "))
+        .map(|rest| {
+            let (tag, n) = rest.split_once(' ').unwrap();
+            (tag.to_string(), n.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn state_survives_a_reload_and_only_the_new_versions_timer_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.lua");
+    std::fs::write(&script, counter("v1")).unwrap();
+    let mut swarm = Swarm::start(dir.path(), &["serve", "s.lua"]);
+    swarm.wait_stdout("tick v1 3", 1);
+    std::fs::write(&script, counter("v2")).unwrap();
+    swarm.wait_stdout("tick v2", 5);
+
+    let out = swarm.stdout();
+    let ticks = ticks(&out);
+    let first_new = ticks.iter().position(|(tag, _)| tag == "v2").unwrap();
+    assert!(first_new >= 3, "{out}");
+    assert!(ticks[first_new..].iter().all(|(tag, _)| tag == "v2"), "the old timer is gone: {out}");
+    let counts: Vec<u64> = ticks.iter().map(|(_, n)| *n).collect();
+    let expected: Vec<u64> = (1..=counts.len() as u64).collect();
+    assert_eq!(counts, expected, "swarm.state.n went on counting across the reload: {out}");
+    assert_eq!(out.matches("hook v2 1").count(), 1, "on_reload ran once, told of one file: {out}");
+    assert!(!out.contains("hook v1"), "the old version's hook does not run: {out}");
+    assert_eq!(swarm.stderr().matches("reloaded in ").count(), 1, "{}", swarm.stderr());
+
+    swarm.signal("INT");
+    assert_eq!(swarm.wait_exit().code(), Some(0), "{}", swarm.stderr());
+}
+
+#[test]
+fn a_broken_save_keeps_the_old_version_and_its_timer_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.lua");
+    std::fs::write(&script, counter("v1")).unwrap();
+    let swarm = Swarm::start(dir.path(), &["serve", "s.lua"]);
+    swarm.wait_stdout("tick v1 2", 1);
+    std::fs::write(
+        &script,
+        format!("{}\nswarm.every(10, function() print('tick broken 0') end)\nerror('no')\n", counter("v9")),
+    )
+    .unwrap();
+    swarm.wait_stderr("reload failed: ", 1);
+    let err = swarm.stderr();
+    assert!(err.contains("reload failed: s.lua:12: no"), "{err}");
+    let at_failure = ticks(&swarm.stdout()).len();
+    swarm.wait_until("three more old ticks", |out, _| ticks(out).len() >= at_failure + 3);
+    assert!(ticks(&swarm.stdout()).iter().all(|(tag, _)| tag == "v1"), "{}", swarm.stdout());
+
+    std::fs::write(&script, counter("v2")).unwrap();
+    swarm.wait_stdout("tick v2", 2);
+    let counts: Vec<u64> = ticks(&swarm.stdout()).iter().map(|(_, n)| *n).collect();
+    assert_eq!(counts, (1..=counts.len() as u64).collect::<Vec<_>>(), "{}", swarm.stdout());
+}
+
+#[test]
+fn sigterm_cancels_the_run_in_flight_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("s.lua"),
+        r#"local swarm = require("swarm")
+local F = swarm.flow
+local slow = swarm.blueprint({
+  id = "slow",
+  agents = { wait = function() swarm.sleep(60000) return "never" end },
+  flow = F.step({ agent = "wait", input = F.p("$"), out = "$.r" }),
+})
+local started = false
+local timer
+timer = swarm.every(20, function()
+  if started then return end
+  started = true
+  timer:cancel()
+  local run = swarm.default_engine():start(slow, {}, {
+    on_event = function(e)
+      if e.kind == "attempt_finished" then print("attempt " .. e.status) end
+    end,
+  })
+  print("started " .. run.id)
+  local ok, err = pcall(run.wait, run)
+  print("outcome " .. tostring(ok) .. " " .. tostring(err and err.kind))
+end)
+"#,
+    )
+    .unwrap();
+    let mut swarm = Swarm::start(dir.path(), &["serve", "s.lua"]);
+    swarm.wait_stdout("started r-", 1);
+    swarm.signal("TERM");
+    assert_eq!(swarm.wait_exit().code(), Some(0), "{}", swarm.stderr());
+    let out = swarm.stdout();
+    assert!(out.contains("attempt cancelled"), "the attempt's event was delivered: {out}");
+    assert!(out.contains("outcome false cancelled"), "the run ended cancelled: {out}");
+    let run_id = out.lines().find_map(|l| l.strip_prefix("started ")).unwrap();
+    assert!(swarm.stderr().contains(&format!("run {run_id} cancelled")), "{}", swarm.stderr());
+    assert!(swarm.stderr().trim_end().ends_with("stopped"), "{}", swarm.stderr());
+}
