@@ -8,6 +8,7 @@ pub mod flow;
 pub mod gate;
 pub mod host;
 pub mod middleware;
+pub mod repl;
 pub mod store;
 pub mod value;
 pub mod worker;

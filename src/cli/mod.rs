@@ -4,6 +4,7 @@
 mod check;
 mod compile;
 mod graph;
+mod repl;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = graph::Format::Mermaid)]
         format: graph::Format,
     },
+    /// An interactive Lua prompt with `swarm` loaded, on a live engine (:help lists commands).
+    Repl {
+        /// A blueprint to load first (it becomes the current one, and the global `bp`).
+        file: Option<PathBuf>,
+    },
 }
 
 /// Exit code for a run that failed.
@@ -74,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Compile { file } => compile::run(&file),
         Command::Graph { file, format } => graph::run(&file, format),
         Command::Run { file, input, events } => run::run(&file, input.as_deref(), events),
+        Command::Repl { file } => repl::run(file.as_deref()),
     };
     ExitCode::from(code)
 }
