@@ -62,7 +62,9 @@ pub enum Message {
 
 /// The host's end of the editor thread.
 pub struct Editor {
-    requests: std_mpsc::Sender<Request>,
+    /// `None` once the session is over.
+    requests: Option<std_mpsc::Sender<Request>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     messages: mpsc::UnboundedReceiver<Message>,
     /// Whether rustyline drives a terminal (else lines come from piped stdin).
     pub interactive: bool,
@@ -109,7 +111,7 @@ pub fn start(history: Option<PathBuf>) -> (Editor, Printer) {
     let (message_tx, messages) = mpsc::unbounded_channel();
     let interactive = std::io::stdin().is_terminal();
     let (printer_tx, printer_rx) = std_mpsc::channel();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("swarm-repl-editor".into())
         .spawn(move || {
             if interactive {
@@ -121,14 +123,18 @@ pub fn start(history: Option<PathBuf>) -> (Editor, Printer) {
         })
         .expect("the editor thread starts");
     let external = printer_rx.recv().ok().flatten().map(std::sync::Mutex::new);
-    (Editor { requests, messages, interactive, pending: false }, Printer { external })
+    (
+        Editor { requests: Some(requests), thread: Some(thread), messages, interactive, pending: false },
+        Printer { external },
+    )
 }
 
 impl Editor {
     /// Reads one line; completion requests that arrive meanwhile are answered with `complete`.
     pub async fn read(&mut self, prompt: &str, complete: &CompleteFn<'_>) -> Input {
         if !self.pending {
-            if self.requests.send(Request::Read(prompt.to_string())).is_err() {
+            let sent = self.requests.as_ref().map(|r| r.send(Request::Read(prompt.to_string())));
+            if !matches!(sent, Some(Ok(()))) {
                 return Input::Eof;
             }
             self.pending = true;
@@ -149,7 +155,20 @@ impl Editor {
 
     /// Adds a finished block to the history.
     pub fn remember(&self, block: &str) {
-        let _ = self.requests.send(Request::History(block.to_string()));
+        if let Some(requests) = &self.requests {
+            let _ = requests.send(Request::History(block.to_string()));
+        }
+    }
+
+    /// Ends the editor thread once it has saved the history it was given (unless it is still
+    /// blocked reading a line nobody waits for, which the process exit ends instead).
+    pub fn finish(&mut self) {
+        self.requests = None;
+        if !self.pending
+            && let Some(thread) = self.thread.take()
+        {
+            let _ = thread.join();
+        }
     }
 }
 

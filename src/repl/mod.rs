@@ -82,6 +82,11 @@ pub async fn run(file: Option<&Path>) -> u8 {
         }
     };
     crate::host::engine_api::set_default_engine(host.lua(), engine.clone());
+    // Tokio's SIGINT handler goes in before the editor thread starts: rustyline swaps its own
+    // in while it reads a line and puts back what it found, which must be tokio's, not the
+    // default that ends the process.
+    #[cfg(unix)]
+    let _sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
     let (editor, printer) = editor::start(history_file());
     let interactive = editor.interactive;
     let session = Session {
@@ -104,6 +109,7 @@ pub async fn run(file: Option<&Path>) -> u8 {
         session.load(file);
     }
     session.main_loop().await;
+    session.editor.lock().await.finish();
     0
 }
 
