@@ -9,6 +9,7 @@ pub mod gate;
 pub mod host;
 pub mod middleware;
 pub mod reload;
+pub mod repl;
 pub mod store;
 pub mod value;
 pub mod worker;

@@ -4,8 +4,11 @@
 mod check;
 mod compile;
 mod graph;
+mod init;
+mod repl;
 mod run;
 mod serve;
+pub mod types;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -72,6 +75,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = graph::Format::Mermaid)]
         format: graph::Format,
     },
+    /// Start a project: DIR/main.lua, DIR/.luarc.json and the editor definitions in DIR/types.
+    Init {
+        /// Where (default: the current directory).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Write the LuaLS definitions of `swarm` and `std.*` to DIR, for editor completion.
+    Types { dir: PathBuf },
+    /// An interactive Lua prompt with `swarm` loaded, on a live engine (:help lists commands).
+    Repl {
+        /// A blueprint to load first (it becomes the current one, and the global `bp`).
+        file: Option<PathBuf>,
+    },
 }
 
 /// Exit code for a run that failed.
@@ -99,6 +115,9 @@ pub fn main() -> ExitCode {
             };
             run::run(&file, input.as_deref(), events, mode)
         }
+        Command::Repl { file } => repl::run(file.as_deref()),
+        Command::Init { dir } => init::run(&dir),
+        Command::Types { dir } => types::run(&dir),
     };
     ExitCode::from(code)
 }

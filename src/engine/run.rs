@@ -180,6 +180,24 @@ impl Engine {
         RunHandle { id, run, done: done_rx }
     }
 
+    /// The ids of the runs in flight, in no particular order.
+    pub fn running(&self) -> Vec<Arc<str>> {
+        self.inner.state.borrow().runs.keys().cloned().collect()
+    }
+
+    /// Cancels run `run_id` as [`RunHandle::cancel`] does, for a host that holds only the id
+    /// (the REPL's Ctrl-C stops runs that a Lua chunk started); `false` when it is not in flight.
+    pub fn cancel_run(&self, run_id: &str) -> bool {
+        let run = self.inner.state.borrow().runs.get(run_id).cloned();
+        match run {
+            Some(run) => {
+                run.cancel.send_replace(true);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Retires the tasks a finished run leaves in the live table. The flow settles or abandons
     /// every task it opened, so these were started with `start_task` from outside it, and
     /// nothing else would ever remove them. Without the run nobody can dispatch them, so any

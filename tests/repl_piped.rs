@@ -1,0 +1,102 @@
+//! `swarm repl` with piped stdin: lines in, results on stdout, notes and errors on stderr.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn repl(input: &str, history: &std::path::Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .arg("repl")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SWARM_HISTORY", history)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the swarm binary runs");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_session_evaluates_loads_runs_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = [
+        r#"1 + 1, "two""#,
+        "function add(a, b)",
+        "  return a + b",
+        "end",
+        "add(2, 40)",
+        r#"t = {name = "t", list = {1, 2, 3}, none = swarm.null}; t.self = t"#,
+        "t",
+        "error('boom')",
+        "6 * 7",
+        ":load examples/hello.lua",
+        r#":run {"name":"x"}"#,
+        "swarm.run(bp, {name = 'lua'}).loud",
+        ":runs",
+        ":events",
+        ":graph",
+        ":nonsense",
+        ":quit",
+        "print('never read')",
+    ]
+    .join("\n");
+    let out = repl(&format!("{input}\n"), &dir.path().join("history"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "2\t\"two\"", "{stdout}");
+    assert_eq!(lines[1], "42", "a multi-line function was defined: {stdout}");
+    assert_eq!(lines[2], r#"{ list = { 1, 2, 3 }, name = "t", none = null, self = <cycle> }"#);
+    assert!(stderr.contains("error: repl:1: boom"), "{stderr}");
+    assert_eq!(lines[3], "42", "the session goes on after an error: {stdout}");
+    assert!(stderr.contains("loaded hello (2 agents, 2 steps) from examples/hello.lua"), "{stderr}");
+
+    // :run prints the final ctx as JSON.
+    let start = stdout.find("\n{\n").unwrap() + 1;
+    let end = stdout.find("\n}").unwrap() + 2;
+    let ctx: serde_json::Value = serde_json::from_str(&stdout[start..end]).unwrap();
+    assert_eq!(ctx["loud"], "HELLO, X!");
+    assert!(stdout.contains("\"HELLO, LUA!\""), "`bp` is the loaded blueprint: {stdout}");
+
+    // Two runs, both of `hello`; :events shows the last one, one line per event.
+    let runs: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with("r-") && l.contains("hello")).collect();
+    assert_eq!(runs.len(), 2, "{stdout}");
+    assert!(runs.iter().all(|l| l.contains("finished") && l.ends_with(" ms")), "{runs:?}");
+    let last_run = runs[1].split_whitespace().next().unwrap();
+    let events: Vec<&str> =
+        lines.iter().copied().filter(|l| l.starts_with(" ") && l.trim_start().starts_with(char::is_numeric)).collect();
+    assert_eq!(events.len(), 8, "{stdout}");
+    assert!(events[0].contains("run_started") && events[7].contains("run_finished"), "{events:?}");
+    assert!(events[3].contains("attempt_finished") && events[3].contains(last_run), "{events:?}");
+
+    assert!(stdout.contains("flowchart TD") && stdout.contains("greet (lua)"), "{stdout}");
+    assert!(stderr.contains("unknown command :nonsense"), "{stderr}");
+    assert!(!stdout.contains("never read"), ":quit ends the session: {stdout}");
+}
+
+#[test]
+fn the_file_argument_is_loaded_first_and_a_console_operator_asks_at_the_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["repl", "tests/fixtures/console.lua"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SWARM_HISTORY", dir.path().join("history"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = ":run {\"release\":{\"name\":\"swarm\",\"version\":\"2.0\"}}\nship it\n{\n\"ok\": true\n}\n";
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("loaded console_desk"), "{stderr}");
+    assert_eq!(stderr.matches("Approve the release of swarm 2.0?").count(), 2, "{stderr}");
+    let ctx: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(ctx["first"], "ship it");
+    assert_eq!(ctx["second"], serde_json::json!({"ok": true}));
+}
