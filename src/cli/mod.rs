@@ -66,6 +66,9 @@ enum Command {
         /// Scan for changes every 100 ms instead of using the OS's file events.
         #[arg(long)]
         poll: bool,
+        /// Open the REPL on the same engine; leaving it stops the server.
+        #[arg(long)]
+        repl: bool,
     },
     /// Draw a blueprint's flow as a Mermaid or Graphviz diagram.
     Graph {
@@ -105,7 +108,9 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { file } => check::run(&file),
         Command::Compile { file } => compile::run(&file),
-        Command::Serve { file, poll } => serve::run(&file, if poll { WatchMode::Poll } else { WatchMode::Events }),
+        Command::Serve { file, poll, repl } => {
+            serve::run(&file, if poll { WatchMode::Poll } else { WatchMode::Events }, repl)
+        }
         Command::Graph { file, format } => graph::run(&file, format),
         Command::Run { file, input, events, watch, poll } => {
             let mode = match (watch, poll) {

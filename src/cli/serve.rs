@@ -12,7 +12,7 @@ use crate::reload::serve::{ScriptVersion, load_script};
 use crate::reload::{self, FileWatcher, Shutdown, WatchMode};
 use crate::value::Value;
 
-pub fn run(file: &Path, mode: WatchMode) -> u8 {
+pub fn run(file: &Path, mode: WatchMode, repl: bool) -> u8 {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -21,10 +21,10 @@ pub fn run(file: &Path, mode: WatchMode) -> u8 {
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, serve(file, mode))
+    local.block_on(&runtime, serve(file, mode, repl))
 }
 
-async fn serve(file: &Path, mode: WatchMode) -> u8 {
+async fn serve(file: &Path, mode: WatchMode, repl: bool) -> u8 {
     let engine = match Engine::new(EngineConfig::default()) {
         Ok(e) => e,
         Err(e) => {
@@ -32,7 +32,7 @@ async fn serve(file: &Path, mode: WatchMode) -> u8 {
             return super::EXIT_USAGE;
         }
     };
-    let mut shutdown = match Shutdown::new() {
+    let mut shutdown = match if repl { Shutdown::terminate_only() } else { Shutdown::new() } {
         Ok(s) => s,
         Err(e) => {
             eprintln!("swarm serve: cannot handle signals: {e}");
@@ -65,8 +65,20 @@ async fn serve(file: &Path, mode: WatchMode) -> u8 {
     // Versions swapped out but still busy (a timer body or a run in flight): their VMs stay
     // open until they are idle.
     let mut retired: Vec<ScriptVersion> = Vec::new();
+    // The REPL shares the engine (its own VM); when the person leaves it, the server stops.
+    let mut session = repl.then(|| tokio::task::spawn_local(crate::repl::run_on(None, Some(engine.clone()))));
+    let repl_done = async {
+        match session.as_mut() {
+            Some(task) => {
+                let _ = task.await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(repl_done);
     loop {
         tokio::select! {
+            _ = &mut repl_done => break,
             Some(mut changed) = changes.recv() => {
                 let started = Instant::now();
                 while let Ok(more) = changes.try_recv() {

@@ -77,7 +77,7 @@ pub fn files_to_watch(watcher: &FileWatcher, loaded_ok: bool, files: &[PathBuf])
 /// between two waits is not lost.
 pub struct Shutdown {
     #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
+    interrupt: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
 }
@@ -88,7 +88,22 @@ impl Shutdown {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            Ok(Shutdown { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+            Ok(Shutdown {
+                interrupt: Some(signal(SignalKind::interrupt())?),
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Shutdown {})
+    }
+
+    /// SIGTERM only: when a REPL shares the process, Ctrl-C is the REPL's (it cancels the
+    /// running flow) and leaving the REPL is how a person stops.
+    pub fn terminate_only() -> std::io::Result<Shutdown> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Shutdown { interrupt: None, terminate: signal(SignalKind::terminate())? })
         }
         #[cfg(not(unix))]
         Ok(Shutdown {})
@@ -97,9 +112,14 @@ impl Shutdown {
     /// Waits for the next signal.
     pub async fn recv(&mut self) {
         #[cfg(unix)]
-        tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+        match &mut self.interrupt {
+            Some(interrupt) => tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = self.terminate.recv() => {}
+            },
+            None => {
+                self.terminate.recv().await;
+            }
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;

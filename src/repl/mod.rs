@@ -67,6 +67,11 @@ pub fn history_file() -> Option<PathBuf> {
 /// Runs a session until `:quit` or the end of input; `file` is loaded first. Must run inside
 /// a `LocalSet`. Returns the exit code.
 pub async fn run(file: Option<&Path>) -> u8 {
+    run_on(file.map(Path::to_path_buf), None).await
+}
+
+/// [`run`] on a given engine (`swarm serve --repl` shares its engine), or a new one.
+pub async fn run_on(file: Option<PathBuf>, engine: Option<Engine>) -> u8 {
     let host = match Host::new() {
         Ok(h) => h,
         Err(e) => {
@@ -74,7 +79,7 @@ pub async fn run(file: Option<&Path>) -> u8 {
             return crate::cli::EXIT_USAGE;
         }
     };
-    let engine = match Engine::new(Default::default()) {
+    let engine = match engine.map_or_else(|| Engine::new(Default::default()), Ok) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("swarm repl: {e}");
@@ -106,7 +111,7 @@ pub async fn run(file: Option<&Path>) -> u8 {
         session.printer.err("swarm repl: Lua 5.4 with `swarm` loaded; :help for commands, :quit to leave");
     }
     if let Some(file) = file {
-        session.load(file);
+        session.load(&file);
     }
     session.main_loop().await;
     session.editor.lock().await.finish();
