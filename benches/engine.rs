@@ -8,17 +8,13 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+mod support;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use luaswarm::blueprint::Blueprint;
 use luaswarm::blueprint::compile::CompiledBlueprint;
-use luaswarm::engine::{Engine, EngineConfig, RunStatus};
-use luaswarm::flow::NoExterns;
 use luaswarm::host::Host;
-use luaswarm::value::Value;
-
-fn step_json(agent: &str) -> String {
-    format!(r#"{{"kind":"step","ref":"{agent}","in":{{"op":"path","at":"$.x"}},"out":{{"op":"path","at":"$.y"}}}}"#)
-}
+use support::{Runner, fanout, seq};
 
 fn blueprint(flow: String) -> String {
     layered(flow, &[])
@@ -28,20 +24,6 @@ fn layered(flow: String, layers: &[String]) -> String {
     let layers = serde_json::to_string(layers).unwrap();
     format!(
         r#"{{"id":"bench","layers":{layers},"agents":[{{"name":"echo","kind":"rust_fn","spec":{{"fn_id":"echo"}}}},{{"name":"lua","kind":"lua","spec":{{"fn":"bench/lua"}}}}],"flow":{flow}}}"#
-    )
-}
-
-fn seq(agent: &str, n: usize) -> String {
-    let steps: Vec<String> = (0..n).map(|_| step_json(agent)).collect();
-    format!(r#"{{"kind":"seq","children":[{}]}}"#, steps.join(","))
-}
-
-fn fanout(agent: &str, n: usize) -> String {
-    let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-    format!(
-        r#"{{"kind":"fanout","items":{{"op":"lit","value":[{}]}},"bind":{{"op":"path","at":"$.x"}},"body":{},"join":"all","out":{{"op":"path","at":"$.all"}},"collect":{{"op":"path","at":"$.y"}}}}"#,
-        items.join(","),
-        step_json(agent)
     )
 }
 
@@ -70,34 +52,9 @@ fn compile(host: &Host, flow: String) -> Rc<CompiledBlueprint> {
     Rc::new(host.compiler().compile(Rc::new(bp), None).unwrap())
 }
 
-struct Bench {
-    runtime: tokio::runtime::Runtime,
-    local: tokio::task::LocalSet,
-    engine: Engine,
-}
-
-impl Bench {
-    fn new() -> Bench {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let engine =
-            Engine::new(EngineConfig { token_secret: Some("bench".into()), ..EngineConfig::default() }).unwrap();
-        Bench { runtime, local: tokio::task::LocalSet::new(), engine }
-    }
-
-    fn run(&self, compiled: &Rc<CompiledBlueprint>) {
-        let engine = self.engine.clone();
-        let compiled = compiled.clone();
-        let outcome = self.local.block_on(&self.runtime, async move {
-            let init = Value::from_pairs([("x", Value::int(1))]);
-            engine.start(compiled, init, Rc::new(NoExterns)).wait().await
-        });
-        assert_eq!(outcome.status, RunStatus::Finished, "{:?}", outcome.error);
-    }
-}
-
 fn engine_steps(c: &mut Criterion) {
     let host = host();
-    let bench = Bench::new();
+    let bench = Runner::new();
     let mut group = c.benchmark_group("engine");
     group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
     for agent in ["echo", "lua"] {
@@ -124,7 +81,7 @@ fn engine_steps(c: &mut Criterion) {
 /// to the bare step, divided by five.
 fn layer_stack(c: &mut Criterion) {
     let host = host();
-    let bench = Bench::new();
+    let bench = Runner::new();
     let n = 10_000;
     let mut group = c.benchmark_group("layers");
     group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
@@ -148,7 +105,7 @@ fn rss_kib() -> Option<u64> {
 
 fn engine_memory(_c: &mut Criterion) {
     let host = host();
-    let bench = Bench::new();
+    let bench = Runner::new();
     let compiled = compile(&host, seq("lua", 10_000));
     bench.run(&compiled);
     let Some(base) = rss_kib() else { return };

@@ -8,22 +8,20 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod support;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::future::LocalBoxFuture;
 use luaswarm::blueprint::Blueprint;
 use luaswarm::blueprint::compile::CompiledBlueprint;
-use luaswarm::engine::{Engine, EngineConfig, RunStatus};
-use luaswarm::flow::{FlowError, NoExterns};
+use luaswarm::flow::FlowError;
 use luaswarm::host::Host;
 use luaswarm::value::Value;
 use luaswarm::worker::script::{HostBridges, Limits, PoolConfig, Script, ScriptRuntime, ScriptSpawner};
 use luaswarm::worker::{Job, Spawner, TaskHost};
+use support::{Runner, fanout, seq};
 
 const SCRIPT: &str = "return _CTX + 1";
-
-fn step_json(agent: &str) -> String {
-    format!(r#"{{"kind":"step","ref":"{agent}","in":{{"op":"path","at":"$.x"}},"out":{{"op":"path","at":"$.y"}}}}"#)
-}
 
 fn blueprint(flow: String) -> String {
     format!(
@@ -31,34 +29,15 @@ fn blueprint(flow: String) -> String {
     )
 }
 
-fn seq(agent: &str, n: usize) -> String {
-    let steps: Vec<String> = (0..n).map(|_| step_json(agent)).collect();
-    format!(r#"{{"kind":"seq","children":[{}]}}"#, steps.join(","))
-}
-
-fn fanout(agent: &str, n: usize) -> String {
-    let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-    format!(
-        r#"{{"kind":"fanout","items":{{"op":"lit","value":[{}]}},"bind":{{"op":"path","at":"$.x"}},"body":{},"join":"all","out":{{"op":"path","at":"$.all"}},"collect":{{"op":"path","at":"$.y"}}}}"#,
-        items.join(","),
-        step_json(agent)
-    )
-}
-
+/// The shared runner plus a host whose script pool is configured for the case.
 struct Bench {
     host: Host,
-    runtime: tokio::runtime::Runtime,
-    local: tokio::task::LocalSet,
-    engine: Engine,
+    runner: Runner,
 }
 
 impl Bench {
     fn new(config: PoolConfig) -> Bench {
-        let host = Host::builder().script_pool(config).build().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let engine =
-            Engine::new(EngineConfig { token_secret: Some("bench".into()), ..EngineConfig::default() }).unwrap();
-        Bench { host, runtime, local: tokio::task::LocalSet::new(), engine }
+        Bench { host: Host::builder().script_pool(config).build().unwrap(), runner: Runner::new() }
     }
 
     fn compile(&self, flow: String) -> Rc<CompiledBlueprint> {
@@ -67,13 +46,7 @@ impl Bench {
     }
 
     fn run(&self, compiled: &Rc<CompiledBlueprint>) {
-        let engine = self.engine.clone();
-        let compiled = compiled.clone();
-        let outcome = self.local.block_on(&self.runtime, async move {
-            let init = Value::from_pairs([("x", Value::int(1))]);
-            engine.start(compiled, init, Rc::new(NoExterns)).wait().await
-        });
-        assert_eq!(outcome.status, RunStatus::Finished, "{:?}", outcome.error);
+        self.runner.run(compiled);
     }
 }
 
@@ -140,7 +113,7 @@ fn pool_round_trip(c: &mut Criterion) {
         group.throughput(Throughput::Elements(n));
         group.bench_function(BenchmarkId::new(format!("round_trip_{name}"), n), |b| {
             b.iter(|| {
-                bench.local.block_on(&bench.runtime, async {
+                bench.runner.block_on(async {
                     for i in 0..n {
                         let job = Job {
                             task_id: task_id.clone(),

@@ -12,14 +12,15 @@ use std::process::Stdio;
 use std::rc::Rc;
 use std::time::Duration;
 
+mod support;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use luaswarm::blueprint::Blueprint;
 use luaswarm::blueprint::compile::{CompiledBlueprint, Compiler};
-use luaswarm::engine::{Engine, EngineConfig, RunStatus};
-use luaswarm::flow::NoExterns;
 use luaswarm::value::Value;
 use luaswarm::worker::subprocess::SubprocessFactory;
 use serde_json::json;
+use support::Runner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Steps per run for programs started per step.
@@ -28,6 +29,11 @@ const SPAWN_STEPS: usize = 20;
 const ROUND_TRIPS: usize = 1_000;
 /// The input every step gets, as JSON.
 const INPUT: &str = r#"{"n":1,"text":"hello"}"#;
+
+/// The ctx each engine run starts from: the input at `$.x`.
+fn input() -> Value {
+    Value::from_pairs([("x", luaswarm::value::from_json(INPUT).unwrap())])
+}
 
 fn compile(agent: serde_json::Value, steps: usize) -> Rc<CompiledBlueprint> {
     let step =
@@ -41,35 +47,6 @@ fn compile(agent: serde_json::Value, steps: usize) -> Rc<CompiledBlueprint> {
     let mut compiler = Compiler::new();
     compiler.register("subprocess", SubprocessFactory);
     Rc::new(compiler.compile(Rc::new(bp), None).unwrap_or_else(|e| panic!("{e}")))
-}
-
-struct Bench {
-    runtime: tokio::runtime::Runtime,
-    local: tokio::task::LocalSet,
-    engine: Engine,
-}
-
-impl Bench {
-    fn new() -> Bench {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let engine =
-            Engine::new(EngineConfig { token_secret: Some("bench".into()), ..EngineConfig::default() }).unwrap();
-        Bench { runtime, local: tokio::task::LocalSet::new(), engine }
-    }
-
-    fn run(&self, compiled: &Rc<CompiledBlueprint>) {
-        let engine = self.engine.clone();
-        let compiled = compiled.clone();
-        let outcome = self.local.block_on(&self.runtime, async move {
-            let init = Value::from_pairs([("x", luaswarm::value::from_json(INPUT).unwrap())]);
-            engine.start(compiled, init, Rc::new(NoExterns)).wait().await
-        });
-        assert_eq!(outcome.status, RunStatus::Finished, "{:?}", outcome.error);
-    }
-
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.local.block_on(&self.runtime, f)
-    }
 }
 
 /// Starts `program` with tokio as the worker does (own process group, stdout and stderr piped),
@@ -113,13 +90,13 @@ fn std_once(program: &str, use_stdin: bool) {
 }
 
 fn spawn_per_step(c: &mut Criterion) {
-    let bench = Bench::new();
+    let bench = Runner::new();
     let mut group = c.benchmark_group("subprocess_step");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(SPAWN_STEPS as u64));
     for (name, program, use_stdin) in [("true", "/bin/true", false), ("cat", "/bin/cat", true)] {
         let compiled = compile(json!({"spec": {"program": program, "use_stdin": use_stdin}}), SPAWN_STEPS);
-        group.bench_function(BenchmarkId::new("engine", name), |b| b.iter(|| bench.run(&compiled)));
+        group.bench_function(BenchmarkId::new("engine", name), |b| b.iter(|| bench.run_with(&compiled, input())));
         group.bench_function(BenchmarkId::new("raw_tokio", name), |b| {
             b.iter(|| {
                 bench.block_on(async {
@@ -137,7 +114,7 @@ fn spawn_per_step(c: &mut Criterion) {
 }
 
 fn keep_alive(c: &mut Criterion) {
-    let bench = Bench::new();
+    let bench = Runner::new();
     let me = std::env::current_exe().unwrap();
     let mut group = c.benchmark_group("keep_alive_round_trip");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
@@ -148,8 +125,8 @@ fn keep_alive(c: &mut Criterion) {
         r#"while IFS= read -r line; do printf '{"type":"final","content":{"kind":"inline","value":1},"ok":true}\n'; done"#]}});
     for (name, agent) in [("engine_rust_child", rust_child), ("engine_shell_child", shell_child)] {
         let compiled = compile(agent, ROUND_TRIPS);
-        bench.run(&compiled); // starts the child outside the measurement
-        group.bench_function(name, |b| b.iter(|| bench.run(&compiled)));
+        bench.run_with(&compiled, input()); // starts the child outside the measurement
+        group.bench_function(name, |b| b.iter(|| bench.run_with(&compiled, input())));
     }
     group.finish();
 }

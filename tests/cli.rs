@@ -1,23 +1,9 @@
 //! `swarm check | compile | graph` run as a person runs them: the real binary on real files.
 
+mod binary;
+
+use binary::{stderr, stdout, swarm, write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn swarm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the swarm binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
@@ -29,12 +15,6 @@ fn examples() -> Vec<PathBuf> {
     files.sort();
     assert!(files.len() >= 3, "the examples folder holds the runnable examples");
     files
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
 }
 
 #[test]

@@ -1,23 +1,12 @@
 //! Script agents through the real binary: the example, and a `file` script beside its
 //! blueprint.
 
+mod binary;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
+use binary::{stderr, stdout_json, swarm_in as swarm};
 use serde_json::json;
-
-fn swarm(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_swarm")).args(args).current_dir(dir).output().expect("the swarm binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout_json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
-}
 
 #[test]
 fn the_script_agent_example_checks_and_runs() {

@@ -1,24 +1,8 @@
 //! Subprocess agents through the real binary: the examples, and blueprints written for the test.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod binary;
 
-fn swarm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the swarm binary runs")
-}
-
-fn stdout_json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("stdout is JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use binary::{stderr, stdout_json, swarm, write};
 
 const EXAMPLES: [&str; 3] = ["examples/shell_agent.lua", "examples/streaming_agent.lua", "examples/keep_alive.lua"];
 
@@ -78,12 +62,6 @@ fn the_keep_alive_example_serves_every_step_from_one_child_and_kills_it_at_exit(
         assert!(start.elapsed() < std::time::Duration::from_secs(20), "the keep-alive child outlived swarm");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
 }
 
 #[test]
