@@ -418,4 +418,30 @@ function swarm.sleep(ms) end
 ---@return swarm.ExecResult
 function swarm.exec(spec) end
 
+-- Only in a script run by `swarm serve FILE` ------------------------------------------------
+
+---@class swarm.Timer
+local Timer = {}
+
+--- Stops the timer; a tick already running finishes.
+function Timer:cancel() end
+
+--- Runs `fn` as a coroutine every `ms` milliseconds (a slow tick delays the next one). Timers
+--- start once the script has loaded, and a reload stops the old version's timers.
+--- Only in `swarm serve`.
+---@param ms integer
+---@param fn fun()
+---@return swarm.Timer
+function swarm.every(ms, fn) end
+
+--- Plain data that survives reloads: copied out of the old version into the new one before the
+--- script runs again. Only in `swarm serve`.
+---@type table
+swarm.state = {}
+
+--- Runs `fn(info)` in the new version after a successful reload; `info.changed` lists the files
+--- that changed. Only in `swarm serve`.
+---@param fn fun(info: {changed: string[]})
+function swarm.on_reload(fn) end
+
 return swarm
