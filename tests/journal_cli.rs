@@ -1,0 +1,265 @@
+//! The run journal through the real binary: what `swarm run` journals, `swarm runs
+//! list/show/events`, `--state memory`, a file that is not a journal, concurrent runs, and a run
+//! killed with SIGKILL in the middle of a seq and of a fanout, then resumed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn swarm_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_swarm")).args(args).current_dir(dir).output().expect("the swarm binary runs")
+}
+
+fn json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("JSON ({e}): {}", String::from_utf8_lossy(bytes)))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A blueprint whose `work` agent appends its input to `side` and sleeps 200 ms; `flow` is Lua
+/// building the flow with `F`.
+fn script(dir: &Path, name: &str, side: &Path, flow: &str) -> PathBuf {
+    let text = format!(
+        r#"local swarm = require("swarm")
+local F = swarm.flow
+local work = {{ kind = "subprocess", spec = {{ program = "sh", timeout_ms = 20000, args = {{ "-c",
+  "input=$(cat); printf '%s\n' \"$input\" >> '{side}'; sleep 0.2; printf '{{\"done\":%s}}' \"$input\"" }} }} }}
+return swarm.blueprint({{ id = "{name}", agents = {{ work = work }}, flow = {flow} }})
+"#,
+        side = side.display()
+    );
+    let path = dir.join(format!("{name}.lua"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const SEQ: &str = r#"(function()
+  local steps = {}
+  for i = 1, 8 do steps[i] = F.step({ agent = "work", input = F.lit("s" .. i), out = "$.s" .. i }) end
+  return F.seq(steps)
+end)()"#;
+
+const FANOUT: &str = r#"F.seq({
+  F.step({ agent = "work", input = F.lit("first"), out = "$.first" }),
+  F.fanout({ items = F.lit({ "a", "b", "c", "d", "e", "f", "g", "h" }), max_concurrency = 2,
+    body = F.step({ agent = "work", input = F.p("$.item"), out = "$.r" }), out = "$.lanes" }),
+  F.step({ agent = "work", input = F.lit("last"), out = "$.last" }),
+})"#;
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
+}
+
+#[test]
+fn a_run_is_journaled_and_listed_shown_and_its_events_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    let file = script(
+        dir.path(),
+        "two",
+        &side,
+        r#"F.seq({ F.step({ agent = "work", input = F.lit(1), out = "$.a" }),
+        F.step({ agent = "work", input = F.p("$.a"), out = "$.b" }) })"#,
+    );
+    let run = swarm_in(dir.path(), &["run", file.to_str().unwrap(), "--events", "ndjson"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    let ctx = json(&run.stdout);
+    assert!(dir.path().join(".swarm/state.db").is_file(), "the default journal is beside the script");
+
+    let list = swarm_in(dir.path(), &["runs", "list", "--json"]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    let runs = json(&list.stdout);
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    assert!(stderr(&run).starts_with(&format!("run {id}\n")));
+    assert_eq!(
+        (&runs[0]["blueprint"], &runs[0]["status"], &runs[0]["steps"]),
+        (&"two".into(), &"finished".into(), &2.into())
+    );
+
+    let show = swarm_in(dir.path(), &["runs", "show", &id, "--json"]);
+    let shown = json(&show.stdout);
+    assert_eq!(shown["ctx"], ctx, "the journaled final ctx is the printed one");
+    let steps = shown["steps"].as_array().unwrap();
+    let summary: Vec<(&str, &str, i64)> = steps
+        .iter()
+        .map(|s| (s["pointer"].as_str().unwrap(), s["status"].as_str().unwrap(), s["attempts"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(summary, [("/children/0", "pass", 1), ("/children/1", "pass", 1)]);
+
+    // The journaled events are exactly the ones the run streamed.
+    let streamed: Vec<serde_json::Value> = stderr(&run).lines().skip(1).map(|l| json(l.as_bytes())).collect();
+    let events = swarm_in(dir.path(), &["runs", "events", &id]);
+    let journaled: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&events.stdout).lines().map(|l| json(l.as_bytes())).collect();
+    assert_eq!(journaled, streamed);
+    assert_eq!(journaled.last().unwrap()["kind"], "run_finished");
+
+    let human = swarm_in(dir.path(), &["runs", "show", &id]);
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("/children/1"),
+        "{}",
+        String::from_utf8_lossy(&human.stdout)
+    );
+    let missing = swarm_in(dir.path(), &["runs", "show", "r-nope"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let not_interrupted = swarm_in(dir.path(), &["runs", "resume", &id]);
+    assert_eq!(not_interrupted.status.code(), Some(2));
+    assert!(stderr(&not_interrupted).contains("only an interrupted run"), "{}", stderr(&not_interrupted));
+}
+
+#[test]
+fn state_memory_journals_nothing_and_an_explicit_path_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    let file = script(dir.path(), "one", &side, r#"F.step({ agent = "work", input = F.lit(1), out = "$.a" })"#);
+    let out = swarm_in(dir.path(), &["run", file.to_str().unwrap(), "--state", "memory"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!dir.path().join(".swarm").exists(), "--state memory writes no journal");
+
+    let db = dir.path().join("elsewhere.db");
+    let out = swarm_in(dir.path(), &["run", file.to_str().unwrap(), "--state", db.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let list = swarm_in(dir.path(), &["runs", "--state", db.to_str().unwrap(), "list", "--json"]);
+    assert_eq!(json(&list.stdout).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_file_that_is_not_a_journal_is_reported_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    let file = script(dir.path(), "one", &side, r#"F.step({ agent = "work", input = F.lit(1), out = "$.a" })"#);
+    let db = dir.path().join("state.db");
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&db, &garbage).unwrap();
+    let out = swarm_in(dir.path(), &["run", file.to_str().unwrap(), "--state", db.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a swarm journal"), "{}", stderr(&out));
+    assert!(lines(&side).is_empty(), "nothing ran");
+    let list = swarm_in(dir.path(), &["runs", "--state", db.to_str().unwrap(), "list"]);
+    assert_eq!(list.status.code(), Some(2));
+    assert_eq!(std::fs::read(&db).unwrap(), garbage, "the file is untouched");
+}
+
+#[test]
+fn concurrent_runs_journal_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    let file = script(dir.path(), "par", &side, SEQ);
+    let children: Vec<Killed> = (0..3)
+        .map(|_| {
+            Killed(
+                Command::new(env!("CARGO_BIN_EXE_swarm"))
+                    .args(["run", file.to_str().unwrap()])
+                    .current_dir(dir.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.0.wait().unwrap().success());
+    }
+    let runs = json(&swarm_in(dir.path(), &["runs", "list", "--json"]).stdout);
+    assert_eq!(runs.as_array().unwrap().len(), 3);
+    for run in runs.as_array().unwrap() {
+        let id = run["id"].as_str().unwrap();
+        assert_eq!((&run["status"], &run["steps"]), (&"finished".into(), &8.into()), "{run}");
+        let out = swarm_in(dir.path(), &["runs", "events", id]);
+        let seqs: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let e = json(l.as_bytes());
+                assert_eq!(e["run_id"], id);
+                e["seq"].as_i64().unwrap()
+            })
+            .collect();
+        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "every event of {id}, in order");
+    }
+}
+
+/// Runs `flow` and SIGKILLs the process once `kill_at` lines are in the side file, resumes it,
+/// and checks: the steps the journal had as passed ran exactly once, every step ran, and the
+/// final ctx is an uninterrupted run's.
+fn kill_and_resume(flow: &str, kill_at: usize, total: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    let file = script(dir.path(), "long", &side, flow);
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(["run", file.to_str().unwrap()])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines(&side).len() < kill_at {
+        assert!(Instant::now() < deadline, "the run never reached {kill_at} steps");
+        assert!(child.0.try_wait().unwrap().is_none(), "the run ended before it was killed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+
+    let runs = json(&swarm_in(dir.path(), &["runs", "list", "--json"]).stdout);
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(runs[0]["status"], "interrupted", "a run left running by a dead process is interrupted");
+    let shown = json(&swarm_in(dir.path(), &["runs", "show", &id, "--json"]).stdout);
+    let passed: Vec<String> = shown["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "pass")
+        .map(|s| s["task_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!passed.is_empty() && passed.len() < total, "killed mid-run: {shown}");
+    let inputs_done: Vec<String> = lines(&side);
+
+    let resumed = swarm_in(dir.path(), &["runs", "resume", &id]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    assert!(stderr(&resumed).starts_with(&format!("run {id}\n")), "resumed under its own id");
+    let ctx = json(&resumed.stdout);
+
+    // Every step ran; the ones journaled as passed before the kill ran once.
+    let all = lines(&side);
+    let mut distinct = all.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), total, "{all:?}");
+    let shown_after = json(&swarm_in(dir.path(), &["runs", "show", &id, "--json"]).stdout);
+    assert_eq!(shown_after["status"], "finished");
+    let reran = all.len() - total;
+    assert!(reran <= inputs_done.len() - passed.len(), "only unfinished steps ran again: {all:?}, passed {passed:?}");
+
+    let fresh_side = dir.path().join("fresh.txt");
+    let fresh = script(dir.path(), "fresh", &fresh_side, flow);
+    let uninterrupted = swarm_in(dir.path(), &["run", fresh.to_str().unwrap(), "--state", "memory"]);
+    assert_eq!(json(&uninterrupted.stdout), ctx, "the resumed run ends as an uninterrupted one");
+    assert_eq!(shown_after["ctx"], ctx);
+}
+
+#[test]
+fn a_seq_killed_mid_run_resumes_without_rerunning_finished_steps() {
+    kill_and_resume(SEQ, 4, 8);
+}
+
+#[test]
+fn a_fanout_killed_mid_run_resumes_without_rerunning_finished_lanes() {
+    kill_and_resume(FANOUT, 5, 10);
+}
