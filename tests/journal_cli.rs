@@ -263,3 +263,94 @@ fn a_seq_killed_mid_run_resumes_without_rerunning_finished_steps() {
 fn a_fanout_killed_mid_run_resumes_without_rerunning_finished_lanes() {
     kill_and_resume(FANOUT, 5, 10);
 }
+
+/// Starts `file` and SIGKILLs it once `kill_at` lines are in `side`; the run's id.
+fn start_and_kill(dir: &Path, file: &Path, side: &Path, kill_at: usize) -> String {
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(["run", file.to_str().unwrap()])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines(side).len() < kill_at {
+        assert!(Instant::now() < deadline, "the run never reached {kill_at} steps");
+        assert!(child.0.try_wait().unwrap().is_none(), "the run ended before it was killed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let runs = json(&swarm_in(dir, &["runs", "list", "--json"]).stdout);
+    runs[0]["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn resuming_on_a_changed_blueprint_says_so_and_reruns_the_steps_that_no_longer_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    let file = script(dir.path(), "long", &side, SEQ);
+    let id = start_and_kill(dir.path(), &file, &side, 3);
+    script(dir.path(), "long", &side, &SEQ.replace(r#"F.lit("s" .. i)"#, r#"F.lit((i == 1 and "z" or "s") .. i)"#));
+    let resumed = swarm_in(dir.path(), &["runs", "resume", &id]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    assert!(stderr(&resumed).contains("changed since the run started"), "{}", stderr(&resumed));
+    assert!(stderr(&resumed).contains("1 recorded step result(s) no longer match"), "{}", stderr(&resumed));
+    let ctx = json(&resumed.stdout);
+    assert_eq!(ctx["s1"], serde_json::json!({"done": "z1"}));
+    assert_eq!(lines(&side).iter().filter(|l| *l == "\"z1\"").count(), 1);
+}
+
+#[test]
+fn a_version_1_journal_migrates_and_keeps_its_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    {
+        // The version 1 schema, as the first journaling build wrote it.
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            r#"CREATE TABLE runs (id TEXT PRIMARY KEY, blueprint TEXT NOT NULL, file TEXT, input TEXT NOT NULL,
+                 status TEXT NOT NULL, started_ms INTEGER NOT NULL, finished_ms INTEGER, ctx TEXT, error TEXT,
+                 pid INTEGER NOT NULL);
+               CREATE TABLE tasks (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, agent TEXT NOT NULL, status TEXT NOT NULL,
+                 attempts INTEGER NOT NULL DEFAULT 0, started_ms INTEGER NOT NULL, finished_ms INTEGER, pointer TEXT,
+                 input_hash TEXT, occurrence INTEGER, output TEXT, error TEXT, replayed INTEGER NOT NULL DEFAULT 0);
+               CREATE INDEX tasks_by_run ON tasks(run_id);
+               CREATE TABLE attempts (task_id TEXT NOT NULL, attempt INTEGER NOT NULL, run_id TEXT NOT NULL,
+                 status TEXT NOT NULL, started_ms INTEGER NOT NULL, elapsed_ms REAL, error TEXT,
+                 PRIMARY KEY (task_id, attempt));
+               CREATE TABLE events (run_id TEXT NOT NULL, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL,
+                 kind TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (run_id, seq));
+               CREATE TABLE outputs (id TEXT PRIMARY KEY, run_id TEXT NOT NULL, task_id TEXT NOT NULL,
+                 attempt INTEGER NOT NULL, producer TEXT NOT NULL, value TEXT NOT NULL, size INTEGER NOT NULL);
+               CREATE INDEX outputs_by_producer ON outputs(producer);
+               CREATE INDEX outputs_by_run ON outputs(run_id);
+               INSERT INTO runs VALUES ('r-old', 'legacy', NULL, '{}', 'finished', 1000, 1500, '{"a":1}', NULL, 1);
+               INSERT INTO tasks VALUES ('r-old.1', 'r-old', 'w', 'pass', 1, 1000, 1400, '', 'h', 0, '1', NULL, 0);
+               PRAGMA user_version = 1;"#,
+        )
+        .unwrap();
+    }
+    let list = swarm_in(dir.path(), &["runs", "--state", db.to_str().unwrap(), "list", "--json"]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    let runs = json(&list.stdout);
+    assert_eq!((&runs[0]["id"], &runs[0]["duration_ms"], &runs[0]["steps"]), (&"r-old".into(), &500.into(), &1.into()));
+    assert_eq!(runs[0]["digest"], serde_json::Value::Null, "the new column, empty for the old run");
+    let shown =
+        json(&swarm_in(dir.path(), &["runs", "--state", db.to_str().unwrap(), "show", "r-old", "--json"]).stdout);
+    assert_eq!(shown["ctx"], serde_json::json!({"a": 1}));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
+
+    // A journal from a newer build is refused, not rewritten.
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let before = std::fs::read(&db).unwrap();
+    let refused = swarm_in(dir.path(), &["runs", "--state", db.to_str().unwrap(), "list"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("newer than this build"), "{}", stderr(&refused));
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}

@@ -18,7 +18,7 @@ use crate::host::Host;
 use crate::host::agent_api::LuaExterns;
 use crate::host::engine_api::set_default_engine;
 use crate::reload::{self, BlueprintVersion, FileWatcher, Shutdown, WatchMode};
-use crate::store::journal::SqliteJournal;
+use crate::store::journal::{SqliteJournal, SqliteOutputStore, blueprint_digest};
 use crate::value::{Value, from_json};
 
 /// How `swarm run` reports progress on stderr.
@@ -55,7 +55,7 @@ pub fn run(
         Some(mode) => local.block_on(&runtime, watch(file, init, events, mode, journal)),
         None => {
             let options = RunOptions { file: Some(absolute(file)), ..RunOptions::default() };
-            local.block_on(&runtime, run_on_engine(file, init, events, journal, options))
+            local.block_on(&runtime, run_on_engine(file, init, events, journal, options, None))
         }
     }
 }
@@ -96,6 +96,7 @@ pub(super) async fn run_on_engine(
     events: Option<EventsFormat>,
     journal: Option<Rc<SqliteJournal>>,
     options: RunOptions,
+    expect_digest: Option<&str>,
 ) -> u8 {
     let host = match super::new_host() {
         Ok(h) => h,
@@ -105,6 +106,14 @@ pub(super) async fn run_on_engine(
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(expected) = expect_digest
+        && *blueprint_digest(&compiled.blueprint) != *expected
+    {
+        eprintln!(
+            "swarm: {} changed since the run started; steps whose pointer or input no longer match run again",
+            file.display()
+        );
+    }
     let engine = match new_engine(journal.clone()) {
         Ok(e) => e,
         Err(code) => return code,
@@ -135,9 +144,20 @@ pub(super) async fn run_on_engine(
     code
 }
 
+/// An engine journaling to `journal`, with its large outputs in the same file; or with neither.
 fn new_engine(journal: Option<Rc<SqliteJournal>>) -> Result<Engine, u8> {
-    let journal = journal.map(|j| JournalRef(j as Rc<dyn crate::store::journal::Journal>));
-    Engine::new(EngineConfig { journal, ..EngineConfig::default() }).map_err(|e| {
+    let Some(journal) = journal else {
+        return Engine::new(EngineConfig::default()).map_err(|e| {
+            eprintln!("swarm run: {e}");
+            super::EXIT_USAGE
+        });
+    };
+    let outputs = SqliteOutputStore::new(journal.clone()).map_err(|e| {
+        eprintln!("swarm: cannot open the journal {e}");
+        super::EXIT_USAGE
+    })?;
+    let config = EngineConfig { journal: Some(JournalRef(journal)), ..EngineConfig::default() };
+    Engine::with_output_store(config, Rc::new(outputs)).map_err(|e| {
         eprintln!("swarm run: {e}");
         super::EXIT_USAGE
     })

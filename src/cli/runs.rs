@@ -197,9 +197,9 @@ fn resume(path: &Path, id: &str, events: Option<EventsFormat>) -> u8 {
         let Some(Ok(init)) = input else { return Ok(Err(format!("run {id}: its input does not decode"))) };
         let (last_seq, last_task) = reader.counters(id)?;
         let replay = reader.recorded(id)?;
-        Ok(Ok((file, init, last_seq, last_task, replay)))
+        Ok(Ok((file, init, last_seq, last_task, replay, run.digest)))
     })();
-    let (file, init, last_seq, last_task, replay) = match prepared {
+    let (file, init, last_seq, last_task, replay, digest) = match prepared {
         Ok(Ok(p)) => p,
         Ok(Err(message)) => {
             eprintln!("swarm runs resume: {message}");
@@ -217,6 +217,7 @@ fn resume(path: &Path, id: &str, events: Option<EventsFormat>) -> u8 {
         replay,
     };
     let local = tokio::task::LocalSet::new();
-    let code = local.block_on(&runtime, run_on_engine(Path::new(&file), init, events, Some(journal), options));
+    let code = local
+        .block_on(&runtime, run_on_engine(Path::new(&file), init, events, Some(journal), options, digest.as_deref()));
     if code > EXIT_RUN_FAILED { EXIT_USAGE } else { code }
 }

@@ -21,7 +21,7 @@ use crate::flow::{ErrorKind, Evaluator, Externs, FlowError, Node, Step};
 use crate::gate::Role;
 use crate::gate::registry::Grant;
 use crate::gate::registry::HeldToken;
-use crate::store::journal::{Journal, Recorded, RunStart, StepKey};
+use crate::store::journal::{Journal, Recorded, RunStart, StepKey, blueprint_digest};
 use crate::value::Value;
 
 /// How a run starts beyond its blueprint and ctx.
@@ -190,6 +190,10 @@ impl Drop for DoneGuard {
     fn drop(&mut self) {
         if self.done.borrow().is_none() {
             let error = FlowError::eval("the run driver stopped unexpectedly (an internal error)");
+            if let Some(j) = &self.run.journaling {
+                // Not awaited (a destructor cannot): the writer still commits it in order.
+                drop(j.journal.run_finished(&self.run.id, RunStatus::Failed, &Value::Null, Some(&error)));
+            }
             self.report(RunOutcome {
                 run_id: self.run.id.clone(),
                 status: RunStatus::Failed,
@@ -334,6 +338,7 @@ async fn drive(guard: DoneGuard, init: Value) {
             blueprint: run.compiled.blueprint.id.as_str().into(),
             file: run.file.clone(),
             input: init.clone(),
+            digest: blueprint_digest(&run.compiled.blueprint),
             resumed: j.resumed,
         });
     }

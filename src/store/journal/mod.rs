@@ -7,6 +7,7 @@
 //! for the returned [`Ack`] before the flow moves past the step. [`SqliteJournal`] does the
 //! writing on a thread of its own (see `writer`), and [`Reader`] answers `swarm runs`.
 
+mod outputs;
 mod reader;
 mod schema;
 mod writer;
@@ -17,10 +18,12 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
+use crate::blueprint::Blueprint;
 use crate::engine::{Event, RunStatus};
 use crate::flow::FlowError;
 use crate::value::Value;
 
+pub use outputs::SqliteOutputStore;
 pub use reader::{Reader, Recorded, RunRow, StepKey, StepRow};
 pub use schema::SCHEMA_VERSION;
 pub use writer::SqliteJournal;
@@ -45,6 +48,8 @@ pub struct RunStart {
     /// The blueprint file, so `swarm runs resume` can load it again.
     pub file: Option<String>,
     pub input: Value,
+    /// [`blueprint_digest`] of the blueprint the run starts on.
+    pub digest: Arc<str>,
     pub resumed: bool,
 }
 
@@ -82,15 +87,23 @@ impl Ack {
     }
 }
 
-/// The hash that keys a step's recorded result with its pointer: SHA-256 of the input's JSON,
-/// the first 16 bytes in hex.
-pub fn input_hash(input: &Value) -> Arc<str> {
-    let digest = Sha256::digest(input.to_json().as_bytes());
+/// SHA-256 of a blueprint's canonical JSON (keys sorted), the first 16 bytes in hex.
+pub fn blueprint_digest(blueprint: &Blueprint) -> Arc<str> {
+    hex16(&Sha256::digest(blueprint.to_json_pretty().as_bytes()))
+}
+
+fn hex16(digest: &[u8]) -> Arc<str> {
     let mut out = String::with_capacity(32);
     for b in &digest[..16] {
         out.push_str(&format!("{b:02x}"));
     }
     out.into()
+}
+
+/// The hash that keys a step's recorded result with its pointer: SHA-256 of the input's JSON,
+/// the first 16 bytes in hex.
+pub fn input_hash(input: &Value) -> Arc<str> {
+    hex16(&Sha256::digest(input.to_json().as_bytes()))
 }
 
 /// A journal error: the file cannot be opened, is not a journal, is locked, or a write failed.

@@ -22,6 +22,8 @@ pub struct RunRow {
     pub finished_ms: Option<i64>,
     pub duration_ms: Option<i64>,
     pub steps: i64,
+    /// The digest of the blueprint it ran on.
+    pub digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,7 +80,7 @@ impl Reader {
     }
 
     const RUN_COLUMNS: &str = "id, blueprint, file, status, started_ms, finished_ms, \
-        (SELECT COUNT(*) FROM tasks t WHERE t.run_id = runs.id), input, ctx, error";
+        (SELECT COUNT(*) FROM tasks t WHERE t.run_id = runs.id), input, ctx, error, digest";
 
     fn run_row(r: &rusqlite::Row<'_>, full: bool) -> rusqlite::Result<RunRow> {
         let started_ms: i64 = r.get(4)?;
@@ -92,6 +94,7 @@ impl Reader {
             finished_ms,
             duration_ms: finished_ms.map(|f| f - started_ms),
             steps: r.get(6)?,
+            digest: r.get(10)?,
             input: if full { parse(r.get(7)?) } else { None },
             ctx: if full { parse(r.get(8)?) } else { None },
             error: if full { parse(r.get(9)?) } else { None },
@@ -198,7 +201,9 @@ impl Reader {
             let value = match output.as_deref().map(from_json) {
                 Some(Ok(v)) => v,
                 _ => {
-                    return Err(self.err(format!("run {run_id}: the recorded output of step {pointer} does not decode")));
+                    return Err(
+                        self.err(format!("run {run_id}: the recorded output of step {pointer} does not decode"))
+                    );
                 }
             };
             recorded.entry((pointer.into(), hash.into())).or_default().push_back(value);

@@ -3,10 +3,11 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Each migration takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id TEXT PRIMARY KEY,
     blueprint TEXT NOT NULL,
@@ -64,7 +65,10 @@ CREATE TABLE outputs (
 );
 CREATE INDEX outputs_by_producer ON outputs(producer);
 CREATE INDEX outputs_by_run ON outputs(run_id);
-"#];
+"#,
+    // 2: the digest of the blueprint a run started on, so resume can tell it changed.
+    "ALTER TABLE runs ADD COLUMN digest TEXT;",
+];
 
 /// Brings `conn` up to [`SCHEMA_VERSION`]; refuses a file written by a newer build. Each step
 /// runs in an immediate transaction that reads the version again, so processes opening a new

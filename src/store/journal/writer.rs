@@ -198,14 +198,14 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             let pid = i64::from(std::process::id());
             if run.resumed {
                 tx.prepare_cached(
-                    "UPDATE runs SET status = 'running', pid = ?2, finished_ms = NULL, ctx = NULL, error = NULL \
-                     WHERE id = ?1",
+                    "UPDATE runs SET status = 'running', pid = ?2, finished_ms = NULL, ctx = NULL, error = NULL, \
+                     digest = ?3 WHERE id = ?1",
                 )?
-                .execute(params![&*run.id, pid])?;
+                .execute(params![&*run.id, pid, &*run.digest])?;
             } else {
                 tx.prepare_cached(
-                    "INSERT INTO runs (id, blueprint, file, input, status, started_ms, pid) \
-                     VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6)",
+                    "INSERT INTO runs (id, blueprint, file, input, status, started_ms, pid, digest) \
+                     VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7)",
                 )?
                 .execute(params![
                     &*run.id,
@@ -213,7 +213,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
                     run.file,
                     run.input.to_json(),
                     *at_ms as i64,
-                    pid
+                    pid,
+                    &*run.digest
                 ])?;
             }
         }
