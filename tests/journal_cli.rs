@@ -354,3 +354,33 @@ fn a_version_1_journal_migrates_and_keeps_its_runs() {
     assert!(stderr(&refused).contains("newer than this build"), "{}", stderr(&refused));
     assert_eq!(std::fs::read(&db).unwrap(), before);
 }
+
+#[test]
+fn rerun_from_a_step_replays_the_steps_before_it_as_a_new_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    let file = script(dir.path(), "long", &side, SEQ);
+    let first = swarm_in(dir.path(), &["run", file.to_str().unwrap()]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let id = stderr(&first).lines().next().unwrap().strip_prefix("run ").unwrap().to_string();
+    assert_eq!(lines(&side).len(), 8);
+
+    let rerun = swarm_in(dir.path(), &["runs", "rerun", &id, "--from", "/children/5"]);
+    assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
+    let new_id = stderr(&rerun).lines().next().unwrap().strip_prefix("run ").unwrap().to_string();
+    assert_ne!(new_id, id, "a rerun is a new run");
+    assert_eq!(json(&rerun.stdout), json(&first.stdout));
+    assert_eq!(lines(&side)[8..], ["\"s6\"", "\"s7\"", "\"s8\""], "only the steps from the cut ran again");
+    let shown = json(&swarm_in(dir.path(), &["runs", "show", &new_id, "--json"]).stdout);
+    let replayed: Vec<bool> = shown["steps"].as_array().unwrap().iter().map(|s| s["replayed"] == true).collect();
+    assert_eq!(replayed, [true, true, true, true, true, false, false, false]);
+
+    // By agent name: its first step is the cut, so everything runs again.
+    let by_agent = swarm_in(dir.path(), &["runs", "rerun", &id, "--from", "work"]);
+    assert_eq!(by_agent.status.code(), Some(0), "{}", stderr(&by_agent));
+    assert_eq!(lines(&side).len(), 19);
+
+    let unknown = swarm_in(dir.path(), &["runs", "rerun", &id, "--from", "/children/99"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("has no step '/children/99'"), "{}", stderr(&unknown));
+}

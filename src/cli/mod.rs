@@ -63,7 +63,8 @@ enum Command {
         #[arg(long, value_name = "PATH|memory")]
         state: Option<String>,
     },
-    /// Journaled runs: list them, show one, print its events, resume an interrupted one.
+    /// Journaled runs: list them, show one, print its events, resume an interrupted one, rerun
+    /// one from a step.
     Runs {
         /// The journal (default .swarm/state.db in the current directory).
         #[arg(long, value_name = "PATH")]

@@ -119,7 +119,7 @@ pub(super) async fn run_on_engine(
         Err(code) => return code,
     };
     set_default_engine(host.lua(), engine.clone());
-    let resumed = options.resume.is_some();
+    let replaying = !options.replay.is_empty();
     let running = Running::start(&engine, &host, Rc::new(compiled), init, events, options);
     let outcome = tokio::select! {
         outcome = running.handle.wait() => outcome,
@@ -129,7 +129,7 @@ pub(super) async fn run_on_engine(
         }
     };
     let unused = running.handle.unreplayed();
-    if resumed && unused > 0 {
+    if replaying && unused > 0 {
         eprintln!(
             "swarm: {unused} recorded step result(s) no longer match the blueprint or their input; those steps ran again"
         );

@@ -1,5 +1,5 @@
-//! `swarm runs [--state PATH] [list [--json] | show ID [--json] | events ID | resume ID]`: the
-//! journaled runs (see `crate::store::journal`).
+//! `swarm runs [--state PATH] [list [--json] | show ID [--json] | events ID | resume ID |
+//! rerun ID --from STEP]`: the journaled runs (see `crate::store::journal`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,6 +36,16 @@ pub enum RunsCommand {
         #[arg(long, value_enum)]
         events: Option<EventsFormat>,
     },
+    /// Run an ended run again as a new run from STEP (an agent name or a node pointer such as
+    /// /children/2): the steps it ran before STEP are replayed from the journal.
+    Rerun {
+        id: String,
+        #[arg(long, value_name = "STEP")]
+        from: String,
+        /// Stream every engine event to stderr in this format.
+        #[arg(long, value_enum)]
+        events: Option<EventsFormat>,
+    },
 }
 
 fn state_path(state: Option<&str>) -> PathBuf {
@@ -52,7 +62,8 @@ pub fn run(state: Option<&str>, command: Option<RunsCommand>) -> u8 {
     }
     let path = state_path(state);
     match command.unwrap_or(RunsCommand::List { json: false }) {
-        RunsCommand::Resume { id, events } => resume(&path, &id, events),
+        RunsCommand::Resume { id, events } => restart(&path, &id, events, None),
+        RunsCommand::Rerun { id, from, events } => restart(&path, &id, events, Some(&from)),
         command => {
             let reader = match Reader::open(&path) {
                 Ok(r) => r,
@@ -144,7 +155,9 @@ fn read(reader: &Reader, command: RunsCommand) -> Result<u8, Box<dyn std::error:
             }
             Ok(0)
         }
-        RunsCommand::Resume { .. } => unreachable!("resume is handled before reading"),
+        RunsCommand::Resume { .. } | RunsCommand::Rerun { .. } => {
+            unreachable!("resume and rerun are handled before reading")
+        }
     }
 }
 
@@ -176,48 +189,63 @@ fn utc(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// `swarm runs resume ID`: the run must be `interrupted` (left `running` by a process that is
-/// gone); its blueprint file and input are loaded again, and its passed steps replayed.
-fn resume(path: &Path, id: &str, events: Option<EventsFormat>) -> u8 {
+/// `swarm runs resume ID` (no `cut`): the run must be `interrupted` (left `running` by a
+/// process that is gone), and goes on under its id with its passed steps replayed.
+/// `swarm runs rerun ID --from STEP` (`cut` = STEP): the run must have ended; a new run starts
+/// on the same input, replaying the steps that started before STEP's first occurrence.
+/// Either way the blueprint file is loaded again.
+fn restart(path: &Path, id: &str, events: Option<EventsFormat>, cut: Option<&str>) -> u8 {
+    let verb = if cut.is_some() { "rerun" } else { "resume" };
     let journal = match SqliteJournal::open(path) {
         Ok(j) => Rc::new(j),
         Err(e) => {
-            eprintln!("swarm runs: {e}");
+            eprintln!("swarm runs {verb}: {e}");
             return EXIT_USAGE;
         }
     };
     let prepared = (|| -> Result<Result<_, String>, crate::store::journal::JournalError> {
         let reader = Reader::open(path)?;
         let Some(run) = reader.run(id)? else { return Ok(Err(format!("no run {id}"))) };
-        if run.status != "interrupted" {
-            return Ok(Err(format!("run {id} is {}; only an interrupted run can be resumed", run.status)));
+        match (cut, run.status.as_str()) {
+            (None, "interrupted") => {}
+            (None, status) => {
+                return Ok(Err(format!("run {id} is {status}; only an interrupted run can be resumed")));
+            }
+            (Some(_), status @ ("running" | "interrupted")) => {
+                return Ok(Err(format!("run {id} is {status}; only a run that ended can be rerun")));
+            }
+            (Some(_), _) => {}
         }
         let Some(file) = run.file.clone() else { return Ok(Err(format!("run {id} has no blueprint file"))) };
         let input = run.input.as_ref().map(|v| from_json(&v.to_string()));
         let Some(Ok(init)) = input else { return Ok(Err(format!("run {id}: its input does not decode"))) };
-        let (last_seq, last_task) = reader.counters(id)?;
-        let replay = reader.recorded(id)?;
-        Ok(Ok((file, init, last_seq, last_task, replay, run.digest)))
+        let (resume, replay) = match cut {
+            None => {
+                let (last_seq, last_task) = reader.counters(id)?;
+                (Some(Resume { run_id: Arc::from(id), last_seq, last_task }), reader.recorded(id)?)
+            }
+            Some(step) => match reader.recorded_until(id, step)? {
+                Some(replay) => (None, replay),
+                None => return Ok(Err(format!("run {id} has no step '{step}' (an agent name or a pointer)"))),
+            },
+        };
+        Ok(Ok((file, init, resume, replay, run.digest)))
     })();
-    let (file, init, last_seq, last_task, replay, digest) = match prepared {
+    let (file, init, resume, replay, digest) = match prepared {
         Ok(Ok(p)) => p,
         Ok(Err(message)) => {
-            eprintln!("swarm runs resume: {message}");
+            eprintln!("swarm runs {verb}: {message}");
             return EXIT_USAGE;
         }
         Err(e) => {
-            eprintln!("swarm runs resume: {e}");
+            eprintln!("swarm runs {verb}: {e}");
             return EXIT_USAGE;
         }
     };
     let Some(runtime) = runtime() else { return EXIT_USAGE };
-    let options = RunOptions {
-        file: Some(file.clone()),
-        resume: Some(Resume { run_id: Arc::from(id), last_seq, last_task }),
-        replay,
-    };
+    let options = RunOptions { file: Some(file.clone()), resume, replay };
     let local = tokio::task::LocalSet::new();
-    let code = local
-        .block_on(&runtime, run_on_engine(Path::new(&file), init, events, Some(journal), options, digest.as_deref()));
+    let run = run_on_engine(Path::new(&file), init, events, Some(journal), options, digest.as_deref());
+    let code = local.block_on(&runtime, run);
     if code > EXIT_RUN_FAILED { EXIT_USAGE } else { code }
 }

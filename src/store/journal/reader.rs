@@ -183,15 +183,37 @@ impl Reader {
     /// The passed steps of a run: their results keyed by pointer and input hash, in occurrence
     /// order (loop iterations and fanout lanes repeat keys).
     pub fn recorded(&self, run_id: &str) -> Result<Recorded, JournalError> {
+        self.recorded_before(run_id, None)
+    }
+
+    /// [`Reader::recorded`] for the steps started before the first step of `run_id` whose
+    /// pointer or agent is `cut`; `None` when the run has no such step.
+    pub fn recorded_until(&self, run_id: &str, cut: &str) -> Result<Option<Recorded>, JournalError> {
+        let first: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT MIN(rowid) FROM tasks WHERE run_id = ?1 AND (pointer = ?2 OR agent = ?2)",
+                params![run_id, cut],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        match first {
+            Some(rowid) => self.recorded_before(run_id, Some(rowid)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn recorded_before(&self, run_id: &str, before: Option<i64>) -> Result<Recorded, JournalError> {
         let mut stmt = self
             .conn
             .prepare(
                 "SELECT pointer, input_hash, output FROM tasks \
-                 WHERE run_id = ?1 AND status = 'pass' AND pointer IS NOT NULL ORDER BY pointer, input_hash, occurrence",
+                 WHERE run_id = ?1 AND status = 'pass' AND pointer IS NOT NULL AND rowid < ?2 \
+                 ORDER BY pointer, input_hash, occurrence",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![run_id], |r| {
+            .query_map(params![run_id, before.unwrap_or(i64::MAX)], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
             })
             .map_err(|e| self.err(e))?;
@@ -201,9 +223,7 @@ impl Reader {
             let value = match output.as_deref().map(from_json) {
                 Some(Ok(v)) => v,
                 _ => {
-                    return Err(
-                        self.err(format!("run {run_id}: the recorded output of step {pointer} does not decode"))
-                    );
+                    return Err(self.err(format!("run {run_id}: the recorded output of step {pointer} does not decode")));
                 }
             };
             recorded.entry((pointer.into(), hash.into())).or_default().push_back(value);
