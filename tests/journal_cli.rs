@@ -384,3 +384,23 @@ fn rerun_from_a_step_replays_the_steps_before_it_as_a_new_run() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(stderr(&unknown).contains("has no step '/children/99'"), "{}", stderr(&unknown));
 }
+
+#[test]
+fn a_journal_locked_by_another_process_is_reported_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    let file = script(dir.path(), "one", &side, r#"F.step({ agent = "work", input = F.lit(1), out = "$.a" })"#);
+    let db = dir.path().join("state.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("CREATE TABLE other (x); INSERT INTO other VALUES (1);").unwrap();
+    let before = std::fs::read(&db).unwrap();
+    // An exclusive lock in rollback-journal mode keeps every other connection out, readers too.
+    conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;").unwrap();
+    let out = swarm_in(dir.path(), &["run", file.to_str().unwrap(), "--state", db.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("locked by another process"), "{}", stderr(&out));
+    assert!(lines(&side).is_empty(), "nothing ran");
+    conn.execute_batch("ROLLBACK;").unwrap();
+    drop(conn);
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the file is untouched");
+}

@@ -223,7 +223,9 @@ impl Reader {
             let value = match output.as_deref().map(from_json) {
                 Some(Ok(v)) => v,
                 _ => {
-                    return Err(self.err(format!("run {run_id}: the recorded output of step {pointer} does not decode")));
+                    return Err(
+                        self.err(format!("run {run_id}: the recorded output of step {pointer} does not decode"))
+                    );
                 }
             };
             recorded.entry((pointer.into(), hash.into())).or_default().push_back(value);

@@ -53,16 +53,29 @@ pub struct SqliteJournal {
 pub(super) fn open_connection(path: &Path) -> Result<Connection, JournalError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags).map_err(|e| JournalError::new(path, e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| JournalError::new(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(BUSY_SECS)).map_err(|e| JournalError::new(path, e))?;
     // The first read tells a database from any other file, before anything is written.
-    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-        .map_err(|e| JournalError::new(path, format!("not a swarm journal ({e})")))?;
-    conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)).map_err(|e| JournalError::new(path, e))?;
+    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(|e| opening(path, e))?;
+    conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)).map_err(|e| opening(path, e))?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| JournalError::new(path, e))?;
     schema::migrate(&mut conn).map_err(|e| JournalError::new(path, e))?;
     mark_interrupted(&conn).map_err(|e| JournalError::new(path, e))?;
     Ok(conn)
 }
+
+/// Why a journal did not open: locked by another process, or not a journal at all.
+fn opening(path: &Path, e: rusqlite::Error) -> JournalError {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+    match e.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked) => {
+            JournalError::new(path, format!("the journal is locked by another process (waited {BUSY_SECS} s)"))
+        }
+        _ => JournalError::new(path, format!("not a swarm journal ({e})")),
+    }
+}
+
+/// How long an open or a write waits for another process's lock.
+const BUSY_SECS: u64 = 5;
 
 impl SqliteJournal {
     /// Opens (creating) the journal at `path`, marks runs left `running` by a process that is
