@@ -43,6 +43,9 @@ pub struct StepRow {
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
     pub replayed: bool,
+    /// The result written to the ctx (for a passed step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<serde_json::Value>,
 }
@@ -120,7 +123,7 @@ impl Reader {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, agent, status, attempts, pointer, started_ms, finished_ms, replayed, error \
+                "SELECT id, agent, status, attempts, pointer, started_ms, finished_ms, replayed, error, output \
                  FROM tasks WHERE run_id = ?1 ORDER BY rowid",
             )
             .map_err(|e| self.err(e))?;
@@ -136,6 +139,7 @@ impl Reader {
                     finished_ms: r.get(6)?,
                     replayed: r.get(7)?,
                     error: parse(r.get(8)?),
+                    output: parse(r.get(9)?),
                 })
             })
             .map_err(|e| self.err(e))?;
