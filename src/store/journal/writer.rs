@@ -331,3 +331,99 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::journal::Reader;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    }
+
+    fn event(run: &Arc<str>, seq: u64, kind: EventKind) -> Event {
+        Event { run_id: run.clone(), seq, at_ms: 1000 + seq, kind }
+    }
+
+    #[test]
+    fn an_acked_step_is_read_back_by_another_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let journal = SqliteJournal::open(&path).unwrap();
+        let run: Arc<str> = "r-t".into();
+        journal.run_started(&RunStart {
+            id: run.clone(),
+            blueprint: "bp".into(),
+            file: Some("/x/bp.lua".into()),
+            input: Value::from("in"),
+            digest: "d".into(),
+            resumed: false,
+        });
+        // Two lanes' steps with the same key, sent together: one batch, acked in order.
+        let mut acks = Vec::new();
+        for (n, out) in [(1, "first"), (2, "second")] {
+            let task: Arc<str> = format!("r-t.{n}").into();
+            let created = EventKind::TaskCreated { task_id: task.clone(), agent: "a".into(), depth: 0, parent: None };
+            journal.event(&event(&run, n, created));
+            acks.push(journal.step_closed(StepRecord {
+                run_id: run.clone(),
+                task_id: task,
+                agent: "a".into(),
+                pointer: "/body".into(),
+                input_hash: "h".into(),
+                occurrence: n as u32 - 1,
+                outcome: Ok(Value::from(out)),
+                replayed: false,
+            }));
+        }
+        for ack in acks {
+            block_on(ack.wait()).unwrap();
+        }
+        let reader = Reader::open(&path).unwrap();
+        let steps = reader.steps("r-t").unwrap();
+        assert_eq!(steps.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(), ["pass", "pass"]);
+        let recorded = reader.recorded("r-t").unwrap();
+        let values: Vec<Value> = recorded[&(Arc::from("/body"), Arc::from("h"))].iter().cloned().collect();
+        assert_eq!(values, [Value::from("first"), Value::from("second")], "in occurrence order");
+        assert_eq!(reader.counters("r-t").unwrap(), (2, 2));
+        let row = reader.run("r-t").unwrap().unwrap();
+        assert_eq!((row.status.as_str(), row.file.as_deref()), ("running", Some("/x/bp.lua")));
+    }
+
+    #[test]
+    fn only_runs_of_dead_processes_are_marked_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        /// Killed when dropped, so a failing assertion leaves no `sleep` behind.
+        struct Child(std::process::Child);
+        impl Drop for Child {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut live = Child(std::process::Command::new("sleep").arg("30").spawn().unwrap());
+        {
+            let conn = open_connection(&path).unwrap();
+            for (id, pid) in [("r-dead", dead_pid), ("r-live", live.0.id())] {
+                conn.execute(
+                    "INSERT INTO runs (id, blueprint, input, status, started_ms, pid) VALUES (?1, 'bp', '{}', 'running', 0, ?2)",
+                    params![id, pid],
+                )
+                .unwrap();
+            }
+        }
+        let reader = Reader::open(&path).unwrap();
+        let status = |id: &str| reader.run(id).unwrap().unwrap().status;
+        assert_eq!(status("r-dead"), "interrupted");
+        assert_eq!(status("r-live"), "running", "its process is still there");
+        live.0.kill().unwrap();
+        live.0.wait().unwrap();
+        drop(reader);
+        let reader = Reader::open(&path).unwrap();
+        assert_eq!(reader.run("r-live").unwrap().unwrap().status, "interrupted");
+    }
+}
