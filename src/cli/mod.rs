@@ -176,7 +176,9 @@ fn open_state(state: Option<&str>, default_dir: &Path) -> Result<Option<Rc<Sqlit
     match SqliteJournal::open(&path) {
         Ok(journal) => Ok(Some(Rc::new(journal))),
         Err(e) => {
-            eprintln!("swarm: cannot open the journal {e}");
+            eprintln!(
+                "swarm: cannot open the journal {e}\n  (--state PATH journals elsewhere, --state memory not at all)"
+            );
             Err(EXIT_USAGE)
         }
     }

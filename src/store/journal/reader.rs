@@ -67,8 +67,9 @@ fn parse(text: Option<String>) -> Option<serde_json::Value> {
 }
 
 impl Reader {
-    /// Opens an existing journal read-only; it must exist and be at the current schema (a writer
-    /// migrates on open).
+    /// Opens an existing journal for reading. The connection is read-write all the same: opening
+    /// migrates an older schema and marks the runs of dead processes `interrupted`, so what is
+    /// read is current; nothing else is written through it.
     pub fn open(path: &Path) -> Result<Reader, JournalError> {
         if !path.exists() {
             return Err(JournalError::new(path, "no journal here (runs journal to .swarm/state.db beside the script)"));

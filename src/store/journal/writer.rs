@@ -55,7 +55,11 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, JournalError> {
     let mut conn = Connection::open_with_flags(path, flags).map_err(|e| JournalError::new(path, e))?;
     conn.busy_timeout(std::time::Duration::from_secs(BUSY_SECS)).map_err(|e| JournalError::new(path, e))?;
     // The first read tells a database from any other file, before anything is written.
-    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(|e| opening(path, e))?;
+    let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(|e| opening(path, e))?;
+    if version > schema::SCHEMA_VERSION {
+        let message = format!("schema version {version} is newer than this build's ({})", schema::SCHEMA_VERSION);
+        return Err(JournalError::new(path, message));
+    }
     conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)).map_err(|e| opening(path, e))?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| JournalError::new(path, e))?;
     schema::migrate(&mut conn).map_err(|e| JournalError::new(path, e))?;
