@@ -4,16 +4,27 @@
 //!
 //! `cargo bench --bench engine` also prints the resident memory after runs of growing size, to
 //! show that finished steps are not kept.
+//!
+//! The `journal` group runs the same steps with the SQLite journal on (a file in a temporary
+//! directory, as `swarm run` sets it up), and `journal_latency` prints the journaled steps per
+//! second and the p50/p99 step latency of a seq: the time from one step's durable close to the
+//! next one's, which covers opening, dispatching and journaling a step and waiting for its ack.
 
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 mod support;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use luaswarm::blueprint::Blueprint;
 use luaswarm::blueprint::compile::CompiledBlueprint;
+use luaswarm::engine::{Engine, EngineConfig, Event, JournalRef, RunStatus};
+use luaswarm::flow::FlowError;
 use luaswarm::host::Host;
+use luaswarm::store::journal::{Ack, Journal, RunStart, SqliteJournal, SqliteOutputStore, StepRecord};
+use luaswarm::value::Value;
 use support::{Runner, fanout, seq};
 
 fn blueprint(flow: String) -> String {
@@ -52,6 +63,19 @@ fn compile(host: &Host, flow: String) -> Rc<CompiledBlueprint> {
     Rc::new(host.compiler().compile(Rc::new(bp), None).unwrap())
 }
 
+/// A runner whose engine journals to `journal`, its outputs in the same file (as `swarm run`
+/// does).
+fn journaled(journal: Rc<dyn Journal>, file: Rc<SqliteJournal>) -> Runner {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = EngineConfig {
+        token_secret: Some("bench".into()),
+        journal: Some(JournalRef(journal)),
+        ..EngineConfig::default()
+    };
+    let outputs = Rc::new(SqliteOutputStore::new(file).unwrap());
+    let engine = Engine::with_output_store(config, outputs).unwrap();
+    Runner { runtime, local: tokio::task::LocalSet::new(), engine }
+}
 fn engine_steps(c: &mut Criterion) {
     let host = host();
     let bench = Runner::new();
@@ -127,5 +151,79 @@ fn engine_memory(_c: &mut Criterion) {
     assert_eq!(bench.engine.token_records(), 0);
 }
 
-criterion_group!(benches, engine_steps, layer_stack, engine_memory);
+/// A journal that notes when each step's close reaches it, passing everything on.
+struct Timed {
+    inner: Rc<SqliteJournal>,
+    closes: RefCell<Vec<Instant>>,
+}
+
+impl Journal for Timed {
+    fn run_started(&self, run: &RunStart) {
+        self.inner.run_started(run);
+    }
+
+    fn event(&self, event: &Event) {
+        self.inner.event(event);
+    }
+
+    fn step_closed(&self, step: StepRecord) -> Ack {
+        self.closes.borrow_mut().push(Instant::now());
+        self.inner.step_closed(step)
+    }
+
+    fn run_finished(&self, run_id: &Arc<str>, status: RunStatus, ctx: &Value, error: Option<&FlowError>) -> Ack {
+        self.inner.run_finished(run_id, status, ctx, error)
+    }
+}
+
+fn journal_steps(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = Rc::new(SqliteJournal::open(&dir.path().join("state.db")).unwrap());
+    let bench = journaled(file.clone(), file.clone());
+    let host = host();
+    let mut group = c.benchmark_group("journal");
+    group.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(4));
+    let n = 10_000;
+    group.throughput(Throughput::Elements(n as u64));
+    for (name, flow) in [("seq_echo", seq("echo", n)), ("fanout_echo", fanout("echo", n))] {
+        let compiled = compile(&host, flow);
+        group.bench_with_input(BenchmarkId::new(name, n), &compiled, |b, compiled| b.iter(|| bench.run(compiled)));
+    }
+    group.finish();
+}
+
+/// Journaled steps per second and the p50/p99 step latency of a seq, printed.
+fn journal_latency(_c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = Rc::new(SqliteJournal::open(&dir.path().join("state.db")).unwrap());
+    let timed = Rc::new(Timed { inner: file.clone(), closes: RefCell::new(Vec::new()) });
+    let bench = journaled(timed.clone(), file);
+    let host = host();
+    let n = 20_000;
+    let mut report = String::from("journaled steps (rust_fn echo, SQLite journal on a temporary file):");
+    for (name, flow) in [("seq", seq("echo", n)), ("fanout", fanout("echo", n))] {
+        let compiled = compile(&host, flow);
+        bench.run(&compiled);
+        timed.closes.borrow_mut().clear();
+        let started = Instant::now();
+        bench.run(&compiled);
+        let took = started.elapsed();
+        let closes = std::mem::take(&mut *timed.closes.borrow_mut());
+        assert_eq!(closes.len(), n);
+        let mut gaps: Vec<Duration> = closes.windows(2).map(|w| w[1] - w[0]).collect();
+        gaps.sort_unstable();
+        let at = |q: f64| gaps[((gaps.len() - 1) as f64 * q) as usize];
+        report.push_str(&format!(
+            "\n  {name:<7} {n} steps in {:.1} ms: {:.0} steps/s; step latency p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+            took.as_secs_f64() * 1000.0,
+            n as f64 / took.as_secs_f64(),
+            at(0.5).as_secs_f64() * 1e6,
+            at(0.99).as_secs_f64() * 1e6,
+            gaps.last().unwrap().as_secs_f64() * 1e6,
+        ));
+    }
+    println!("{report}");
+}
+
+criterion_group!(benches, engine_steps, layer_stack, engine_memory, journal_steps, journal_latency);
 criterion_main!(benches);

@@ -149,7 +149,7 @@ impl Dispatcher for Fake {
         self.timed_out.borrow_mut().push((task.agent.clone(), attempt));
     }
 
-    fn close(&self, task: Task, outcome: &Result<Value, FlowError>) {
+    async fn close(&self, task: Task, outcome: &Result<Value, FlowError>) {
         let how = match outcome {
             Ok(_) => "ok".to_string(),
             Err(e) => e.kind.name().to_string(),

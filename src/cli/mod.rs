@@ -7,6 +7,7 @@ mod graph;
 mod init;
 mod repl;
 mod run;
+mod runs;
 mod serve;
 pub mod types;
 
@@ -20,6 +21,7 @@ use crate::blueprint::Blueprint;
 use crate::blueprint::compile::CompiledBlueprint;
 use crate::host::Host;
 use crate::reload::WatchMode;
+use crate::store::journal::SqliteJournal;
 
 /// luaswarm: write agent swarms as Lua modules; check, compile, draw and run them.
 #[derive(Parser)]
@@ -57,6 +59,18 @@ enum Command {
         /// With --watch: scan for changes every 100 ms instead of using the OS's file events.
         #[arg(long, requires = "watch")]
         poll: bool,
+        /// The journal: a SQLite file (default .swarm/state.db beside FILE), or `memory` for none.
+        #[arg(long, value_name = "PATH|memory")]
+        state: Option<String>,
+    },
+    /// Journaled runs: list them, show one, print its events, resume an interrupted one, rerun
+    /// one from a step.
+    Runs {
+        /// The journal (default .swarm/state.db in the current directory).
+        #[arg(long, value_name = "PATH")]
+        state: Option<String>,
+        #[command(subcommand)]
+        command: Option<runs::RunsCommand>,
     },
     /// Serve a script: its timers (`swarm.every`) start runs on a long-lived engine, and every
     /// save reloads it with `swarm.state` kept. SIGINT/SIGTERM cancel runs in flight and exit.
@@ -112,13 +126,14 @@ pub fn main() -> ExitCode {
             serve::run(&file, if poll { WatchMode::Poll } else { WatchMode::Events }, repl)
         }
         Command::Graph { file, format } => graph::run(&file, format),
-        Command::Run { file, input, events, watch, poll } => {
+        Command::Runs { state, command } => runs::run(state.as_deref(), command),
+        Command::Run { file, input, events, watch, poll, state } => {
             let mode = match (watch, poll) {
                 (false, _) => None,
                 (true, false) => Some(WatchMode::Events),
                 (true, true) => Some(WatchMode::Poll),
             };
-            run::run(&file, input.as_deref(), events, mode)
+            run::run(&file, input.as_deref(), events, mode, state.as_deref())
         }
         Command::Repl { file } => repl::run(file.as_deref()),
         Command::Init { dir } => init::run(&dir),
@@ -148,6 +163,25 @@ fn load_and_compile(host: &Host, file: &Path) -> Result<CompiledBlueprint, u8> {
         eprintln!("{warning}");
     }
     Ok(compiled)
+}
+
+/// The journal `state` names: `memory` for none, a path, or by default `.swarm/state.db` in
+/// `default_dir`. A file that cannot be opened as a journal is reported and left untouched.
+fn open_state(state: Option<&str>, default_dir: &Path) -> Result<Option<Rc<SqliteJournal>>, u8> {
+    let path = match state {
+        Some("memory") => return Ok(None),
+        Some(path) => PathBuf::from(path),
+        None => default_dir.join(".swarm").join("state.db"),
+    };
+    match SqliteJournal::open(&path) {
+        Ok(journal) => Ok(Some(Rc::new(journal))),
+        Err(e) => {
+            eprintln!(
+                "swarm: cannot open the journal {e}\n  (--state PATH journals elsewhere, --state memory not at all)"
+            );
+            Err(EXIT_USAGE)
+        }
+    }
 }
 
 fn is_json(file: &Path) -> bool {

@@ -13,11 +13,12 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 
 use crate::blueprint::compile::CompiledBlueprint;
-use crate::engine::{Engine, EngineConfig, Event, EventKind, RunHandle, RunOutcome, RunStatus};
+use crate::engine::{Engine, EngineConfig, Event, EventKind, JournalRef, RunHandle, RunOptions, RunOutcome, RunStatus};
 use crate::host::Host;
 use crate::host::agent_api::LuaExterns;
 use crate::host::engine_api::set_default_engine;
 use crate::reload::{self, BlueprintVersion, FileWatcher, Shutdown, WatchMode};
+use crate::store::journal::{SqliteJournal, SqliteOutputStore, blueprint_digest};
 use crate::value::{Value, from_json};
 
 /// How `swarm run` reports progress on stderr.
@@ -27,8 +28,15 @@ pub enum EventsFormat {
     Ndjson,
 }
 
-/// Runs `file` once, or with `watch` again after every change until SIGINT or SIGTERM.
-pub fn run(file: &Path, input: Option<&str>, events: Option<EventsFormat>, watch_mode: Option<WatchMode>) -> u8 {
+/// Runs `file` once, or with `watch` again after every change until SIGINT or SIGTERM,
+/// journaling to `state` (see [`super::open_state`]).
+pub fn run(
+    file: &Path,
+    input: Option<&str>,
+    events: Option<EventsFormat>,
+    watch_mode: Option<WatchMode>,
+    state: Option<&str>,
+) -> u8 {
     let init = match parse_input(input) {
         Ok(v) => v,
         Err(message) => {
@@ -36,18 +44,35 @@ pub fn run(file: &Path, input: Option<&str>, events: Option<EventsFormat>, watch
             return super::EXIT_USAGE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("swarm run: cannot start the runtime: {e}");
-            return super::EXIT_USAGE;
-        }
+    let default_dir = file.parent().unwrap_or(Path::new("."));
+    let journal = match super::open_state(state, default_dir) {
+        Ok(j) => j,
+        Err(code) => return code,
     };
+    let Some(runtime) = runtime() else { return super::EXIT_USAGE };
     let local = tokio::task::LocalSet::new();
     match watch_mode {
-        Some(mode) => local.block_on(&runtime, watch(file, init, events, mode)),
-        None => local.block_on(&runtime, run_on_engine(file, init, events)),
+        Some(mode) => local.block_on(&runtime, watch(file, init, events, mode, journal)),
+        None => {
+            let options = RunOptions { file: Some(absolute(file)), ..RunOptions::default() };
+            local.block_on(&runtime, run_on_engine(file, init, events, journal, options, None))
+        }
     }
+}
+
+pub(super) fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("swarm: cannot start the runtime: {e}");
+            None
+        }
+    }
+}
+
+/// `file` as an absolute path, so a journaled run can be resumed from anywhere.
+fn absolute(file: &Path) -> String {
+    std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()).display().to_string()
 }
 
 fn parse_input(input: Option<&str>) -> Result<Value, String> {
@@ -63,7 +88,16 @@ fn parse_input(input: Option<&str>) -> Result<Value, String> {
     }
 }
 
-async fn run_on_engine(file: &Path, init: Value, events: Option<EventsFormat>) -> u8 {
+/// Runs `file` once on a fresh engine that journals to `journal` (when given), started with
+/// `options` (a resumed run's id and recorded results).
+pub(super) async fn run_on_engine(
+    file: &Path,
+    init: Value,
+    events: Option<EventsFormat>,
+    journal: Option<Rc<SqliteJournal>>,
+    options: RunOptions,
+    expect_digest: Option<&str>,
+) -> u8 {
     let host = match super::new_host() {
         Ok(h) => h,
         Err(code) => return code,
@@ -72,12 +106,21 @@ async fn run_on_engine(file: &Path, init: Value, events: Option<EventsFormat>) -
         Ok(c) => c,
         Err(code) => return code,
     };
-    let engine = match new_engine() {
+    if let Some(expected) = expect_digest
+        && *blueprint_digest(&compiled.blueprint) != *expected
+    {
+        eprintln!(
+            "swarm: {} changed since the run started; steps whose pointer or input no longer match run again",
+            file.display()
+        );
+    }
+    let engine = match new_engine(journal.clone()) {
         Ok(e) => e,
         Err(code) => return code,
     };
     set_default_engine(host.lua(), engine.clone());
-    let running = Running::start(&engine, &host, Rc::new(compiled), init, events);
+    let replaying = !options.replay.is_empty();
+    let running = Running::start(&engine, &host, Rc::new(compiled), init, events, options);
     let outcome = tokio::select! {
         outcome = running.handle.wait() => outcome,
         _ = tokio::signal::ctrl_c() => {
@@ -85,11 +128,36 @@ async fn run_on_engine(file: &Path, init: Value, events: Option<EventsFormat>) -
             running.handle.wait().await
         }
     };
-    running.finish(outcome).await
+    let unused = running.handle.unreplayed();
+    if replaying && unused > 0 {
+        eprintln!(
+            "swarm: {unused} recorded step result(s) no longer match the blueprint or their input; those steps ran again"
+        );
+    }
+    let code = running.finish(outcome).await;
+    if let Some(journal) = journal
+        && let Err(e) = journal.flush().wait().await
+    {
+        eprintln!("swarm: {}: the journal could not be written: {e}", journal.path().display());
+        return super::EXIT_RUN_FAILED;
+    }
+    code
 }
 
-fn new_engine() -> Result<Engine, u8> {
-    Engine::new(EngineConfig::default()).map_err(|e| {
+/// An engine journaling to `journal`, with its large outputs in the same file; or with neither.
+fn new_engine(journal: Option<Rc<SqliteJournal>>) -> Result<Engine, u8> {
+    let Some(journal) = journal else {
+        return Engine::new(EngineConfig::default()).map_err(|e| {
+            eprintln!("swarm run: {e}");
+            super::EXIT_USAGE
+        });
+    };
+    let outputs = SqliteOutputStore::new(journal.clone()).map_err(|e| {
+        eprintln!("swarm: cannot open the journal {e}");
+        super::EXIT_USAGE
+    })?;
+    let config = EngineConfig { journal: Some(JournalRef(journal)), ..EngineConfig::default() };
+    Engine::with_output_store(config, Rc::new(outputs)).map_err(|e| {
         eprintln!("swarm run: {e}");
         super::EXIT_USAGE
     })
@@ -109,8 +177,9 @@ impl Running {
         compiled: Rc<CompiledBlueprint>,
         init: Value,
         events: Option<EventsFormat>,
+        options: RunOptions,
     ) -> Running {
-        let handle = engine.start(compiled, init, Rc::new(LuaExterns::new(host.lua())));
+        let handle = engine.start_with(compiled, init, Rc::new(LuaExterns::new(host.lua())), options);
         eprintln!("run {}", handle.id);
         let reporter = match engine.follow_run(&handle.id) {
             Ok(mut rx) => {
@@ -153,8 +222,14 @@ impl Running {
 
 /// `swarm run FILE --watch`: runs, then runs again on the new version after every save that
 /// changes the script or a module it requires, until SIGINT or SIGTERM.
-async fn watch(file: &Path, init: Value, events: Option<EventsFormat>, mode: WatchMode) -> u8 {
-    let engine = match new_engine() {
+async fn watch(
+    file: &Path,
+    init: Value,
+    events: Option<EventsFormat>,
+    mode: WatchMode,
+    journal: Option<Rc<SqliteJournal>>,
+) -> u8 {
+    let engine = match new_engine(journal.clone()) {
         Ok(e) => e,
         Err(code) => return code,
     };
@@ -192,7 +267,8 @@ async fn watch(file: &Path, init: Value, events: Option<EventsFormat>, mode: Wat
             && due
             && let Some(version) = &live
         {
-            let run = Running::start(&engine, &version.host, version.compiled.clone(), init.clone(), events);
+            let options = RunOptions { file: Some(absolute(file)), ..RunOptions::default() };
+            let run = Running::start(&engine, &version.host, version.compiled.clone(), init.clone(), events, options);
             running = Some((run, version.clone()));
             due = false;
         }
@@ -235,6 +311,11 @@ async fn watch(file: &Path, init: Value, events: Option<EventsFormat>, mode: Wat
         }
     }
     watcher.stop();
+    if let Some(journal) = journal
+        && let Err(e) = journal.flush().wait().await
+    {
+        eprintln!("swarm: {}: the journal could not be written: {e}", journal.path().display());
+    }
     0
 }
 

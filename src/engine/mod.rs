@@ -26,12 +26,13 @@ use tokio::sync::watch;
 use crate::gate::Gate;
 use crate::gate::registry::TokenRegistry;
 use crate::gate::token::SigningKey;
+use crate::store::journal::Journal;
 use crate::store::{MemoryOutputStore, OutputStore};
 
 pub use error::EngineError;
 pub use event::{AttemptStatus, Event, EventBus, EventKind, RunStatus};
 pub use ops::{Auth, Prompt};
-pub use run::{RunHandle, RunOutcome};
+pub use run::{Resume, RunHandle, RunOptions, RunOutcome};
 pub use task::{External, Task, TaskSnapshot, TaskState};
 
 /// How an engine is set up.
@@ -54,6 +55,19 @@ pub struct EngineConfig {
     /// A step output whose JSON is longer than this goes to the output store, and the ctx gets
     /// `{ref = "out-…", size = N}` instead; 0 keeps every output in the ctx.
     pub offload_bytes: usize,
+    /// Where runs, steps and events are journaled; `None` journals nothing.
+    pub journal: Option<JournalRef>,
+}
+
+/// The engine's journal: fed every event, told of runs starting and ending and of every
+/// settled step (see [`crate::store::journal`]).
+#[derive(Clone)]
+pub struct JournalRef(pub Rc<dyn Journal>);
+
+impl std::fmt::Debug for JournalRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JournalRef(..)")
+    }
 }
 
 impl Default for EngineConfig {
@@ -67,6 +81,7 @@ impl Default for EngineConfig {
             recent_tasks: 1024,
             gate: Gate::default(),
             offload_bytes: 64 * 1024,
+            journal: None,
         }
     }
 }
@@ -156,6 +171,9 @@ impl Engine {
     }
 
     fn publish(&self, event: Event) {
+        if let Some(journal) = &self.inner.config.journal {
+            journal.0.event(&event);
+        }
         self.inner.bus.publish(event);
     }
 

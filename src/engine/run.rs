@@ -1,7 +1,8 @@
 //! Runs: one evaluation of a compiled blueprint's flow, driven on the host thread, with a
 //! handle to wait for it or cancel it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
@@ -15,11 +16,57 @@ use super::event::{AttemptStatus, Event, EventKind, RunStatus, elapsed_ms};
 use super::task::TaskState;
 use super::{Engine, now_ms};
 use crate::blueprint::compile::CompiledBlueprint;
-use crate::flow::{ErrorKind, Evaluator, Externs, FlowError};
+use crate::blueprint::walk::walk;
+use crate::flow::{ErrorKind, Evaluator, Externs, FlowError, Node, Step};
 use crate::gate::Role;
 use crate::gate::registry::Grant;
 use crate::gate::registry::HeldToken;
+use crate::store::journal::{Journal, Recorded, RunStart, StepKey, blueprint_digest};
 use crate::value::Value;
+
+/// How a run starts beyond its blueprint and ctx.
+#[derive(Default)]
+pub struct RunOptions {
+    /// The blueprint's file, journaled so the run can be resumed.
+    pub file: Option<String>,
+    /// Continue a journaled run under its own id.
+    pub resume: Option<Resume>,
+    /// Step results to replay instead of dispatching, by (pointer, input hash), each list in
+    /// occurrence order.
+    pub replay: Recorded,
+}
+
+/// Where a resumed run picks up: its id, and the last event seq and task number it journaled.
+pub struct Resume {
+    pub run_id: Arc<str>,
+    pub last_seq: u64,
+    pub last_task: u64,
+}
+
+/// What a run keeps to journal and replay its steps.
+pub(crate) struct Journaling {
+    pub journal: Rc<dyn Journal>,
+    /// Step address → node pointer, for the steps of this run's flow.
+    pub pointers: HashMap<*const Step, Arc<str>>,
+    /// Opens so far per (pointer, input hash).
+    pub occurrences: RefCell<HashMap<StepKey, u32>>,
+    pub replay: RefCell<Recorded>,
+    /// A resumed run: replayed steps are journaled already.
+    pub resumed: bool,
+    /// A journal write failed: the next step fails rather than run unjournaled.
+    pub failed: RefCell<Option<String>>,
+}
+
+/// Every step of `flow` with its pointer.
+fn step_pointers(flow: &Node) -> HashMap<*const Step, Arc<str>> {
+    let mut pointers = HashMap::new();
+    walk(flow, &mut |pointer, node| {
+        if let Node::Step(step) = node {
+            pointers.insert(step as *const Step, Arc::from(pointer));
+        }
+    });
+    pointers
+}
 
 /// A run in flight.
 pub(crate) struct Run {
@@ -35,6 +82,8 @@ pub(crate) struct Run {
     /// between a check and the wait is not lost).
     pub signal: watch::Sender<u64>,
     cancel: watch::Sender<bool>,
+    pub journaling: Option<Journaling>,
+    file: Option<String>,
 }
 
 impl Run {
@@ -90,6 +139,12 @@ impl RunHandle {
         self.run.cancel.send_replace(true);
     }
 
+    /// How many replayable step results the run has not used (so far): after a resume, results
+    /// recorded for steps whose blueprint or input changed since.
+    pub fn unreplayed(&self) -> usize {
+        self.run.journaling.as_ref().map_or(0, |j| j.replay.borrow().values().map(|q| q.len()).sum())
+    }
+
     pub fn is_finished(&self) -> bool {
         self.done.borrow().is_some()
     }
@@ -135,6 +190,10 @@ impl Drop for DoneGuard {
     fn drop(&mut self) {
         if self.done.borrow().is_none() {
             let error = FlowError::eval("the run driver stopped unexpectedly (an internal error)");
+            if let Some(j) = &self.run.journaling {
+                // Not awaited (a destructor cannot): the writer still commits it in order.
+                drop(j.journal.run_finished(&self.run.id, RunStatus::Failed, &Value::Null, Some(&error)));
+            }
             self.report(RunOutcome {
                 run_id: self.run.id.clone(),
                 status: RunStatus::Failed,
@@ -148,7 +207,29 @@ impl Drop for DoneGuard {
 impl Engine {
     /// Starts evaluating `compiled`'s flow over `init`. Must be called inside a `LocalSet`.
     pub fn start(&self, compiled: Rc<CompiledBlueprint>, init: Value, externs: Rc<dyn Externs>) -> RunHandle {
-        let id = new_run_id();
+        self.start_with(compiled, init, externs, RunOptions::default())
+    }
+
+    /// [`Engine::start`] with a journaled file, a resumed run's id, or results to replay.
+    pub fn start_with(
+        &self,
+        compiled: Rc<CompiledBlueprint>,
+        init: Value,
+        externs: Rc<dyn Externs>,
+        options: RunOptions,
+    ) -> RunHandle {
+        let (id, seq, next_task) = match &options.resume {
+            Some(r) => (r.run_id.clone(), r.last_seq, r.last_task),
+            None => (new_run_id(), 0, 0),
+        };
+        let journaling = self.inner.config.journal.as_ref().map(|j| Journaling {
+            journal: j.0.clone(),
+            pointers: step_pointers(&compiled.blueprint.flow),
+            occurrences: RefCell::new(HashMap::new()),
+            replay: RefCell::new(options.replay),
+            resumed: options.resume.is_some(),
+            failed: RefCell::new(None),
+        });
         let op_token = self.mint_held(
             Grant {
                 role: Role::Operator,
@@ -168,10 +249,12 @@ impl Engine {
             compiled,
             externs,
             op_token,
-            seq: Cell::new(0),
-            next_task: Cell::new(0),
+            seq: Cell::new(seq),
+            next_task: Cell::new(next_task),
             signal,
             cancel,
+            journaling,
+            file: options.file,
         });
         self.inner.state.borrow_mut().runs.insert(id.clone(), run.clone());
         let (done, done_rx) = watch::channel(None);
@@ -249,6 +332,16 @@ impl Engine {
 async fn drive(guard: DoneGuard, init: Value) {
     let engine = guard.engine.clone();
     let run = guard.run.clone();
+    if let Some(j) = &run.journaling {
+        j.journal.run_started(&RunStart {
+            id: run.id.clone(),
+            blueprint: run.compiled.blueprint.id.as_str().into(),
+            file: run.file.clone(),
+            input: init.clone(),
+            digest: blueprint_digest(&run.compiled.blueprint),
+            resumed: j.resumed,
+        });
+    }
     engine.publish(run.event(EventKind::RunStarted { blueprint: run.compiled.blueprint.id.as_str().into() }));
     let mut ctx = init;
     let result = {
@@ -266,5 +359,10 @@ async fn drive(guard: DoneGuard, init: Value) {
         Err(e) if e.kind == ErrorKind::Cancelled && *run.cancel.borrow() => RunStatus::Cancelled,
         Err(_) => RunStatus::Failed,
     };
+    if let Some(j) = &run.journaling
+        && let Err(e) = j.journal.run_finished(&run.id, status, &ctx, result.as_ref().err()).wait().await
+    {
+        tracing::error!(run = %run.id, "cannot journal the run's end: {e}");
+    }
     guard.report(RunOutcome { run_id: run.id.clone(), status, ctx, error: result.err() });
 }

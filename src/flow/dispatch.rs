@@ -26,8 +26,10 @@ pub trait Dispatcher {
     /// attempt's future has been dropped.
     fn attempt_timed_out(&self, _task: &Self::Task, _attempt: u32) {}
 
-    /// The step is settled with the outcome of its last attempt.
-    fn close(&self, _task: Self::Task, _outcome: &Result<Value, FlowError>) {}
+    /// The step is settled with the outcome of its last attempt. The flow moves past the step
+    /// only when this returns, so a dispatcher that journals results can make them durable
+    /// first.
+    async fn close(&self, _task: Self::Task, _outcome: &Result<Value, FlowError>) {}
 }
 
 /// Pure functions callable from `call_extern`. They must not yield: they run inline in an

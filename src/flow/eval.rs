@@ -95,7 +95,7 @@ impl<'a, D: Dispatcher> Evaluator<'a, D> {
         let input = self.expr(&step.input, ctx)?;
         let task = self.dispatcher.open(step, input).await?;
         let outcome = self.attempts(step, &task).await;
-        self.dispatcher.close(task, &outcome);
+        self.dispatcher.close(task, &outcome).await;
         Ok(step.out.0.write(ctx, outcome?)?)
     }
 

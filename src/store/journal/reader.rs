@@ -1,0 +1,240 @@
+//! Reading the journal: `swarm runs list/show/events`, and what resume needs.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::JournalError;
+use crate::engine::Event;
+use crate::value::{Value, from_json};
+
+/// A run as `swarm runs list` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub blueprint: String,
+    pub file: Option<String>,
+    pub status: String,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub steps: i64,
+    /// The digest of the blueprint it ran on.
+    pub digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+}
+
+/// A step (task) as `swarm runs show` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepRow {
+    pub task_id: String,
+    pub agent: String,
+    pub status: String,
+    pub attempts: i64,
+    pub pointer: Option<String>,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub replayed: bool,
+    /// The result written to the ctx (for a passed step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
+}
+
+/// A step's replay key: its node pointer and its input's hash.
+pub type StepKey = (Arc<str>, Arc<str>);
+
+/// Recorded step results by key, in occurrence order.
+pub type Recorded = HashMap<StepKey, VecDeque<Value>>;
+
+/// A read connection on a journal file.
+pub struct Reader {
+    conn: Connection,
+    path: String,
+}
+
+fn parse(text: Option<String>) -> Option<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+}
+
+impl Reader {
+    /// Opens an existing journal for reading. The connection is read-write all the same: opening
+    /// migrates an older schema and marks the runs of dead processes `interrupted`, so what is
+    /// read is current; nothing else is written through it.
+    pub fn open(path: &Path) -> Result<Reader, JournalError> {
+        if !path.exists() {
+            return Err(JournalError::new(path, "no journal here (runs journal to .swarm/state.db beside the script)"));
+        }
+        // Opened read-write: that migrates an older schema and marks dead runs interrupted.
+        let conn = super::writer::open_retrying(path)?;
+        Ok(Reader { conn, path: path.display().to_string() })
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> JournalError {
+        JournalError { path: self.path.clone(), message: e.to_string(), locked: false }
+    }
+
+    const RUN_COLUMNS: &str = "id, blueprint, file, status, started_ms, finished_ms, \
+        (SELECT COUNT(*) FROM tasks t WHERE t.run_id = runs.id), input, ctx, error, digest";
+
+    fn run_row(r: &rusqlite::Row<'_>, full: bool) -> rusqlite::Result<RunRow> {
+        let started_ms: i64 = r.get(4)?;
+        let finished_ms: Option<i64> = r.get(5)?;
+        Ok(RunRow {
+            id: r.get(0)?,
+            blueprint: r.get(1)?,
+            file: r.get(2)?,
+            status: r.get(3)?,
+            started_ms,
+            finished_ms,
+            duration_ms: finished_ms.map(|f| f - started_ms),
+            steps: r.get(6)?,
+            digest: r.get(10)?,
+            input: if full { parse(r.get(7)?) } else { None },
+            ctx: if full { parse(r.get(8)?) } else { None },
+            error: if full { parse(r.get(9)?) } else { None },
+        })
+    }
+
+    /// Every run, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRow>, JournalError> {
+        let sql = format!("SELECT {} FROM runs ORDER BY started_ms DESC, rowid DESC", Self::RUN_COLUMNS);
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| Self::run_row(r, false)).map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// One run with its input, ctx and error.
+    pub fn run(&self, id: &str) -> Result<Option<RunRow>, JournalError> {
+        let sql = format!("SELECT {} FROM runs WHERE id = ?1", Self::RUN_COLUMNS);
+        self.conn.query_row(&sql, [id], |r| Self::run_row(r, true)).optional().map_err(|e| self.err(e))
+    }
+
+    /// A run's steps, in the order they started.
+    pub fn steps(&self, run_id: &str) -> Result<Vec<StepRow>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, agent, status, attempts, pointer, started_ms, finished_ms, replayed, error, output \
+                 FROM tasks WHERE run_id = ?1 ORDER BY rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(StepRow {
+                    task_id: r.get(0)?,
+                    agent: r.get(1)?,
+                    status: r.get(2)?,
+                    attempts: r.get(3)?,
+                    pointer: r.get(4)?,
+                    started_ms: r.get(5)?,
+                    finished_ms: r.get(6)?,
+                    replayed: r.get(7)?,
+                    error: parse(r.get(8)?),
+                    output: parse(r.get(9)?),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// A run's events, in sequence; rows that no longer decode are skipped with a warning.
+    pub fn events(&self, run_id: &str) -> Result<Vec<Event>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, body FROM events WHERE run_id = ?1 ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        let rows =
+            stmt.query_map([run_id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).map_err(|e| self.err(e))?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (seq, body) = row.map_err(|e| self.err(e))?;
+            match serde_json::from_str(&body) {
+                Ok(event) => events.push(event),
+                Err(e) => tracing::warn!(run = run_id, seq, "skipping an event that does not decode: {e}"),
+            }
+        }
+        Ok(events)
+    }
+
+    /// The highest event seq and task number of a run, so a resumed run continues after them.
+    pub fn counters(&self, run_id: &str) -> Result<(u64, u64), JournalError> {
+        let seq: i64 = self
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?1", [run_id], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let prefix = format!("{run_id}.");
+        let mut stmt = self.conn.prepare("SELECT id FROM tasks WHERE run_id = ?1").map_err(|e| self.err(e))?;
+        let ids = stmt.query_map([run_id], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
+        let mut tasks = 0u64;
+        for id in ids {
+            let id = id.map_err(|e| self.err(e))?;
+            if let Some(n) = id.strip_prefix(&prefix).and_then(|n| n.parse::<u64>().ok()) {
+                tasks = tasks.max(n);
+            }
+        }
+        Ok((seq as u64, tasks))
+    }
+
+    /// The passed steps of a run: their results keyed by pointer and input hash, in occurrence
+    /// order (loop iterations and fanout lanes repeat keys).
+    pub fn recorded(&self, run_id: &str) -> Result<Recorded, JournalError> {
+        self.recorded_before(run_id, None)
+    }
+
+    /// [`Reader::recorded`] for the steps started before the first step of `run_id` whose
+    /// pointer or agent is `cut`; `None` when the run has no such step.
+    pub fn recorded_until(&self, run_id: &str, cut: &str) -> Result<Option<Recorded>, JournalError> {
+        let first: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT MIN(rowid) FROM tasks WHERE run_id = ?1 AND (pointer = ?2 OR agent = ?2)",
+                params![run_id, cut],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        match first {
+            Some(rowid) => self.recorded_before(run_id, Some(rowid)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn recorded_before(&self, run_id: &str, before: Option<i64>) -> Result<Recorded, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT pointer, input_hash, output FROM tasks \
+                 WHERE run_id = ?1 AND status = 'pass' AND pointer IS NOT NULL AND rowid < ?2 \
+                 ORDER BY pointer, input_hash, occurrence",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![run_id, before.unwrap_or(i64::MAX)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut recorded = Recorded::new();
+        for row in rows {
+            let (pointer, hash, output) = row.map_err(|e| self.err(e))?;
+            let value = match output.as_deref().map(from_json) {
+                Some(Ok(v)) => v,
+                _ => {
+                    return Err(
+                        self.err(format!("run {run_id}: the recorded output of step {pointer} does not decode"))
+                    );
+                }
+            };
+            recorded.entry((pointer.into(), hash.into())).or_default().push_back(value);
+        }
+        Ok(recorded)
+    }
+}
