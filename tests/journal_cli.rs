@@ -222,6 +222,10 @@ fn kill_and_resume(flow: &str, kill_at: usize, total: usize) {
     let id = runs[0]["id"].as_str().unwrap().to_string();
     assert_eq!(runs[0]["status"], "interrupted", "a run left running by a dead process is interrupted");
     let shown = json(&swarm_in(dir.path(), &["runs", "show", &id, "--json"]).stdout);
+    let statuses: Vec<&str> =
+        shown["steps"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert!(!statuses.contains(&"running"), "steps in flight died with the process: {statuses:?}");
+    assert!(statuses.contains(&"interrupted"), "the step in flight is marked interrupted: {statuses:?}");
     // The work agent answers {"done": input}: the passed steps' inputs, as the side file has them.
     let passed: Vec<String> = shown["steps"]
         .as_array()

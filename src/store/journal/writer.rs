@@ -186,7 +186,18 @@ fn alive(pid: i64) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
     // SAFETY: signal 0 only checks that the process exists and may be signalled.
     let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // A process killed a moment ago may still be a zombie its parent has not reaped: it answers
+    // signal 0 but will never write again.
+    exists && !zombie(pid)
+}
+
+/// Whether `pid` is a zombie, per /proc (Linux); elsewhere, no.
+fn zombie(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(false)
 }
 
 fn mark_interrupted(conn: &Connection) -> rusqlite::Result<()> {
@@ -199,6 +210,11 @@ fn mark_interrupted(conn: &Connection) -> rusqlite::Result<()> {
             conn.execute(
                 "UPDATE runs SET status = 'interrupted' WHERE id = ?1 AND status = 'running' AND pid = ?2",
                 params![id, pid],
+            )?;
+            // Its tasks in flight died with it; a resume starts them afresh.
+            conn.execute(
+                "UPDATE tasks SET status = 'interrupted' WHERE run_id = ?1 AND status IN ('pending', 'running', 'suspended')",
+                params![id],
             )?;
         }
     }
