@@ -361,14 +361,3 @@ mod tests {
         assert!(dot(&bp).starts_with("digraph \"every-kind\" {\n"));
     }
 }
-#[cfg(test)]
-mod scratch_dump {
-    #[test]
-    fn dump() {
-        use super::tests::*;
-        for (name, bp) in [("every", every_kind()), ("tiny", tiny()), ("awkward", awkward())] {
-            std::fs::write(format!("/tmp/mmd/{name}.mmd"), super::mermaid(&bp)).unwrap();
-            std::fs::write(format!("/tmp/mmd/{name}.dot"), super::dot(&bp)).unwrap();
-        }
-    }
-}
