@@ -6,8 +6,10 @@
 
 use mlua::{Function, Lua, MultiValue, Table, Value as LuaValue};
 
-/// Module name → source.
+/// Module name → source. Names starting with `_` are shared helpers of the other modules,
+/// loadable but not listed.
 const MODULES: &[(&str, &str)] = &[
+    ("std._internal", include_str!("../../stdlib/std/_internal.lua")),
     ("std.layers", include_str!("../../stdlib/std/layers.lua")),
     ("std.pipeline", include_str!("../../stdlib/std/pipeline.lua")),
 ];
@@ -32,7 +34,8 @@ fn search(lua: &Lua, name: String) -> mlua::Result<MultiValue> {
         if !name.starts_with("std.") {
             return Ok(MultiValue::new());
         }
-        let known: Vec<&str> = MODULES.iter().map(|(module, _)| *module).collect();
+        let known: Vec<&str> =
+            MODULES.iter().map(|(module, _)| *module).filter(|module| !module.starts_with("std._")).collect();
         let reason = format!("no embedded module '{name}' (embedded: {})", known.join(", "));
         return Ok(MultiValue::from_iter([LuaValue::String(lua.create_string(reason)?)]));
     };

@@ -14,17 +14,9 @@ local swarm = require("swarm")
 
 local M = {}
 
--- `file:line` of the nearest caller outside the embedded modules (their chunks are named
--- "[swarm]/..."), read through `error`'s level argument: the host VM has no `debug` library.
-local function caller_site()
-  for level = 2, 40 do
-    local _, where = pcall(error, "", level)
-    if where ~= "" and where:sub(1, 8) ~= "[swarm]/" then
-      return (where:gsub(": $", ""))
-    end
-  end
-  return nil
-end
+local internal = require("std._internal")
+local caller_site = internal.caller_site
+local sorted_keys = internal.sorted_keys
 
 local function fail(fn, message)
   local site = caller_site()
@@ -40,12 +32,8 @@ local function check_opts(fn, opts, allowed)
   end
   for key in pairs(opts) do
     if not allowed[key] then
-      local names = {}
-      for name in pairs(allowed) do
-        names[#names + 1] = name
-      end
-      table.sort(names)
-      fail(fn, "unknown option '" .. tostring(key) .. "' (options: " .. table.concat(names, ", ") .. ")")
+      local names = table.concat(sorted_keys(allowed), ", ")
+      fail(fn, "unknown option '" .. tostring(key) .. "' (options: " .. names .. ")")
     end
   end
   return opts

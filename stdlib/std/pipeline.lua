@@ -23,29 +23,12 @@ local Expr = getmetatable(F.p("$"))
 local Stage = { __name = "std.pipeline.Stage" }
 local From = { __name = "std.pipeline.From" }
 
--- `file:line` of the nearest caller outside the embedded modules (their chunks are named
--- "[swarm]/..."), read through `error`'s level argument: the host VM has no `debug` library.
-local function caller_site()
-  for level = 2, 40 do
-    local _, where = pcall(error, "", level)
-    if where ~= "" and where:sub(1, 8) ~= "[swarm]/" then
-      return (where:gsub(": $", ""))
-    end
-  end
-  return nil
-end
+local internal = require("std._internal")
+local caller_site = internal.caller_site
+local sorted_keys = internal.sorted_keys
 
 local function raise(site, message)
   error((site and site .. ": " or "") .. "std.pipeline: " .. message, 0)
-end
-
-local function sorted_keys(t)
-  local names = {}
-  for name in pairs(t) do
-    names[#names + 1] = name
-  end
-  table.sort(names)
-  return names
 end
 
 local function check_fields(site, what, spec, allowed)
