@@ -83,22 +83,14 @@ impl Dispatcher for EngineDispatcher {
                 .with_step(step.agent.as_str()));
         }
         let agent: Arc<str> = step.agent.as_str().into();
-        if let Some(value) = recorded {
-            let id = self.run.next_task_id();
-            return Ok(StepTask {
-                engine: self.engine.clone(),
-                run: self.run.clone(),
-                id,
-                agent,
-                closed: Cell::new(false),
-                key,
-                replayed: Some(value),
-            });
-        }
-        let id = self
-            .engine
-            .start_task(Auth::Held(&self.run.op_token), &self.run.id, &step.agent, input, None)
-            .map_err(|e| e.into_flow().with_step(step.agent.as_str()))?;
+        // A step the journal already holds takes a task id but opens no task: it replays.
+        let id = match recorded {
+            Some(_) => self.run.next_task_id(),
+            None => self
+                .engine
+                .start_task(Auth::Held(&self.run.op_token), &self.run.id, &step.agent, input, None)
+                .map_err(|e| e.into_flow().with_step(step.agent.as_str()))?,
+        };
         Ok(StepTask {
             engine: self.engine.clone(),
             run: self.run.clone(),
@@ -106,7 +98,7 @@ impl Dispatcher for EngineDispatcher {
             agent,
             closed: Cell::new(false),
             key,
-            replayed: None,
+            replayed: recorded,
         })
     }
 
