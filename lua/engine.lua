@@ -57,6 +57,29 @@ function Engine:start(bp, init, opts)
   return setmetatable({ id = result.id, _native = result }, Run)
 end
 
+--- Continues an interrupted run of this engine's journal (`swarm.engine{state = PATH}`) under
+--- its id: the steps that passed are replayed from the journal, not run again. The blueprint is
+--- `bp` when given, else the file the run was started from (`swarm run FILE`).
+---@param run_id string
+---@param bp table|userdata?
+---@param opts {on_event: fun(event: table)}?
+---@return swarm.Run
+function Engine:resume(run_id, bp, opts)
+  if type(run_id) ~= "string" then
+    error("engine:resume: the run id must be a string, got " .. type(run_id), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    -- `engine:resume(id, require("bp"))` passes require's second result, the path.
+    local hint = type(opts) == "string" and ' (require returns the module and its path: wrap it, (require("bp")))' or ""
+    error("engine:resume: opts must be a table, got " .. type(opts) .. hint, 2)
+  end
+  local ok, result = self._native:resume(run_id, bp, opts)
+  if not ok then
+    error(result, 2)
+  end
+  return setmetatable({ id = result.id, _native = result }, Run)
+end
+
 --- Mints a token: `{role=, agent_id=, scopes=, ttl= (seconds), max_uses=, task=}`.
 ---@param grant table
 ---@return string token
@@ -94,7 +117,8 @@ function Engine:__tostring()
   return "swarm.Engine"
 end
 
---- A new engine: `{token_secret=, max_spawn_depth=, state=}`.
+--- A new engine: `{token_secret=, max_spawn_depth=, offload_bytes=, state=}`; `state` is a journal
+--- file (SQLite, created if missing) or `"memory"` (the default) for none.
 ---@param opts table?
 ---@return swarm.Engine
 function swarm.engine(opts)

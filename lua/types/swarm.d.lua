@@ -237,6 +237,13 @@ local Engine = {}
 ---@param opts swarm.StartOpts?
 ---@return swarm.Run
 function Engine:start(bp, init, opts) end
+--- Continues an interrupted run of the engine's journal under its id, replaying the steps that
+--- passed; `bp` defaults to the file the run was started from.
+---@param run_id string
+---@param bp (swarm.Blueprint|swarm.Compiled)?
+---@param opts swarm.StartOpts?
+---@return swarm.Run
+function Engine:resume(run_id, bp, opts) end
 ---@param grant swarm.Grant
 ---@return string token
 function Engine:mint(grant) end
@@ -258,7 +265,7 @@ function Engine:output(ref) end
 ---@field token_secret string?
 ---@field max_spawn_depth integer?
 ---@field offload_bytes integer?
----@field state "memory"?
+---@field state string? a journal file (SQLite, created if missing), or "memory" (the default) for none
 
 ---@class swarm.ExecSpec
 ---@field program string

@@ -83,6 +83,9 @@ enum Command {
         /// Open the REPL on the same engine; leaving it stops the server.
         #[arg(long)]
         repl: bool,
+        /// The journal: a SQLite file (default .swarm/state.db beside FILE), or `memory` for none.
+        #[arg(long, value_name = "PATH|memory")]
+        state: Option<String>,
     },
     /// Draw a blueprint's flow as a Mermaid or Graphviz diagram.
     Graph {
@@ -122,8 +125,8 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { file } => check::run(&file),
         Command::Compile { file } => compile::run(&file),
-        Command::Serve { file, poll, repl } => {
-            serve::run(&file, if poll { WatchMode::Poll } else { WatchMode::Events }, repl)
+        Command::Serve { file, poll, repl, state } => {
+            serve::run(&file, if poll { WatchMode::Poll } else { WatchMode::Events }, repl, state.as_deref())
         }
         Command::Graph { file, format } => graph::run(&file, format),
         Command::Runs { state, command } => runs::run(state.as_deref(), command),

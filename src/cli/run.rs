@@ -145,7 +145,7 @@ pub(super) async fn run_on_engine(
 }
 
 /// An engine journaling to `journal`, with its large outputs in the same file; or with neither.
-fn new_engine(journal: Option<Rc<SqliteJournal>>) -> Result<Engine, u8> {
+pub(super) fn new_engine(journal: Option<Rc<SqliteJournal>>) -> Result<Engine, u8> {
     let Some(journal) = journal else {
         return Engine::new(EngineConfig::default()).map_err(|e| {
             eprintln!("swarm run: {e}");

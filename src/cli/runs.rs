@@ -4,15 +4,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use clap::Subcommand;
 
 use super::run::{EventsFormat, run_on_engine, runtime};
 use super::{EXIT_RUN_FAILED, EXIT_USAGE};
-use crate::engine::{Resume, RunOptions};
-use crate::store::journal::{Reader, RunRow, SqliteJournal};
-use crate::value::from_json;
+use crate::engine::RunOptions;
+use crate::store::journal::{Reader, RunRow, SqliteJournal, prepare_restart};
 
 #[derive(Subcommand)]
 pub enum RunsCommand {
@@ -203,49 +201,23 @@ fn restart(path: &Path, id: &str, events: Option<EventsFormat>, cut: Option<&str
             return EXIT_USAGE;
         }
     };
-    let prepared = (|| -> Result<Result<_, String>, crate::store::journal::JournalError> {
-        let reader = Reader::open(path)?;
-        let Some(run) = reader.run(id)? else { return Ok(Err(format!("no run {id}"))) };
-        match (cut, run.status.as_str()) {
-            (None, "interrupted") => {}
-            (None, status) => {
-                return Ok(Err(format!("run {id} is {status}; only an interrupted run can be resumed")));
-            }
-            (Some(_), status @ ("running" | "interrupted")) => {
-                return Ok(Err(format!("run {id} is {status}; only a run that ended can be rerun")));
-            }
-            (Some(_), _) => {}
-        }
-        let Some(file) = run.file.clone() else { return Ok(Err(format!("run {id} has no blueprint file"))) };
-        let input = run.input.as_ref().map(|v| from_json(&v.to_string()));
-        let Some(Ok(init)) = input else { return Ok(Err(format!("run {id}: its input does not decode"))) };
-        let (resume, replay) = match cut {
-            None => {
-                let (last_seq, last_task) = reader.counters(id)?;
-                (Some(Resume { run_id: Arc::from(id), last_seq, last_task }), reader.recorded(id)?)
-            }
-            Some(step) => match reader.recorded_until(id, step)? {
-                Some(replay) => (None, replay),
-                None => return Ok(Err(format!("run {id} has no step '{step}' (an agent name or a pointer)"))),
-            },
-        };
-        Ok(Ok((file, init, resume, replay, run.digest)))
-    })();
-    let (file, init, resume, replay, digest) = match prepared {
-        Ok(Ok(p)) => p,
-        Ok(Err(message)) => {
-            eprintln!("swarm runs {verb}: {message}");
-            return EXIT_USAGE;
-        }
+    let restart = match prepare_restart(path, id, cut) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("swarm runs {verb}: {e}");
             return EXIT_USAGE;
         }
     };
+    let Some(file) = restart.file else {
+        eprintln!(
+            "swarm runs {verb}: run {id} has no blueprint file (it was started from a script; resume it there with engine:resume)"
+        );
+        return EXIT_USAGE;
+    };
     let Some(runtime) = runtime() else { return EXIT_USAGE };
-    let options = RunOptions { file: Some(file.clone()), resume, replay };
+    let options = RunOptions { file: Some(file.clone()), resume: restart.resume, replay: restart.replay };
     let local = tokio::task::LocalSet::new();
-    let run = run_on_engine(Path::new(&file), init, events, Some(journal), options, digest.as_deref());
+    let run = run_on_engine(Path::new(&file), restart.init, events, Some(journal), options, restart.digest.as_deref());
     let code = local.block_on(&runtime, run);
     if code > EXIT_RUN_FAILED { EXIT_USAGE } else { code }
 }

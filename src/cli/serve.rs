@@ -2,17 +2,24 @@
 //! (`swarm.every`), layers and bridges, and starts runs on the engine; every save of it or of a
 //! module it requires loads a new version in a fresh VM and swaps it in (`swarm.state` carried
 //! over, the old version's timers stopped, `swarm.on_reload` hooks run). SIGINT and SIGTERM
-//! cancel the runs in flight, wait for them, and exit 0.
+//! cancel the runs in flight, wait for them, and exit 0. The engine journals its runs to
+//! `.swarm/state.db` beside FILE (`--state PATH`, `--state memory` for none), so a run the
+//! process died in is `interrupted` there, for `engine:resume`.
 
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Instant;
 
-use crate::engine::{Engine, EngineConfig};
 use crate::reload::serve::{ScriptVersion, load_script};
 use crate::reload::{self, FileWatcher, Shutdown, WatchMode};
+use crate::store::journal::SqliteJournal;
 use crate::value::Value;
 
-pub fn run(file: &Path, mode: WatchMode, repl: bool) -> u8 {
+pub fn run(file: &Path, mode: WatchMode, repl: bool, state: Option<&str>) -> u8 {
+    let journal = match super::open_state(state, file.parent().unwrap_or(Path::new("."))) {
+        Ok(j) => j,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -21,16 +28,13 @@ pub fn run(file: &Path, mode: WatchMode, repl: bool) -> u8 {
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, serve(file, mode, repl))
+    local.block_on(&runtime, serve(file, mode, repl, journal))
 }
 
-async fn serve(file: &Path, mode: WatchMode, repl: bool) -> u8 {
-    let engine = match Engine::new(EngineConfig::default()) {
+async fn serve(file: &Path, mode: WatchMode, repl: bool, journal: Option<Rc<SqliteJournal>>) -> u8 {
+    let engine = match super::run::new_engine(journal.clone()) {
         Ok(e) => e,
-        Err(e) => {
-            eprintln!("swarm serve: {e}");
-            return super::EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let mut shutdown = match if repl { Shutdown::terminate_only() } else { Shutdown::new() } {
         Ok(s) => s,
@@ -119,6 +123,12 @@ async fn serve(file: &Path, mode: WatchMode, repl: bool) -> u8 {
     watcher.stop();
     for version in live.iter().chain(retired.iter()) {
         version.stop().await;
+    }
+    if let Some(journal) = journal
+        && let Err(e) = journal.flush().wait().await
+    {
+        eprintln!("swarm serve: {}: the journal could not be written: {e}", journal.path().display());
+        return super::EXIT_RUN_FAILED;
     }
     eprintln!("stopped");
     0

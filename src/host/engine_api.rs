@@ -5,6 +5,7 @@
 //! raise structured error tables (a Rust callback can only raise strings).
 
 use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use mlua::{Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value as LuaValue};
@@ -14,9 +15,10 @@ use super::agent_api::LuaExterns;
 use super::convert::{from_lua, to_lua};
 use super::lua_error_message;
 use crate::blueprint::compile::CompiledBlueprint;
-use crate::engine::{Engine, EngineConfig, EngineError, Event, RunHandle, RunStatus, now_ms};
+use crate::engine::{Engine, EngineConfig, EngineError, Event, JournalRef, RunHandle, RunOptions, RunStatus, now_ms};
 use crate::flow::FlowError;
 use crate::gate::{Grant, Role, Verb};
+use crate::store::journal::{SqliteJournal, SqliteOutputStore, blueprint_digest, prepare_restart};
 use crate::value::Value;
 
 /// The engine a VM uses when a script does not make its own.
@@ -81,8 +83,13 @@ pub(super) fn install(lua: &Lua, native: &Table) -> mlua::Result<()> {
     native.set(
         "engine",
         lua.create_function(|lua, opts: Option<Table>| {
-            let config = engine_config(lua, opts)?;
-            Ok(LuaEngine(Engine::new(config).map_err(|e| mlua::Error::runtime(format!("swarm.engine: {e}")))?))
+            let (config, state) = engine_config(lua, opts)?;
+            let failed = |e: &dyn std::fmt::Display| mlua::Error::runtime(format!("swarm.engine: {e}"));
+            let engine = match state {
+                None => Engine::new(config).map_err(|e| failed(&e))?,
+                Some(path) => journaled_engine(config, &path)?,
+            };
+            Ok(LuaEngine(engine))
         })?,
     )?;
     native.set("default_engine", lua.create_function(|lua, ()| Ok(LuaEngine(default_engine(lua)?)))?)?;
@@ -102,30 +109,44 @@ pub(super) fn install_output(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
     swarm.set("output", output)
 }
 
-fn engine_config(_lua: &Lua, opts: Option<Table>) -> mlua::Result<EngineConfig> {
+/// An engine journaling to the SQLite file at `path` (created if missing), with its large
+/// outputs in the same file. Runs that a dead process left `running` there become
+/// `interrupted`, ready for `engine:resume`.
+fn journaled_engine(mut config: EngineConfig, path: &Path) -> mlua::Result<Engine> {
+    let failed = |e: &dyn std::fmt::Display| mlua::Error::runtime(format!("swarm.engine: cannot open the journal {e}"));
+    let journal = Rc::new(SqliteJournal::open(path).map_err(|e| failed(&e))?);
+    let outputs = SqliteOutputStore::new(journal.clone()).map_err(|e| failed(&e))?;
+    config.journal = Some(JournalRef(journal));
+    Engine::with_output_store(config, Rc::new(outputs)).map_err(|e| mlua::Error::runtime(format!("swarm.engine: {e}")))
+}
+
+/// The engine's options, and the journal file `state` names (`None` for `"memory"`).
+fn engine_config(_lua: &Lua, opts: Option<Table>) -> mlua::Result<(EngineConfig, Option<PathBuf>)> {
     let mut config = EngineConfig::default();
-    let Some(opts) = opts else { return Ok(config) };
+    let mut state = None;
+    let Some(opts) = opts else { return Ok((config, state)) };
     for pair in opts.pairs::<String, LuaValue>() {
         let (key, value) = pair?;
         match (key.as_str(), value) {
             ("token_secret", LuaValue::String(s)) => config.token_secret = Some(s.to_str()?.to_string()),
             ("max_spawn_depth", LuaValue::Integer(n)) if n >= 1 => config.max_spawn_depth = n as u32,
             ("offload_bytes", LuaValue::Integer(n)) if n >= 0 => config.offload_bytes = n as usize,
-            ("state", LuaValue::String(s)) if &*s.to_str()? == "memory" => {}
-            ("state", _) => {
-                return Err(mlua::Error::runtime(
-                    "swarm.engine: `state` takes \"memory\" in this build (the SQLite journal is not built yet)",
-                ));
-            }
+            ("state", LuaValue::String(s)) => match &*s.to_str()? {
+                "memory" => state = None,
+                "" => {
+                    return Err(mlua::Error::runtime("swarm.engine: `state` is empty (a journal file, or \"memory\")"));
+                }
+                path => state = Some(PathBuf::from(path)),
+            },
             (key, value) => {
                 return Err(mlua::Error::runtime(format!(
-                    "swarm.engine: bad option `{key}` = {} (options: token_secret = string, max_spawn_depth = integer >= 1, offload_bytes = integer >= 0, state = \"memory\")",
+                    "swarm.engine: bad option `{key}` = {} (options: token_secret = string, max_spawn_depth = integer >= 1, offload_bytes = integer >= 0, state = \"memory\" or a journal file)",
                     value.type_name()
                 )));
             }
         }
     }
-    Ok(config)
+    Ok((config, state))
 }
 
 impl UserData for LuaEngine {
@@ -149,8 +170,13 @@ impl UserData for LuaEngine {
                     Err(e) => return Err(mlua::Error::runtime(format!("engine:start: init ctx: {e}"))),
                 },
                 other => {
+                    // `engine:start(require("bp"))` passes require's second result, the path.
+                    let hint = match other {
+                        LuaValue::String(_) => " (require returns the module and its path: wrap it, (require(\"bp\")))",
+                        _ => "",
+                    };
                     return Err(mlua::Error::runtime(format!(
-                        "engine:start: the init ctx must be a table (a JSON object), got {}",
+                        "engine:start: the init ctx must be a table (a JSON object), got {}{hint}",
                         other.type_name()
                     )));
                 }
@@ -159,8 +185,18 @@ impl UserData for LuaEngine {
                 Some(o) => o.get("on_event")?,
                 None => None,
             };
-            let run = start(lua, &this.0, compiled, init, on_event)?;
+            let run = start(lua, &this.0, compiled, init, on_event, RunOptions::default())?;
             Ok((true, LuaValue::UserData(lua.create_userdata(run)?)))
+        });
+        methods.add_method("resume", |lua, this, (id, bp, opts): (String, LuaValue, Option<Table>)| {
+            let on_event: Option<Function> = match &opts {
+                Some(o) => o.get("on_event")?,
+                None => None,
+            };
+            match resume(lua, &this.0, &id, bp, on_event)? {
+                Ok(run) => Ok((true, LuaValue::UserData(lua.create_userdata(run)?))),
+                Err(error) => Ok((false, LuaValue::Table(error))),
+            }
         });
         methods.add_method("mint", |lua, this, grant: Table| {
             let grant = grant_from_lua(lua, &grant)?;
@@ -185,14 +221,68 @@ impl UserData for LuaEngine {
     }
 }
 
+/// `engine:resume(run_id [, bp] [, opts])`: continues an interrupted run of the engine's journal
+/// under its id; the steps that passed are replayed, not dispatched again. The blueprint is `bp`
+/// when given, else the file the run was started from, loaded in this VM. A blueprint that
+/// changed since the run started is reported on stderr; its steps whose pointer or input no
+/// longer match run again.
+fn resume(
+    lua: &Lua,
+    engine: &Engine,
+    id: &str,
+    bp: LuaValue,
+    on_event: Option<Function>,
+) -> mlua::Result<Result<LuaRun, Table>> {
+    let refused = |kind: &str, message: String| -> mlua::Result<Result<LuaRun, Table>> {
+        let t = lua.create_table()?;
+        t.set("kind", kind)?;
+        t.set("message", format!("engine:resume: {message}"))?;
+        t.set("run_id", id)?;
+        t.set_metatable(Some(error_metatable(lua)?))?;
+        Ok(Err(t))
+    };
+    let Some(path) = engine.config().journal.as_ref().and_then(|j| j.0.location()) else {
+        return refused("no_journal", "this engine journals nothing (make it with swarm.engine{state = PATH})".into());
+    };
+    if engine.running().iter().any(|r| &**r == id) {
+        return refused("not_resumable", format!("run {id} is running on this engine"));
+    }
+    let restart = match prepare_restart(path, id, None) {
+        Ok(r) => r,
+        Err(e) => return refused(e.kind(), e.to_string()),
+    };
+    let compiled = match (&bp, &restart.file) {
+        (LuaValue::Nil, Some(file)) => super::load::compile_file(lua, Path::new(file))?,
+        (LuaValue::Nil, None) => {
+            return refused(
+                "invalid_blueprint",
+                format!("run {id} was not started from a blueprint file; pass its blueprint: engine:resume(id, bp)"),
+            );
+        }
+        _ => super::load::compile_value(lua, bp)?,
+    };
+    let compiled = match compiled {
+        Ok(c) => c,
+        Err(error) => return Ok(Err(error)),
+    };
+    if restart.digest.as_deref().is_some_and(|d| *d != *blueprint_digest(&compiled.blueprint)) {
+        eprintln!(
+            "swarm: the blueprint of run {id} changed since it started; steps whose pointer or input no longer match run again"
+        );
+    }
+    let options = RunOptions { file: restart.file, resume: restart.resume, replay: restart.replay };
+    start(lua, engine, compiled, restart.init, on_event, options).map(Ok)
+}
+
 fn start(
     lua: &Lua,
     engine: &Engine,
     compiled: Rc<CompiledBlueprint>,
     init: Value,
     on_event: Option<Function>,
+    options: RunOptions,
 ) -> mlua::Result<LuaRun> {
-    let handle = engine.start(compiled, init, Rc::new(LuaExterns::new(lua)));
+    let handle = engine.start_with(compiled, init, Rc::new(LuaExterns::new(lua)), options);
     remember_run(lua, &handle);
     let events = match on_event {
         Some(callback) => Some(pump_events(lua, engine, &handle, callback)?),

@@ -177,6 +177,25 @@ pub(super) fn compile_value(lua: &Lua, value: LuaValue) -> mlua::Result<Result<R
     }
 }
 
+/// Loads and compiles the blueprint file at `path` in this VM (a JSON file with the detached
+/// compiler); a failure comes back as the structured error table to raise.
+pub(super) fn compile_file(lua: &Lua, path: &Path) -> mlua::Result<Result<Rc<CompiledBlueprint>, Table>> {
+    let bp = match load_file(lua, path) {
+        Ok(bp) => bp,
+        Err(e) => return Ok(Err(load_error_table(lua, &e)?)),
+    };
+    let rust_fns = lua.app_data_ref::<RustFns>().map(|r| r.0.clone()).unwrap_or_default();
+    let compiler = if path.extension().is_some_and(|e| e == "json") {
+        super::detached_compiler_for(lua, rust_fns)
+    } else {
+        compiler_for(lua, rust_fns)
+    };
+    match compiler.compile(Rc::new(bp), path.parent()) {
+        Ok(compiled) => Ok(Ok(Rc::new(compiled))),
+        Err(errors) => Ok(Err(compile_error_table(lua, &errors)?)),
+    }
+}
+
 /// Installs `swarm.compile(bp)`: returns the compiled blueprint or raises a structured error
 /// table `{kind, message, agent?, step?, pointer?, file?, line?, errors = {...}}`.
 pub(super) fn install_compile(lua: &Lua, swarm: &Table, rust_fns: Rc<RustFnRegistry>) -> mlua::Result<()> {

@@ -146,10 +146,7 @@ impl Host {
     /// A compiler for blueprints that did not come from this VM (JSON files): an inline
     /// function reference cannot be resolved there, so it is a warning, not an error.
     pub fn detached_compiler(&self) -> Compiler {
-        let mut compiler =
-            compiler_with(None, None, console(&self.lua), self.rust_fns.clone(), script_runtime(&self.lua));
-        compiler.set_layers(layer_api::registry(&self.lua).borrow().clone()).set_detached(true);
-        compiler
+        detached_compiler_for(&self.lua, self.rust_fns.clone())
     }
 
     /// The pool that runs script agents (its stats, its configuration).
@@ -207,6 +204,13 @@ pub(crate) fn console(lua: &Lua) -> Rc<dyn ConsoleIo> {
 fn script_runtime(lua: &Lua) -> Option<ScriptRuntime> {
     let pool = lua.app_data_ref::<Scripts>()?.0.clone();
     Some(ScriptRuntime { pool, bridges: Rc::new(HostBridges::new(lua)) })
+}
+
+/// [`Host::detached_compiler`] for the VM `lua`.
+pub(crate) fn detached_compiler_for(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> Compiler {
+    let mut compiler = compiler_with(None, None, console(lua), rust_fns, script_runtime(lua));
+    compiler.set_layers(layer_api::registry(lua).borrow().clone()).set_detached(true);
+    compiler
 }
 
 fn compiler_with(

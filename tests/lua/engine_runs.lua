@@ -152,3 +152,4 @@ assert(string.find(tostring(deep_err), "depth_exceeded", 1, true), tostring(deep
 
 -- The ctx is a JSON object.
 expect.raises(function() engine:start(recursive, 5) end, { "the init ctx must be a table" })
+expect.raises(function() engine:start(recursive, "/x/bp.lua") end, { "got string", "wrap it, (require(" })

@@ -67,4 +67,4 @@ assert(not string.find(err.message, fields.sig, 1, true))
 
 expect.raises(function() engine:mint({ role = "root" }) end, { "engine:mint", "root" })
 expect.raises(function() engine:mint({ role = "worker", colour = "red" }) end, { "unknown field `colour`" })
-expect.raises(function() swarm.engine({ state = "/tmp/x.db" }) end, { "state" })
+expect.raises(function() swarm.engine({ state = true }) end, { "bad option `state`" })

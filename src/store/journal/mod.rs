@@ -9,6 +9,7 @@
 
 mod outputs;
 mod reader;
+mod restart;
 mod schema;
 mod writer;
 
@@ -25,6 +26,7 @@ use crate::value::Value;
 
 pub use outputs::SqliteOutputStore;
 pub use reader::{Reader, Recorded, RunRow, StepKey, StepRow};
+pub use restart::{Restart, RestartError, prepare as prepare_restart};
 pub use schema::SCHEMA_VERSION;
 pub use writer::SqliteJournal;
 
@@ -38,6 +40,10 @@ pub trait Journal {
     fn step_closed(&self, step: StepRecord) -> Ack;
     /// A run ended with this ctx (final or partial); the ack resolves once durable.
     fn run_finished(&self, run_id: &Arc<str>, status: RunStatus, ctx: &Value, error: Option<&FlowError>) -> Ack;
+    /// The file the journal can be read back from (to resume its runs), if it has one.
+    fn location(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// How a run starts, as journaled.

@@ -179,6 +179,10 @@ impl Journal for SqliteJournal {
             Op::RunFinished { id: run_id.clone(), status, ctx: ctx.clone(), error: error.cloned(), at_ms: now_ms() };
         self.send(op, true)
     }
+
+    fn location(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
 }
 
 /// Whether process `pid` is alive (it may belong to someone else: then it is alive too).
