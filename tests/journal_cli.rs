@@ -349,7 +349,7 @@ fn a_version_1_journal_migrates_and_keeps_its_runs() {
     assert_eq!(shown["ctx"], serde_json::json!({"a": 1}));
     let conn = rusqlite::Connection::open(&db).unwrap();
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, luaswarm::store::journal::SCHEMA_VERSION);
 
     // A journal from a newer build is refused, not rewritten (not even switched to WAL).
     let mode: String = conn.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0)).unwrap();

@@ -241,9 +241,14 @@ fn resume(
         t.set_metatable(Some(error_metatable(lua)?))?;
         Ok(Err(t))
     };
-    let Some(path) = engine.config().journal.as_ref().and_then(|j| j.0.location()) else {
+    let journal = engine.config().journal.as_ref().map(|j| &j.0);
+    let Some(path) = journal.and_then(|j| j.location()) else {
         return refused("no_journal", "this engine journals nothing (make it with swarm.engine{state = PATH})".into());
     };
+    // What this engine journaled is read back from the file: let the writer catch up first.
+    if let Some(Err(e)) = journal.map(|j| j.sync()) {
+        return refused("journal", e);
+    }
     if engine.running().iter().any(|r| &**r == id) {
         return refused("not_resumable", format!("run {id} is running on this engine"));
     }

@@ -4,9 +4,11 @@
 //!
 //! The engine sees only the [`Journal`] trait: the event bus feeds it every event, the run driver
 //! reports a run's start and end, and the flow dispatcher reports each settled step and waits
-//! for the returned [`Ack`] before the flow moves past the step. [`SqliteJournal`] does the
-//! writing on a thread of its own (see `writer`), and [`Reader`] answers `swarm runs`.
+//! for the returned [`Ack`] before the flow moves past the step. [`SqliteJournal`] makes a step
+//! durable in a write-ahead log of its process (see `ahead`) and writes SQLite on a thread of
+//! its own (see `writer`); [`Reader`] answers `swarm runs`.
 
+mod ahead;
 mod outputs;
 mod reader;
 mod restart;
@@ -44,6 +46,10 @@ pub trait Journal {
     fn location(&self) -> Option<&Path> {
         None
     }
+    /// Blocks until everything sent so far can be read back from [`Journal::location`].
+    fn sync(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// How a run starts, as journaled.
@@ -77,12 +83,19 @@ pub struct StepRecord {
 }
 
 /// Resolves when a journal write is durable (or failed).
-pub struct Ack(Option<oneshot::Receiver<Result<(), String>>>);
+pub struct Ack(pub(crate) Option<oneshot::Receiver<Result<(), String>>>);
 
 impl Ack {
     /// An ack that is already resolved: for journals with nothing to wait for.
     pub fn done() -> Ack {
         Ack(None)
+    }
+
+    /// An ack that is already resolved with an error.
+    pub fn failed(message: impl Into<String>) -> Ack {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Err(message.into()));
+        Ack(Some(rx))
     }
 
     pub async fn wait(self) -> Result<(), String> {

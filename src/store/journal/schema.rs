@@ -3,7 +3,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Each migration takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -68,6 +68,8 @@ CREATE INDEX outputs_by_run ON outputs(run_id);
 "#,
     // 2: the digest of the blueprint a run started on, so resume can tell it changed.
     "ALTER TABLE runs ADD COLUMN digest TEXT;",
+    // 3: how far SQLite has applied each process's write-ahead log (see `ahead`).
+    "CREATE TABLE logs (name TEXT PRIMARY KEY, applied INTEGER NOT NULL);",
 ];
 
 /// Brings `conn` up to [`SCHEMA_VERSION`]; refuses a file written by a newer build. Each step

@@ -1,9 +1,12 @@
-//! The journal's writer: one thread owns the SQLite connection. Messages arrive on a channel;
-//! the thread takes one, then everything else already queued, and writes the batch in one
-//! transaction (group commit: fanout lanes settling together share a commit), then acks the
-//! messages that asked for it. WAL with `synchronous=NORMAL` makes a commit durable against a
-//! process crash once it returns.
+//! The journal's writer. Each journal write becomes SQL statements, built on the host thread
+//! and appended to this process's write-ahead log (see `ahead`); a step's record is written to
+//! the log before its close returns, which makes it durable against a process crash without
+//! waiting for SQLite. One thread owns the SQLite connection: statements arrive on a channel,
+//! the thread takes one message and everything else already queued, and applies the batch in
+//! one transaction (group commit) together with how far into the log it got. WAL with
+//! `synchronous=NORMAL` makes a commit durable against a process crash once it returns.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -12,43 +15,35 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::oneshot;
 
+use super::ahead::{self, LogFile, Param, Stmt};
 use super::{Ack, Journal, JournalError, RunStart, StepRecord, schema, status_name};
 use crate::engine::{Event, EventKind, RunStatus, now_ms};
 use crate::flow::FlowError;
 use crate::store::OutputRecord;
 use crate::value::Value;
 
-enum Op {
-    RunStarted(RunStart, u64),
-    Event(Event),
-    Step(StepRecord, u64),
-    RunFinished {
-        id: Arc<str>,
-        status: RunStatus,
-        ctx: Value,
-        error: Option<FlowError>,
-        at_ms: u64,
-    },
-    Output(OutputRecord),
-    /// Nothing: its ack says everything sent before it is durable.
-    Flush,
+enum Msg {
+    /// One journal write: its statements, and the log position after its record.
+    Write { stmts: Vec<Stmt>, log: Arc<str>, end: u64 },
+    /// Acked once everything before it is committed (or failed).
+    Flush(oneshot::Sender<Result<(), String>>),
+    /// [`Msg::Flush`] for a caller that blocks.
+    Sync(mpsc::Sender<Result<(), String>>),
+    /// The host moved on to a new log file; the old one goes once SQLite has all of it.
+    Retire(Arc<str>),
 }
 
-struct Msg {
-    op: Op,
-    ack: Option<oneshot::Sender<Result<(), String>>>,
-}
-
-/// A journal in a SQLite file, written by its own thread. Dropping it writes what is queued and
-/// stops the thread.
+/// A journal in a SQLite file, written by its own thread, fronted by a write-ahead log.
+/// Dropping it writes what is queued, stops the thread, and deletes the log.
 pub struct SqliteJournal {
     path: PathBuf,
     tx: Option<mpsc::Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
+    log: RefCell<LogFile>,
 }
 
-/// Opens `path` read-write, migrating its schema and marking runs left `running` by a dead
-/// process `interrupted`: a file that is not a journal, or one locked
+/// Opens `path` read-write, migrating its schema, applying the logs of dead processes, and
+/// marking runs left `running` by a dead process `interrupted`: a file that is not a journal, or one locked
 /// by another process for longer than the busy timeout, is an error and nothing is written.
 pub(super) fn open_connection(path: &Path) -> Result<Connection, JournalError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -63,6 +58,8 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, JournalError> {
     conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)).map_err(|e| opening(path, e))?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| JournalError::new(path, e))?;
     schema::migrate(&mut conn).map_err(|e| JournalError::new(path, e))?;
+    // What dead processes logged but SQLite never got goes in first, then their runs are marked.
+    ahead::recover(&mut conn, path, alive).map_err(|e| opening(path, e))?;
     mark_interrupted(&conn).map_err(|e| JournalError::new(path, e))?;
     Ok(conn)
 }
@@ -115,45 +112,83 @@ impl SqliteJournal {
             std::fs::create_dir_all(dir).map_err(|e| JournalError::new(dir, e))?;
         }
         let conn = open_retrying(path)?;
+        let log = LogFile::create(path).map_err(|e| JournalError::new(path, format!("cannot create its log: {e}")))?;
         let (tx, rx) = mpsc::channel();
+        let dir = log.path_of("");
         let thread = std::thread::Builder::new()
             .name("swarm-journal".into())
-            .spawn(move || write_loop(conn, rx))
+            .spawn(move || write_loop(conn, rx, dir))
             .map_err(|e| JournalError::new(path, e))?;
-        Ok(SqliteJournal { path: path.to_path_buf(), tx: Some(tx), thread: Some(thread) })
+        Ok(SqliteJournal { path: path.to_path_buf(), tx: Some(tx), thread: Some(thread), log: RefCell::new(log) })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn send(&self, op: Op, want_ack: bool) -> Ack {
-        let (ack, rx) = if want_ack {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(Msg { op, ack }).is_ok());
+    fn send(&self, msg: Msg) -> bool {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok());
         if !sent {
             tracing::error!(path = %self.path.display(), "the journal writer has stopped");
         }
-        Ack(rx)
+        sent
     }
 
-    /// Resolves once everything sent so far is durable.
+    /// Logs `stmts` and hands them to the writer; with `durable`, the log is written before
+    /// this returns (an error if it could not be).
+    fn record(&self, stmts: Vec<Stmt>, durable: bool) -> Result<(), String> {
+        let mut log = self.log.borrow_mut();
+        let end = log.append(&stmts);
+        self.send(Msg::Write { stmts, log: log.name.clone(), end });
+        if !durable {
+            return Ok(());
+        }
+        log.write().map_err(|e| format!("{}: writing the journal's log: {e}", self.path.display()))?;
+        match log.rotate() {
+            Ok(Some(old)) => {
+                self.send(Msg::Retire(old));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{}: cannot start a new log file: {e}", self.path.display()),
+        }
+        Ok(())
+    }
+
+    /// Resolves once everything sent so far is committed to SQLite.
     pub fn flush(&self) -> Ack {
-        self.send(Op::Flush, true)
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.log.borrow_mut().write() {
+            let _ = tx.send(Err(format!("{}: writing the journal's log: {e}", self.path.display())));
+        } else if !self.send(Msg::Flush(tx)) {
+            return Ack::failed("the journal writer stopped");
+        }
+        Ack(Some(rx))
     }
 
     /// Journals a stored output (the SQLite output store writes through here).
-    pub fn output(&self, record: OutputRecord) {
-        self.send(Op::Output(record), false);
+    pub fn output(&self, r: OutputRecord) {
+        let stmt = Stmt::new(
+            ahead::OUTPUT,
+            vec![
+                (&*r.id).into(),
+                (&*r.run_id).into(),
+                (&*r.task_id).into(),
+                Param::Int(i64::from(r.attempt)),
+                (&*r.producer).into(),
+                r.value.to_json().into(),
+                Param::Int(r.size as i64),
+            ],
+        );
+        // Kept with the next durable write, as events are.
+        let _ = self.record(vec![stmt], false);
     }
 }
 
 impl Drop for SqliteJournal {
     fn drop(&mut self) {
+        if let Err(e) = self.log.borrow_mut().write() {
+            tracing::error!("{}: writing the journal's log: {e}", self.path.display());
+        }
         self.tx.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -163,26 +198,134 @@ impl Drop for SqliteJournal {
 
 impl Journal for SqliteJournal {
     fn run_started(&self, run: &RunStart) {
-        self.send(Op::RunStarted(run.clone(), now_ms()), false);
+        let stmt = if run.resumed {
+            Stmt::new(
+                ahead::RUN_RESUMED,
+                vec![(&*run.id).into(), Param::Int(i64::from(std::process::id())), (&*run.digest).into()],
+            )
+        } else {
+            Stmt::new(
+                ahead::RUN_INSERT,
+                vec![
+                    (&*run.id).into(),
+                    (&*run.blueprint).into(),
+                    run.file.clone().into(),
+                    run.input.to_json().into(),
+                    Param::Int(now_ms() as i64),
+                    Param::Int(i64::from(std::process::id())),
+                    (&*run.digest).into(),
+                ],
+            )
+        };
+        let _ = self.record(vec![stmt], false);
     }
 
     fn event(&self, event: &Event) {
-        self.send(Op::Event(event.clone()), false);
+        let _ = self.record(event_statements(event), false);
     }
 
     fn step_closed(&self, step: StepRecord) -> Ack {
-        self.send(Op::Step(step, now_ms()), true)
+        let (status, output, error) = match &step.outcome {
+            Ok(v) => ("pass", Param::Text(v.to_json()), Param::Null),
+            Err(e) => (e.kind.name(), Param::Null, Param::Text(json(e))),
+        };
+        let at = Param::Int(now_ms() as i64);
+        let mut stmts = Vec::with_capacity(2);
+        if step.replayed {
+            let created = vec![(&*step.task_id).into(), (&*step.run_id).into(), (&*step.agent).into(), at.clone()];
+            stmts.push(Stmt::new(ahead::TASK_CREATED, created));
+        }
+        stmts.push(Stmt::new(
+            ahead::TASK_SETTLED,
+            vec![
+                (&*step.task_id).into(),
+                status.into(),
+                at,
+                (&*step.pointer).into(),
+                (&*step.input_hash).into(),
+                Param::Int(i64::from(step.occurrence)),
+                output,
+                error,
+                Param::Int(i64::from(step.replayed)),
+            ],
+        ));
+        match self.record(stmts, true) {
+            Ok(()) => Ack::done(),
+            Err(e) => Ack::failed(e),
+        }
     }
 
+    /// Durable in the log, and acked once committed to SQLite too, so whoever waited for the
+    /// run can read all of it from the file.
     fn run_finished(&self, run_id: &Arc<str>, status: RunStatus, ctx: &Value, error: Option<&FlowError>) -> Ack {
-        let op =
-            Op::RunFinished { id: run_id.clone(), status, ctx: ctx.clone(), error: error.cloned(), at_ms: now_ms() };
-        self.send(op, true)
+        let stmt = Stmt::new(
+            ahead::RUN_FINISHED,
+            vec![
+                (&**run_id).into(),
+                status_name(status).into(),
+                Param::Int(now_ms() as i64),
+                ctx.to_json().into(),
+                error.map(json).into(),
+            ],
+        );
+        match self.record(vec![stmt], true) {
+            Ok(()) => self.flush(),
+            Err(e) => Ack::failed(e),
+        }
     }
 
     fn location(&self) -> Option<&Path> {
         Some(&self.path)
     }
+
+    fn sync(&self) -> Result<(), String> {
+        self.log
+            .borrow_mut()
+            .write()
+            .map_err(|e| format!("{}: writing the journal's log: {e}", self.path.display()))?;
+        let (tx, rx) = mpsc::channel();
+        if !self.send(Msg::Sync(tx)) {
+            return Err("the journal writer stopped".into());
+        }
+        rx.recv().unwrap_or_else(|_| Err("the journal writer stopped".into()))
+    }
+}
+
+/// The statements that journal `event`: the event itself, and what it says about its task.
+fn event_statements(event: &Event) -> Vec<Stmt> {
+    let at = Param::Int(event.at_ms as i64);
+    let run: Param = (&*event.run_id).into();
+    let mut stmts = vec![Stmt::new(
+        ahead::EVENT,
+        vec![run.clone(), Param::Int(event.seq as i64), at.clone(), event.kind.name().into(), json(event).into()],
+    )];
+    match &event.kind {
+        EventKind::TaskCreated { task_id, agent, .. } => {
+            stmts.push(Stmt::new(ahead::TASK_CREATED, vec![(&**task_id).into(), run, (&**agent).into(), at]));
+        }
+        EventKind::AttemptStarted { task_id, attempt, .. } => {
+            let attempt = Param::Int(i64::from(*attempt));
+            stmts.push(Stmt::new(ahead::ATTEMPT_STARTED, vec![(&**task_id).into(), attempt.clone(), run, at]));
+            stmts.push(Stmt::new(ahead::TASK_ATTEMPTS, vec![(&**task_id).into(), attempt]));
+        }
+        EventKind::AttemptFinished { task_id, attempt, status, elapsed_ms, error, .. } => {
+            stmts.push(Stmt::new(
+                ahead::ATTEMPT_FINISHED,
+                vec![
+                    (&**task_id).into(),
+                    Param::Int(i64::from(*attempt)),
+                    status.name().into(),
+                    Param::Real(*elapsed_ms),
+                    error.clone().into(),
+                ],
+            ));
+        }
+        EventKind::TaskCancelled { task_id } => {
+            stmts.push(Stmt::new(ahead::TASK_CANCELLED, vec![(&**task_id).into(), at]));
+        }
+        _ => {}
+    }
+    stmts
 }
 
 /// Whether process `pid` is alive (it may belong to someone else: then it is alive too).
@@ -225,21 +368,47 @@ fn mark_interrupted(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>) {
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, dir: PathBuf) {
+    // The first failure stops applying: the log keeps the rest, for whoever opens the journal
+    // after this process (recovery applies it then).
+    let mut failed: Option<String> = None;
+    let mut current: Option<Arc<str>> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let result = write_batch(&mut conn, &batch).map_err(|e| e.to_string());
-        if let Err(e) = &result {
+        if failed.is_none()
+            && let Err(e) = write_batch(&mut conn, &batch)
+        {
             tracing::error!("journal write failed: {e}");
+            failed = Some(e.to_string());
         }
+        let result = failed.as_ref().map_or(Ok(()), |e| Err(e.clone()));
         for msg in batch {
-            if let Some(ack) = msg.ack {
-                let _ = ack.send(result.clone());
+            match msg {
+                Msg::Write { log, .. } => current = Some(log),
+                Msg::Flush(ack) => {
+                    let _ = ack.send(result.clone());
+                }
+                Msg::Sync(ack) => {
+                    let _ = ack.send(result.clone());
+                }
+                Msg::Retire(name) if failed.is_none() => retire(&conn, &dir, &name),
+                Msg::Retire(_) => {}
             }
         }
+    }
+    if let (None, Some(name)) = (failed, current) {
+        retire(&conn, &dir, &name);
+    }
+}
+
+/// Deletes a log SQLite has all of: the file first, then its row.
+fn retire(conn: &Connection, dir: &Path, name: &str) {
+    let _ = std::fs::remove_file(dir.join(name));
+    if let Err(e) = conn.execute("DELETE FROM logs WHERE name = ?1", [name]) {
+        tracing::warn!("forgetting the journal log {name}: {e}");
     }
 }
 
@@ -247,139 +416,26 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("journal records encode as JSON")
 }
 
+/// Applies a batch in one transaction, with how far into each log it got.
 fn write_batch(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    let mut reached: Vec<(&Arc<str>, u64)> = Vec::new();
     for msg in batch {
-        apply(&tx, &msg.op)?;
+        if let Msg::Write { stmts, log, end } = msg {
+            for stmt in stmts {
+                stmt.execute(&tx)?;
+            }
+            match reached.iter_mut().find(|(name, _)| *name == log) {
+                Some(r) => r.1 = *end,
+                None => reached.push((log, *end)),
+            }
+        }
+    }
+    for (name, end) in reached {
+        tx.prepare_cached("INSERT OR REPLACE INTO logs (name, applied) VALUES (?1, ?2)")?
+            .execute(params![&**name, end as i64])?;
     }
     tx.commit()
-}
-
-fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
-    match op {
-        Op::RunStarted(run, at_ms) => {
-            let pid = i64::from(std::process::id());
-            if run.resumed {
-                tx.prepare_cached(
-                    "UPDATE runs SET status = 'running', pid = ?2, finished_ms = NULL, ctx = NULL, error = NULL, \
-                     digest = ?3 WHERE id = ?1",
-                )?
-                .execute(params![&*run.id, pid, &*run.digest])?;
-            } else {
-                tx.prepare_cached(
-                    "INSERT INTO runs (id, blueprint, file, input, status, started_ms, pid, digest) \
-                     VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7)",
-                )?
-                .execute(params![
-                    &*run.id,
-                    &*run.blueprint,
-                    run.file,
-                    run.input.to_json(),
-                    *at_ms as i64,
-                    pid,
-                    &*run.digest
-                ])?;
-            }
-        }
-        Op::Event(event) => {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO events (run_id, seq, at_ms, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                &*event.run_id,
-                event.seq as i64,
-                event.at_ms as i64,
-                event.kind.name(),
-                json(event)
-            ])?;
-            let at = event.at_ms as i64;
-            match &event.kind {
-                EventKind::TaskCreated { task_id, agent, .. } => {
-                    tx.prepare_cached(
-                        "INSERT OR IGNORE INTO tasks (id, run_id, agent, status, started_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
-                    )?
-                    .execute(params![&**task_id, &*event.run_id, &**agent, at])?;
-                }
-                EventKind::AttemptStarted { task_id, attempt, .. } => {
-                    tx.prepare_cached(
-                        "INSERT OR REPLACE INTO attempts (task_id, attempt, run_id, status, started_ms) \
-                         VALUES (?1, ?2, ?3, 'running', ?4)",
-                    )?
-                    .execute(params![&**task_id, attempt, &*event.run_id, at])?;
-                    tx.prepare_cached("UPDATE tasks SET attempts = ?2 WHERE id = ?1")?
-                        .execute(params![&**task_id, attempt])?;
-                }
-                EventKind::AttemptFinished { task_id, attempt, status, elapsed_ms, error, .. } => {
-                    tx.prepare_cached(
-                        "UPDATE attempts SET status = ?3, elapsed_ms = ?4, error = ?5 WHERE task_id = ?1 AND attempt = ?2",
-                    )?
-                    .execute(params![&**task_id, attempt, status.name(), elapsed_ms, error])?;
-                }
-                EventKind::TaskCancelled { task_id } => {
-                    tx.prepare_cached(
-                        "UPDATE tasks SET status = 'cancelled', finished_ms = ?2 WHERE id = ?1 AND status = 'running'",
-                    )?
-                    .execute(params![&**task_id, at])?;
-                }
-                _ => {}
-            }
-        }
-        Op::Step(step, at_ms) => {
-            let (status, output, error) = match &step.outcome {
-                Ok(v) => ("pass", Some(v.to_json()), None),
-                Err(e) => (e.kind.name(), None, Some(json(e))),
-            };
-            let at = *at_ms as i64;
-            if step.replayed {
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO tasks (id, run_id, agent, status, started_ms) VALUES (?1, ?2, ?3, 'running', ?4)",
-                )?
-                .execute(params![&*step.task_id, &*step.run_id, &*step.agent, at])?;
-            }
-            tx.prepare_cached(
-                "UPDATE tasks SET status = ?2, finished_ms = ?3, pointer = ?4, input_hash = ?5, occurrence = ?6, \
-                 output = ?7, error = ?8, replayed = ?9 WHERE id = ?1",
-            )?
-            .execute(params![
-                &*step.task_id,
-                status,
-                at,
-                &*step.pointer,
-                &*step.input_hash,
-                step.occurrence,
-                output,
-                error,
-                step.replayed
-            ])?;
-        }
-        Op::RunFinished { id, status, ctx, error, at_ms } => {
-            tx.prepare_cached("UPDATE runs SET status = ?2, finished_ms = ?3, ctx = ?4, error = ?5 WHERE id = ?1")?
-                .execute(params![
-                    &**id,
-                    status_name(*status),
-                    *at_ms as i64,
-                    ctx.to_json(),
-                    error.as_ref().map(json)
-                ])?;
-        }
-        Op::Flush => {}
-        Op::Output(r) => {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO outputs (id, run_id, task_id, attempt, producer, value, size) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                &*r.id,
-                &*r.run_id,
-                &*r.task_id,
-                r.attempt,
-                &*r.producer,
-                r.value.to_json(),
-                r.size as i64
-            ])?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -429,6 +485,11 @@ mod tests {
         for ack in acks {
             block_on(ack.wait()).unwrap();
         }
+        // Acked means written to the log; SQLite has it once the writer caught up.
+        let log = journal.log.borrow().path_of(&journal.log.borrow().name);
+        let logged = ahead::decode(&std::fs::read(&log).unwrap());
+        assert_eq!(logged.last().unwrap().1[0].sql, ahead::TASK_SETTLED, "the last step's record is in the log");
+        journal.sync().unwrap();
         let reader = Reader::open(&path).unwrap();
         let steps = reader.steps("r-t").unwrap();
         assert_eq!(steps.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(), ["pass", "pass"]);
@@ -475,5 +536,122 @@ mod tests {
         drop(reader);
         let reader = Reader::open(&path).unwrap();
         assert_eq!(reader.run("r-live").unwrap().unwrap().status, "interrupted");
+    }
+
+    /// A process that died leaving records SQLite never got: the next open applies them, once.
+    #[test]
+    fn the_log_of_a_dead_process_is_applied_once_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(SqliteJournal::open(&path).unwrap());
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+
+        let run = |blueprint: &str| {
+            Stmt::new(
+                ahead::RUN_INSERT,
+                vec![
+                    "r-x".into(),
+                    blueprint.into(),
+                    Param::Null,
+                    "{}".into(),
+                    Param::Int(1),
+                    Param::Int(i64::from(dead_pid)),
+                    "d".into(),
+                ],
+            )
+        };
+        let event = |body: &str| {
+            Stmt::new(ahead::EVENT, vec!["r-x".into(), Param::Int(1), Param::Int(1), "k".into(), body.into()])
+        };
+        let created = Stmt::new(ahead::TASK_CREATED, vec!["r-x.1".into(), "r-x".into(), "a".into(), Param::Int(2)]);
+        let settled = Stmt::new(
+            ahead::TASK_SETTLED,
+            vec![
+                "r-x.1".into(),
+                "pass".into(),
+                Param::Int(3),
+                "/".into(),
+                "h".into(),
+                Param::Int(0),
+                "7".into(),
+                Param::Null,
+                Param::Int(0),
+            ],
+        );
+        let mut bytes = Vec::new();
+        ahead::encode(&[run("bp"), event("from the log")], &mut bytes);
+        let applied = bytes.len();
+        ahead::encode(&[created], &mut bytes);
+        ahead::encode(&[settled], &mut bytes);
+        // The process died inside its last write.
+        let mut torn = Vec::new();
+        ahead::encode(&[event("torn")], &mut torn);
+        bytes.extend_from_slice(&torn[..torn.len() / 2]);
+        let name = format!("state.db-log-{dead_pid}-abc-0");
+        // SQLite got the first record before the process died.
+        {
+            let conn = open_connection(&path).unwrap();
+            run("bp").execute(&conn).unwrap();
+            event("already applied").execute(&conn).unwrap();
+            conn.execute("INSERT INTO logs (name, applied) VALUES (?1, ?2)", params![name, applied as i64]).unwrap();
+        }
+        std::fs::write(dir.path().join(&name), &bytes).unwrap();
+        // Opened as `swarm runs` would: the dead process's records are there, and its run interrupted.
+        let reader = Reader::open(&path).unwrap();
+        let steps = reader.steps("r-x").unwrap();
+        assert_eq!((steps.len(), steps[0].status.as_str()), (1, "pass"));
+        assert_eq!(reader.run("r-x").unwrap().unwrap().status, "interrupted");
+        let bodies: Vec<String> = Connection::open(&path)
+            .unwrap()
+            .prepare("SELECT body FROM events WHERE run_id = 'r-x'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(bodies, ["already applied"], "the applied record was not applied again, the torn one not at all");
+        assert!(!dir.path().join(&name).exists(), "the recovered log is deleted");
+        // Opening again applies nothing twice.
+        drop(reader);
+        assert_eq!(Reader::open(&path).unwrap().steps("r-x").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_clean_exit_leaves_no_log_and_a_long_log_is_retired_as_it_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let logs = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("state.db-log-"))
+                .count()
+        };
+        let journal = SqliteJournal::open(&path).unwrap();
+        journal.log.borrow_mut().rotate_at = 4096;
+        let run: Arc<str> = "r-r".into();
+        for n in 0..200u64 {
+            let task: Arc<str> = format!("r-r.{n}").into();
+            let created = EventKind::TaskCreated { task_id: task.clone(), agent: "a".into(), depth: 0, parent: None };
+            journal.event(&event(&run, n, created));
+            let step = StepRecord {
+                run_id: run.clone(),
+                task_id: task,
+                agent: "a".into(),
+                pointer: "/".into(),
+                input_hash: "h".into(),
+                occurrence: n as u32,
+                outcome: Ok(Value::from(n as i64)),
+                replayed: false,
+            };
+            block_on(journal.step_closed(step).wait()).unwrap();
+        }
+        assert!(journal.log.borrow().generation > 5, "the log moved on to new files");
+        journal.sync().unwrap();
+        assert_eq!(logs(), 1, "the retired files are gone once SQLite has them");
+        drop(journal);
+        assert_eq!(logs(), 0, "a clean exit deletes the log");
+        assert_eq!(Reader::open(&path).unwrap().steps("r-r").unwrap().len(), 200);
     }
 }
