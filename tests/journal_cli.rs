@@ -252,6 +252,14 @@ fn kill_and_resume(flow: &str, kill_at: usize, total: usize) {
     }
     let shown_after = json(&swarm_in(dir.path(), &["runs", "show", &id, "--json"]).stdout);
     assert_eq!(shown_after["status"], "finished");
+    // The killed process's write-ahead log was applied and deleted; the resuming one's deleted
+    // at its clean exit.
+    let logs: Vec<String> = std::fs::read_dir(dir.path().join(".swarm"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("state.db-log-"))
+        .collect();
+    assert!(logs.is_empty(), "{logs:?}");
 
     let fresh_side = dir.path().join("fresh.txt");
     let fresh = script(dir.path(), "fresh", &fresh_side, flow);
