@@ -20,6 +20,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql, TransactionBehavior, params};
@@ -257,8 +258,11 @@ impl LogFile {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        // Unique among this process's journals (a counter) and across reuses of its pid (the clock).
+        static OPENED: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let stem = format!("{}{}-{:x}", prefix(db), std::process::id(), nanos as u64 & 0xffff_ffff_ffff);
+        let nonce = (nanos as u64 & 0xffff_ffff_ffff) << 8 | (OPENED.fetch_add(1, Ordering::Relaxed) & 0xff);
+        let stem = format!("{}{}-{nonce:x}", prefix(db), std::process::id());
         let (file, name) = open_generation(&dir, &stem, 0)?;
         Ok(LogFile {
             file,
