@@ -4,22 +4,16 @@
 //! final ctx equals an uninterrupted run's. The resuming side is `tests/lua/support/resume.lua`
 //! run in a host VM in this process.
 
+mod killed;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use killed::lines;
 
 use luaswarm::host::{Host, lua_error_message};
 use mlua::Table;
-
-/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A blueprint module: eight steps of a `work` agent that appends its input to `side` and
 /// sleeps 200 ms, answering `{"done": input}`.
@@ -38,31 +32,6 @@ return swarm.blueprint({{ id = "long", agents = {{ work = work }}, flow = F.seq(
     let path = dir.join("long.lua");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
-}
-
-/// Spawns `swarm args` in `dir` and SIGKILLs it once `side` has `kill_at` lines.
-fn start_and_kill(dir: &Path, args: &[&str], side: &Path, kill_at: usize) {
-    let mut child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lines(side).len() < kill_at {
-        assert!(Instant::now() < deadline, "the run never reached {kill_at} steps");
-        assert!(child.0.try_wait().unwrap().is_none(), "the run ended before it was killed");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
 }
 
 /// Runs `tests/lua/support/resume.lua` with `args` in a fresh host VM; what it returns.
@@ -121,7 +90,7 @@ fn a_run_of_swarm_run_killed_mid_seq_resumes_from_lua_with_its_recorded_file() {
     let side = dir.path().join("side.txt");
     let file = blueprint(dir.path(), &side);
     let journal = dir.path().join("state.db");
-    start_and_kill(dir.path(), &["run", file.to_str().unwrap(), "--state", journal.to_str().unwrap()], &side, 4);
+    killed::kill_at(dir.path(), &["run", file.to_str().unwrap(), "--state", journal.to_str().unwrap()], &side, 4);
     let before = lines(&side);
     let listed = runs(dir.path(), &journal);
     assert_eq!(listed[0]["status"], "interrupted");
@@ -155,7 +124,7 @@ fn a_run_started_from_a_script_resumes_with_the_blueprint_passed_in() {
         ),
     )
     .unwrap();
-    start_and_kill(dir.path(), &["serve", script.to_str().unwrap()], &side, 3);
+    killed::kill_at(dir.path(), &["serve", script.to_str().unwrap()], &side, 3);
     let before = lines(&side);
     let id = runs(dir.path(), &journal)[0]["id"].as_str().unwrap().to_string();
 
@@ -176,7 +145,7 @@ fn swarm_serve_journals_beside_its_script_and_a_killed_run_resumes_from_lua() {
     blueprint(dir.path(), &side);
     let script = dir.path().join("served.lua");
     std::fs::write(&script, "RUN = require('swarm').default_engine():start((require('long')))\n").unwrap();
-    start_and_kill(dir.path(), &["serve", script.to_str().unwrap()], &side, 2);
+    killed::kill_at(dir.path(), &["serve", script.to_str().unwrap()], &side, 2);
     let before = lines(&side);
     let journal = dir.path().join(".swarm").join("state.db");
     let listed = runs(dir.path(), &journal);
