@@ -2,9 +2,12 @@
 //! list/show/events`, `--state memory`, a file that is not a journal, concurrent runs, and a run
 //! killed with SIGKILL in the middle of a seq and of a fanout, then resumed.
 
+mod killed;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+
+use killed::{Killed, lines};
 
 fn swarm_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_swarm")).args(args).current_dir(dir).output().expect("the swarm binary runs")
@@ -16,16 +19,6 @@ fn json(bytes: &[u8]) -> serde_json::Value {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A blueprint whose `work` agent appends its input to `side` and sleeps 200 ms; `flow` is Lua
@@ -57,10 +50,6 @@ const FANOUT: &str = r#"F.seq({
     body = F.step({ agent = "work", input = F.p("$.item"), out = "$.r" }), out = "$.lanes" }),
   F.step({ agent = "work", input = F.lit("last"), out = "$.last" }),
 })"#;
-
-fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
-}
 
 #[test]
 fn a_run_is_journaled_and_listed_shown_and_its_events_replayed() {
@@ -200,23 +189,7 @@ fn kill_and_resume(flow: &str, kill_at: usize, total: usize) {
     let dir = tempfile::tempdir().unwrap();
     let side = dir.path().join("side.txt");
     let file = script(dir.path(), "long", &side, flow);
-    let mut child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args(["run", file.to_str().unwrap()])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lines(&side).len() < kill_at {
-        assert!(Instant::now() < deadline, "the run never reached {kill_at} steps");
-        assert!(child.0.try_wait().unwrap().is_none(), "the run ended before it was killed");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
+    killed::kill_at(dir.path(), &["run", file.to_str().unwrap()], &side, kill_at);
 
     let runs = json(&swarm_in(dir.path(), &["runs", "list", "--json"]).stdout);
     let id = runs[0]["id"].as_str().unwrap().to_string();
@@ -280,23 +253,7 @@ fn a_fanout_killed_mid_run_resumes_without_rerunning_finished_lanes() {
 
 /// Starts `file` and SIGKILLs it once `kill_at` lines are in `side`; the run's id.
 fn start_and_kill(dir: &Path, file: &Path, side: &Path, kill_at: usize) -> String {
-    let mut child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args(["run", file.to_str().unwrap()])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lines(side).len() < kill_at {
-        assert!(Instant::now() < deadline, "the run never reached {kill_at} steps");
-        assert!(child.0.try_wait().unwrap().is_none(), "the run ended before it was killed");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
+    killed::kill_at(dir, &["run", file.to_str().unwrap()], side, kill_at);
     let runs = json(&swarm_in(dir, &["runs", "list", "--json"]).stdout);
     runs[0]["id"].as_str().unwrap().to_string()
 }
