@@ -40,6 +40,10 @@ local Engine = {}
 Engine.__index = Engine
 Engine.__name = "swarm.Engine"
 
+local function wrap_run(handle)
+  return setmetatable({ id = handle.id, _native = handle }, Run)
+end
+
 local function wrap_engine(handle)
   return setmetatable({ _native = handle }, Engine)
 end
@@ -54,7 +58,7 @@ function Engine:start(bp, init, opts)
   if not ok then
     error(result, 2)
   end
-  return setmetatable({ id = result.id, _native = result }, Run)
+  return wrap_run(result)
 end
 
 --- Continues an interrupted run of this engine's journal (`swarm.engine{state = PATH}`) under
@@ -77,7 +81,7 @@ function Engine:resume(run_id, bp, opts)
   if not ok then
     error(result, 2)
   end
-  return setmetatable({ id = result.id, _native = result }, Run)
+  return wrap_run(result)
 end
 
 --- Mints a token: `{role=, agent_id=, scopes=, ttl= (seconds), max_uses=, task=}`.

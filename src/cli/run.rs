@@ -13,12 +13,12 @@ use std::time::Instant;
 use tokio::task::JoinHandle;
 
 use crate::blueprint::compile::CompiledBlueprint;
-use crate::engine::{Engine, EngineConfig, Event, EventKind, JournalRef, RunHandle, RunOptions, RunOutcome, RunStatus};
+use crate::engine::{Engine, EngineConfig, Event, EventKind, RunHandle, RunOptions, RunOutcome, RunStatus};
 use crate::host::Host;
 use crate::host::agent_api::LuaExterns;
 use crate::host::engine_api::set_default_engine;
 use crate::reload::{self, BlueprintVersion, FileWatcher, Shutdown, WatchMode};
-use crate::store::journal::{SqliteJournal, SqliteOutputStore, blueprint_digest};
+use crate::store::journal::{SqliteJournal, blueprint_digest, journaled_engine};
 use crate::value::{Value, from_json};
 
 /// How `swarm run` reports progress on stderr.
@@ -146,19 +146,12 @@ pub(super) async fn run_on_engine(
 
 /// An engine journaling to `journal`, with its large outputs in the same file; or with neither.
 pub(super) fn new_engine(journal: Option<Rc<SqliteJournal>>) -> Result<Engine, u8> {
-    let Some(journal) = journal else {
-        return Engine::new(EngineConfig::default()).map_err(|e| {
-            eprintln!("swarm run: {e}");
-            super::EXIT_USAGE
-        });
+    let engine = match journal {
+        Some(journal) => journaled_engine(EngineConfig::default(), journal),
+        None => Engine::new(EngineConfig::default()).map_err(|e| e.to_string()),
     };
-    let outputs = SqliteOutputStore::new(journal.clone()).map_err(|e| {
-        eprintln!("swarm: cannot open the journal {e}");
-        super::EXIT_USAGE
-    })?;
-    let config = EngineConfig { journal: Some(JournalRef(journal)), ..EngineConfig::default() };
-    Engine::with_output_store(config, Rc::new(outputs)).map_err(|e| {
-        eprintln!("swarm run: {e}");
+    engine.map_err(|e| {
+        eprintln!("swarm: {e}");
         super::EXIT_USAGE
     })
 }

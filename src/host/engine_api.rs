@@ -15,10 +15,10 @@ use super::agent_api::LuaExterns;
 use super::convert::{from_lua, to_lua};
 use super::lua_error_message;
 use crate::blueprint::compile::CompiledBlueprint;
-use crate::engine::{Engine, EngineConfig, EngineError, Event, JournalRef, RunHandle, RunOptions, RunStatus, now_ms};
+use crate::engine::{Engine, EngineConfig, EngineError, Event, RunHandle, RunOptions, RunStatus, now_ms};
 use crate::flow::FlowError;
 use crate::gate::{Grant, Role, Verb};
-use crate::store::journal::{SqliteJournal, SqliteOutputStore, blueprint_digest, prepare_restart};
+use crate::store::journal::{self, SqliteJournal, blueprint_digest, prepare_restart};
 use crate::value::Value;
 
 /// The engine a VM uses when a script does not make its own.
@@ -112,12 +112,10 @@ pub(super) fn install_output(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
 /// An engine journaling to the SQLite file at `path` (created if missing), with its large
 /// outputs in the same file. Runs that a dead process left `running` there become
 /// `interrupted`, ready for `engine:resume`.
-fn journaled_engine(mut config: EngineConfig, path: &Path) -> mlua::Result<Engine> {
-    let failed = |e: &dyn std::fmt::Display| mlua::Error::runtime(format!("swarm.engine: cannot open the journal {e}"));
-    let journal = Rc::new(SqliteJournal::open(path).map_err(|e| failed(&e))?);
-    let outputs = SqliteOutputStore::new(journal.clone()).map_err(|e| failed(&e))?;
-    config.journal = Some(JournalRef(journal));
-    Engine::with_output_store(config, Rc::new(outputs)).map_err(|e| mlua::Error::runtime(format!("swarm.engine: {e}")))
+fn journaled_engine(config: EngineConfig, path: &Path) -> mlua::Result<Engine> {
+    let journal = SqliteJournal::open(path)
+        .map_err(|e| mlua::Error::runtime(format!("swarm.engine: cannot open the journal {e}")))?;
+    journal::journaled_engine(config, Rc::new(journal)).map_err(|e| mlua::Error::runtime(format!("swarm.engine: {e}")))
 }
 
 /// The engine's options, and the journal file `state` names (`None` for `"memory"`).

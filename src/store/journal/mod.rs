@@ -16,13 +16,14 @@ mod schema;
 mod writer;
 
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::blueprint::Blueprint;
-use crate::engine::{Event, RunStatus};
+use crate::engine::{Engine, EngineConfig, Event, JournalRef, RunStatus};
 use crate::flow::FlowError;
 use crate::value::Value;
 
@@ -83,7 +84,7 @@ pub struct StepRecord {
 }
 
 /// Resolves when a journal write is durable (or failed).
-pub struct Ack(pub(crate) Option<oneshot::Receiver<Result<(), String>>>);
+pub struct Ack(Option<oneshot::Receiver<Result<(), String>>>);
 
 impl Ack {
     /// An ack that is already resolved: for journals with nothing to wait for.
@@ -104,6 +105,14 @@ impl Ack {
             Some(rx) => rx.await.unwrap_or_else(|_| Err("the journal writer stopped".into())),
         }
     }
+}
+
+/// An engine journaling to `journal`, with its large outputs stored in the same file: what
+/// `swarm run`, `swarm serve` and `swarm.engine{state = PATH}` make. The error is ready to show.
+pub fn journaled_engine(mut config: EngineConfig, journal: Rc<SqliteJournal>) -> Result<Engine, String> {
+    let outputs = SqliteOutputStore::new(journal.clone()).map_err(|e| format!("cannot open the journal {e}"))?;
+    config.journal = Some(JournalRef(journal));
+    Engine::with_output_store(config, Rc::new(outputs)).map_err(|e| e.to_string())
 }
 
 /// SHA-256 of a blueprint's canonical JSON (keys sorted), the first 16 bytes in hex.
