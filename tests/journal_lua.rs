@@ -155,3 +155,16 @@ fn swarm_serve_journals_beside_its_script_and_a_killed_run_resumes_from_lua() {
     let ctx = resume_in_lua(dir.path(), vec![journal.display().to_string(), id, "long".into()]).unwrap();
     check_once_each(&side, &before, &ctx);
 }
+
+#[test]
+fn swarm_serve_with_state_memory_journals_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    blueprint(dir.path(), &side);
+    let script = dir.path().join("served.lua");
+    std::fs::write(&script, "RUN = require('swarm').default_engine():start((require('long')))\n").unwrap();
+    killed::kill_at(dir.path(), &["serve", script.to_str().unwrap(), "--state", "memory"], &side, 2);
+    assert!(!dir.path().join(".swarm").exists(), "no journal beside the script");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 3, "only long.lua, served.lua and side.txt: {leftovers:?}");
+}
