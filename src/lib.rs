@@ -7,6 +7,7 @@ pub mod engine;
 pub mod flow;
 pub mod gate;
 pub mod host;
+pub mod interrupt;
 pub mod middleware;
 pub mod reload;
 pub mod repl;

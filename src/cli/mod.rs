@@ -29,6 +29,10 @@ use crate::store::journal::SqliteJournal;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How long loading a blueprint module or served script may take, in milliseconds; a load
+    /// that runs longer (a loop at the top level) is stopped with an error naming the file.
+    #[arg(long, global = true, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    load_timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -122,6 +126,7 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    crate::host::load::set_process_load_timeout(std::time::Duration::from_millis(cli.load_timeout));
     let code = match cli.command {
         Command::Check { file } => check::run(&file),
         Command::Compile { file } => compile::run(&file),

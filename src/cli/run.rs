@@ -120,10 +120,17 @@ pub(super) async fn run_on_engine(
     };
     set_default_engine(host.lua(), engine.clone());
     let replaying = !options.replay.is_empty();
+    let mut shutdown = match Shutdown::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("swarm run: cannot handle signals: {e}");
+            return super::EXIT_USAGE;
+        }
+    };
     let running = Running::start(&engine, &host, Rc::new(compiled), init, events, options);
     let outcome = tokio::select! {
         outcome = running.handle.wait() => outcome,
-        _ = tokio::signal::ctrl_c() => {
+        _ = shutdown.recv() => {
             running.handle.cancel();
             running.handle.wait().await
         }

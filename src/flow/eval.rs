@@ -9,6 +9,7 @@
 //! Everything runs on the caller's thread: fanout lanes are futures polled together, not
 //! spawned tasks, so dropping a fanout's join cancels its lanes.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
@@ -17,18 +18,25 @@ use super::dispatch::{Dispatcher, Externs};
 use super::error::{ErrorKind, FlowError};
 use super::expr::{PREVIEW, eval_expr};
 use super::ir::{Expr, Node, Retry, RetryOn, Step};
+use crate::interrupt::{self, Limit};
 use crate::value::Value;
+
+/// The evaluator yields to the runtime after this many nodes, so a flow that never dispatches
+/// (a long `loop` of `assign`) still lets timers, signals and a cancel reach it.
+const NODES_PER_YIELD: u32 = 256;
 
 /// Evaluates flows, dispatching their steps to `D`.
 pub struct Evaluator<'a, D: Dispatcher> {
     pub(super) dispatcher: &'a D,
     pub(super) externs: &'a dyn Externs,
+    /// Nodes entered since the last yield.
+    nodes: Cell<u32>,
 }
 
 impl<'a, D: Dispatcher> Evaluator<'a, D> {
     /// An evaluator over `dispatcher`, with `externs` for `call_extern`.
     pub fn new(dispatcher: &'a D, externs: &'a dyn Externs) -> Self {
-        Evaluator { dispatcher, externs }
+        Evaluator { dispatcher, externs, nodes: Cell::new(0) }
     }
 
     /// Runs `node` over `ctx`. On error, `ctx` holds the writes made before the failure (minus
@@ -44,6 +52,11 @@ impl<'a, D: Dispatcher> Evaluator<'a, D> {
     /// One node. Boxed because nodes nest, and a recursive `async fn` has no finite size.
     pub(super) fn node<'s>(&'s self, node: &'s Node, ctx: &'s mut Value) -> LocalBoxFuture<'s, Result<(), FlowError>> {
         Box::pin(async move {
+            let entered = self.nodes.get() + 1;
+            self.nodes.set(entered % NODES_PER_YIELD);
+            if entered == NODES_PER_YIELD {
+                tokio::task::yield_now().await;
+            }
             match node {
                 Node::Step(step) => self.step(step, ctx).await.map_err(|e| e.with_step(&step.agent)),
                 Node::Seq { children } => {
@@ -118,7 +131,12 @@ impl<'a, D: Dispatcher> Evaluator<'a, D> {
 
     async fn attempt(&self, step: &Step, task: &D::Task, attempt: u32) -> Result<Value, FlowError> {
         let Some(ms) = step.timeout_ms else { return self.dispatcher.attempt(task, attempt).await };
-        match tokio::time::timeout(Duration::from_millis(ms), self.dispatcher.attempt(task, attempt)).await {
+        let limit = Duration::from_millis(ms);
+        // The timer fires between polls; the deadline scope stops Lua that cannot yield
+        // inside one.
+        // Owned by the timeout, so the attempt is dropped (cancelled) as soon as it fires.
+        let running = Box::pin(self.dispatcher.attempt(task, attempt));
+        match tokio::time::timeout(limit, interrupt::deadline_scoped(Limit::Attempt, limit, running)).await {
             Ok(outcome) => outcome,
             Err(_elapsed) => {
                 self.dispatcher.attempt_timed_out(task, attempt);

@@ -13,6 +13,7 @@ use mlua::{
 use super::convert::{from_lua, to_lua};
 use super::lua_error_message;
 use crate::flow::Externs;
+use crate::interrupt::{Limit, StopReason};
 use crate::value::Value;
 use crate::worker::{Job, Spawner, TaskHost, Verdict, WorkerError, WorkerResult};
 
@@ -158,9 +159,14 @@ impl Spawner for LuaFnSpawner {
 /// Calls an agent-shaped Lua function `f(input, second)` as a coroutine and marshals what it
 /// returns; a raised error fails the attempt with its first line.
 pub(super) async fn call_agent(lua: &Lua, func: &Function, input: &Value, second: LuaValue) -> WorkerResult {
-    let fail = |e: mlua::Error| WorkerError::new(lua_error_message(&e));
+    let fail = |e: mlua::Error| match super::preempt::stopped(&e) {
+        // Stopped where it could not yield, past its attempt's deadline: a timeout, so the
+        // step's retry policy treats it as one.
+        Some(reason @ StopReason::Deadline(Limit::Attempt, _)) => WorkerError::timed_out(reason.to_string()),
+        _ => WorkerError::new(lua_error_message(&e)),
+    };
     let input = to_lua(lua, input).map_err(fail)?;
-    let returned: LuaValue = func.call_async((input, second)).await.map_err(fail)?;
+    let returned: LuaValue = super::preempt::call_async(lua, func, (input, second)).await.map_err(fail)?;
     marshal(lua, returned)
 }
 

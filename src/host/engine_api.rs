@@ -303,7 +303,7 @@ fn pump_events(lua: &Lua, engine: &Engine, handle: &RunHandle, callback: Functio
         while let Some(event) = events.recv().await {
             let Some(lua) = lua.try_upgrade() else { return };
             let delivered = match event_to_lua(&lua, &event) {
-                Ok(table) => callback.call_async::<()>(table).await,
+                Ok(table) => super::preempt::call_async::<()>(&lua, &callback, table).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = delivered {

@@ -17,6 +17,7 @@ use mlua::{Function, Lua, Table, Value as LuaValue, WeakLua};
 use super::agent_api::call_agent;
 use super::convert::{from_lua, to_lua};
 use super::lua_error_message;
+use super::preempt::call_async;
 use crate::blueprint::Blueprint;
 use crate::middleware::builtin::{self, Builtins, ResolveFn};
 use crate::middleware::{LayerRegistry, SpawnerLayer, fixed};
@@ -53,7 +54,7 @@ fn builtins(lua: &Lua) -> Builtins {
             Box::pin(async move {
                 let lua = weak.try_upgrade().ok_or("the Lua VM is gone")?;
                 let ctx = ctx_table(&lua, &job).map_err(|e| lua_error_message(&e))?;
-                let picked: Option<String> = func.call_async(ctx).await.map_err(|e| lua_error_message(&e))?;
+                let picked: Option<String> = call_async(&lua, &func, ctx).await.map_err(|e| lua_error_message(&e))?;
                 Ok(picked)
             }) as LocalBoxFuture<'static, Result<Option<String>, String>>
         }))
@@ -172,13 +173,14 @@ impl Spawner for LuaLayerSpawner {
             let mut job = job;
             let ctx = ctx_table(&lua, &job).map_err(|e| failed("ctx", e))?;
             if let Some(before) = &def.before {
-                before.call_async::<()>(&ctx).await.map_err(|e| failed("before", e))?;
+                call_async::<()>(&lua, before, &ctx).await.map_err(|e| failed("before", e))?;
                 apply(&lua, &ctx, &mut job).map_err(|e| failed("before", e))?;
             }
             let result = match &def.wrap {
                 Some(wrap) => {
                     let next = next_function(&lua, inner, job).map_err(|e| failed("wrap", e))?;
-                    let settled: LuaValue = wrap.call_async((&ctx, next)).await.map_err(|e| failed("wrap", e))?;
+                    let settled: LuaValue =
+                        call_async(&lua, wrap, (&ctx, next)).await.map_err(|e| failed("wrap", e))?;
                     result_from_lua(&lua, &settled)
                         .map_err(|m| WorkerError::new(format!("layer '{}' (wrap): {m}", def.name)))?
                 }
@@ -186,7 +188,7 @@ impl Spawner for LuaLayerSpawner {
             };
             let Some(after) = &def.after else { return result };
             let shown = result_to_lua(&lua, &result).map_err(|e| failed("after", e))?;
-            let replaced: LuaValue = after.call_async((&ctx, shown)).await.map_err(|e| failed("after", e))?;
+            let replaced: LuaValue = call_async(&lua, after, (&ctx, shown)).await.map_err(|e| failed("after", e))?;
             match replaced {
                 LuaValue::Nil => result,
                 other => result_from_lua(&lua, &other)

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use mlua::{Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value as LuaValue};
 
@@ -11,6 +13,7 @@ use super::convert::{from_lua, to_lua};
 use super::{SOURCES_KEY, compiler_for, lua_error_message};
 use crate::blueprint::compile::{CompileErrors, CompiledBlueprint};
 use crate::blueprint::{Blueprint, Location, SourceMap};
+use crate::interrupt::{self, Limit};
 use crate::value::Value;
 use crate::worker::rust_fn::RustFnRegistry;
 
@@ -29,6 +32,39 @@ pub enum LoadError {
     Shape { origin: String, message: String },
 }
 
+/// How long loading a module may take unless the host says otherwise (`--load-timeout`).
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The VM's load time limit, in its app data.
+struct LoadTimeout(Duration);
+
+pub(super) fn set_load_timeout(lua: &Lua, limit: Duration) {
+    lua.set_app_data(LoadTimeout(limit));
+}
+
+/// The load time limit of VMs that set none, in milliseconds (`--load-timeout` sets it for the
+/// whole process, so the VMs a reload or a served script makes get it too).
+static PROCESS_LOAD_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_LOAD_TIMEOUT.as_millis() as u64);
+
+/// Sets the load time limit of every VM in this process that sets none of its own.
+pub fn set_process_load_timeout(limit: Duration) {
+    PROCESS_LOAD_TIMEOUT_MS.store(u64::try_from(limit.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// The VM's load time limit (see [`crate::host::Host::set_load_timeout`]).
+pub fn load_timeout(lua: &Lua) -> Duration {
+    match lua.app_data_ref::<LoadTimeout>() {
+        Some(limit) => limit.0,
+        None => Duration::from_millis(PROCESS_LOAD_TIMEOUT_MS.load(Ordering::Relaxed)),
+    }
+}
+
+/// Runs a module's top level (`load`) under the VM's load time limit: Lua that loops while
+/// loading is stopped once the limit passes, or when SIGINT or SIGTERM arrives.
+pub fn run_load<R>(lua: &Lua, load: impl FnOnce() -> R) -> R {
+    interrupt::with_deadline(Limit::Load, load_timeout(lua), load)
+}
+
 /// Loads the blueprint in `path`: JSON by extension, otherwise a Lua module returning one.
 pub fn load_file(lua: &Lua, path: &Path) -> Result<Blueprint, LoadError> {
     let shown = path.display().to_string();
@@ -42,15 +78,20 @@ pub fn load_file(lua: &Lua, path: &Path) -> Result<Blueprint, LoadError> {
         })?
     } else {
         add_module_dir(lua, path).map_err(|e| LoadError::Lua(lua_error_message(&e)))?;
-        let value: LuaValue = lua
-            .load(text.as_str())
-            .set_name(format!("@{shown}"))
-            .call(())
-            .map_err(|e| LoadError::Lua(lua_error_message(&e)))?;
-        blueprint_from_lua(lua, value, &shown)?
+        let value: LuaValue = run_load(lua, || lua.load(text.as_str()).set_name(format!("@{shown}")).call(()))
+            .map_err(|e| load_error(&shown, &e))?;
+        run_load(lua, || blueprint_from_lua(lua, value, &shown))?
     };
     bp.sources.file = Some(shown);
     Ok(bp)
+}
+
+/// A failed load: a stop by the time limit or a signal names the file, as a Lua error does.
+pub fn load_error(file: &str, err: &mlua::Error) -> LoadError {
+    match super::preempt::stopped(err) {
+        Some(reason) => LoadError::Lua(format!("{file}: {reason}")),
+        None => LoadError::Lua(lua_error_message(err)),
+    }
 }
 
 /// `require` looks beside the script file first.

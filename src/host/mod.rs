@@ -9,6 +9,7 @@ mod layer_api;
 pub mod load;
 mod module;
 mod operator_api;
+pub mod preempt;
 pub mod requires;
 mod semaphore;
 mod stdlib;
@@ -32,7 +33,7 @@ use crate::worker::script::{HostBridges, PoolConfig, ScriptPool, ScriptRuntime};
 use crate::worker::subprocess::SubprocessFactory;
 use agent_api::LuaFnSpawner;
 
-pub use load::LoadError;
+pub use load::{DEFAULT_LOAD_TIMEOUT, LoadError};
 
 /// Registry key of the table holding inline agent functions by id.
 const FUNCTIONS_KEY: &str = "swarm.functions";
@@ -84,6 +85,7 @@ impl HostBuilder {
 
     pub fn build(self) -> Result<Host, HostError> {
         let lua = Lua::new();
+        preempt::install(&lua)?;
         let scripts = Rc::new(ScriptPool::new(self.scripts));
         lua.set_app_data(Scripts(scripts.clone()));
         let host = Host { lua, rust_fns: Rc::new(self.rust_fns), scripts };
@@ -157,6 +159,12 @@ impl Host {
     /// Every file `require` loaded from disk in this VM so far (what hot reload watches).
     pub fn required_files(&self) -> Vec<std::path::PathBuf> {
         requires::required_files(&self.lua)
+    }
+
+    /// How long loading a module may take from now on (by default [`DEFAULT_LOAD_TIMEOUT`]):
+    /// a load that runs longer is stopped with an error naming the file.
+    pub fn set_load_timeout(&self, limit: std::time::Duration) {
+        load::set_load_timeout(&self.lua, limit);
     }
 
     /// Loads a blueprint file (a Lua module or JSON).

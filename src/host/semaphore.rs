@@ -59,11 +59,11 @@ impl UserData for LuaSemaphore {
         });
         // The permit lives in this future, so it goes back when `f` returns, raises, or the
         // calling attempt is cancelled and the future dropped.
-        methods.add_async_method("with", |_, this, (f, args): (Function, MultiValue)| {
+        methods.add_async_method("with", |lua, this, (f, args): (Function, MultiValue)| {
             let permits = this.permits.clone();
             async move {
                 let _permit = permits.acquire_owned().await.map_err(mlua::Error::external)?;
-                f.call_async::<MultiValue>(args).await
+                super::preempt::call_async::<MultiValue>(&lua, &f, args).await
             }
         });
         methods.add_method("available", |_, this, ()| Ok(this.permits.available_permits()));

@@ -88,10 +88,13 @@ impl Shutdown {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            Ok(Shutdown {
+            let shutdown = Shutdown {
                 interrupt: Some(signal(SignalKind::interrupt())?),
                 terminate: signal(SignalKind::terminate())?,
-            })
+            };
+            crate::interrupt::watch_signal(libc::SIGINT)?;
+            crate::interrupt::watch_signal(libc::SIGTERM)?;
+            Ok(shutdown)
         }
         #[cfg(not(unix))]
         Ok(Shutdown {})
@@ -103,7 +106,9 @@ impl Shutdown {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            Ok(Shutdown { interrupt: None, terminate: signal(SignalKind::terminate())? })
+            let shutdown = Shutdown { interrupt: None, terminate: signal(SignalKind::terminate())? };
+            crate::interrupt::watch_signal(libc::SIGTERM)?;
+            Ok(shutdown)
         }
         #[cfg(not(unix))]
         Ok(Shutdown {})

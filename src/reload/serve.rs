@@ -15,6 +15,9 @@ use mlua::{Function, Lua, Table, UserData, UserDataMethods, Value as LuaValue};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::host::load::{load_error, run_load};
+use crate::host::preempt::call_async;
+
 use super::{Loaded, files_of};
 use crate::engine::{Engine, RunStatus};
 use crate::host::convert::{from_lua, to_lua};
@@ -84,10 +87,8 @@ impl Timer {
                 }
                 // The VM outlives its timers (the serving loop keeps retired versions until
                 // they are idle); this only guards against a host torn down early.
-                if lua.try_upgrade().is_none() {
-                    break;
-                }
-                if let Err(e) = func.call_async::<()>(()).await {
+                let Some(vm) = lua.try_upgrade() else { break };
+                if let Err(e) = call_async::<()>(&vm, &func, ()).await {
                     eprintln!("timer: {}", lua_error_message(&e));
                 }
             }
@@ -161,7 +162,8 @@ fn run_script(host: &Host, file: &Path, state: &Value) -> Result<(), String> {
     let lua_err = |e: mlua::Error| lua_error_message(&e);
     install(lua, state).map_err(lua_err)?;
     add_module_dir(lua, file).map_err(lua_err)?;
-    lua.load(text.as_str()).set_name(format!("@{shown}")).exec().map_err(lua_err)
+    run_load(lua, || lua.load(text.as_str()).set_name(format!("@{shown}")).exec())
+        .map_err(|e| load_error(&shown, &e).to_string())
 }
 
 impl ScriptVersion {
@@ -191,9 +193,10 @@ impl ScriptVersion {
         });
         let Ok(info) = info else { return };
         for hook in served.hooks.borrow().iter() {
-            let (hook, info) = (hook.clone(), info.clone());
+            let (hook, info, weak) = (hook.clone(), info.clone(), lua.weak());
             served.tasks.borrow_mut().push(tokio::task::spawn_local(async move {
-                if let Err(e) = hook.call_async::<()>(info).await {
+                let Some(vm) = weak.try_upgrade() else { return };
+                if let Err(e) = call_async::<()>(&vm, &hook, info).await {
                     eprintln!("on_reload: {}", lua_error_message(&e));
                 }
             }));

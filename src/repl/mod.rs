@@ -92,6 +92,10 @@ pub async fn run_on(file: Option<PathBuf>, engine: Option<Engine>) -> u8 {
     // default that ends the process.
     #[cfg(unix)]
     let _sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    // Lua that cannot yield (a loop inside a sort comparator) hears Ctrl-C through this.
+    if let Err(e) = crate::interrupt::watch_signal(libc::SIGINT) {
+        eprintln!("swarm repl: cannot handle Ctrl-C: {e}");
+    }
     let (editor, printer) = editor::start(history_file());
     let interactive = editor.interactive;
     let session = Session {
@@ -244,14 +248,17 @@ impl Session {
 
     /// Runs a chunk as a coroutine and prints what it returns, or its error.
     async fn eval(&self, chunk: Function) {
+        // A Ctrl-C at the prompt was the prompt's; this chunk starts with a clean slate.
+        crate::interrupt::acknowledge_signals();
         tokio::select! {
-            result = chunk.call_async::<MultiValue>(()) => match result {
+            result = crate::host::preempt::call_async::<MultiValue>(self.host.lua(), &chunk, ()) => match result {
                 Ok(values) if values.is_empty() => {}
                 Ok(values) => self.printer.out(&pretty::pretty_all(values.iter())),
                 Err(e) => self.printer.err(&format!("error: {}", lua_error_message(&e))),
             },
             _ = self.interrupted() => {
                 let cancelled = self.cancel_runs();
+                crate::interrupt::acknowledge_signals();
                 self.printer.err(&format!("interrupted; cancelled {cancelled} run(s)"));
             }
         }

@@ -16,6 +16,8 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct Swarm {
     child: Child,
+    /// The child's stdin, when started with [`Swarm::start_with_stdin`].
+    stdin: Option<std::process::ChildStdin>,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
     readers: Vec<JoinHandle<()>>,
@@ -36,10 +38,32 @@ fn collect(mut from: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> Jo
 impl Swarm {
     /// Starts `swarm ARGS` in `dir`.
     pub fn start(dir: &Path, args: &[&str]) -> Swarm {
+        Swarm::spawn(dir, args, false)
+    }
+
+    /// Starts `swarm ARGS` in `dir` with a pipe on stdin, for [`Swarm::send`].
+    pub fn start_with_stdin(dir: &Path, args: &[&str]) -> Swarm {
+        Swarm::spawn(dir, args, true)
+    }
+
+    /// Writes `text` to the child's stdin.
+    pub fn send(&mut self, text: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("started with a stdin pipe");
+        stdin.write_all(text.as_bytes()).expect("the child reads its stdin");
+        stdin.flush().unwrap();
+    }
+
+    /// Closes the child's stdin (end of input).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    fn spawn(dir: &Path, args: &[&str], piped_stdin: bool) -> Swarm {
         let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
             .args(args)
             .current_dir(dir)
-            .stdin(Stdio::null())
+            .stdin(if piped_stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -50,7 +74,8 @@ impl Swarm {
             collect(child.stdout.take().unwrap(), stdout.clone()),
             collect(child.stderr.take().unwrap(), stderr.clone()),
         ];
-        Swarm { child, stdout, stderr, readers }
+        let stdin = child.stdin.take();
+        Swarm { child, stdin, stdout, stderr, readers }
     }
 
     pub fn stdout(&self) -> String {
