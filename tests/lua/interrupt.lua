@@ -132,3 +132,13 @@ swarm.sleep(20)
 run:cancel()
 ok, err = pcall(run.wait, run)
 assert(not ok and kind_of(err):find("cancel"), "a loop of assign is cancelled")
+
+-- A bridge that loops, called from a sandboxed script agent, is stopped by the step's timeout.
+swarm.bridge("spin_bridge", spin)
+local bridged = swarm.blueprint({
+  id = "bridged",
+  agents = { script = { kind = "lua", spec = { source = "return host.spin_bridge()" } } },
+  flow = F.step({ agent = "script", timeout_ms = 50 }),
+})
+ok, err = pcall(swarm.run, bridged, {})
+assert(not ok and kind_of(err):find("timeout"), "a looping bridge times out: " .. tostring(kind_of(err)))

@@ -91,7 +91,8 @@ impl HostBridges {
         let bridge = bridge.ok_or_else(|| format!("no bridge named '{name}' is registered"))?;
         let args =
             args.iter().map(|a| to_lua(&lua, a)).collect::<mlua::Result<MultiValue>>().map_err(|e| e.to_string())?;
-        let result: LuaValue = bridge.call_async(args).await.map_err(|e| lua_error_message(&e))?;
+        let result: LuaValue =
+            crate::host::preempt::call_async(&lua, &bridge, args).await.map_err(|e| lua_error_message(&e))?;
         from_lua(&lua, &result).map_err(|e| format!("its result: {e}"))
     }
 }
