@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::limits::Meter;
 use super::marshal::{marshal, outside_failure, raised_failure};
 use super::{Call, Reply, Script, ScriptFailure, bridge};
-use crate::host::convert::to_lua;
+use crate::host::convert::{ResultLimit, to_lua};
 use crate::value::Value;
 
 const SANDBOX_LUA: &str = include_str!("sandbox.lua");
@@ -177,6 +177,8 @@ impl Sandbox {
         // behind is not charged to this one.
         let budget = usize::try_from(limits.max_memory).unwrap_or(usize::MAX);
         let _ = self.lua.set_memory_limit(self.lua.used_memory().saturating_add(budget));
+        // What the script returns, raises or hands a bridge is converted within this.
+        ResultLimit::install(&self.lua, limits.max_result_bytes);
         let outcome = self.call(call);
         let breach = self.slot.meter.end();
         self.slot.clear();
