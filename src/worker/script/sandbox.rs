@@ -34,6 +34,8 @@ pub(super) struct CallSlot {
     agent: RefCell<Option<Arc<str>>>,
     /// The call seeded `math.random`; the VM reseeds before the next one.
     seeded: Cell<bool>,
+    /// The VM's memory limit during the call (what it held when the call began, plus `max_memory`).
+    memory_limit: Cell<usize>,
 }
 
 impl CallSlot {
@@ -115,6 +117,7 @@ impl Sandbox {
             reply: RefCell::new(None),
             agent: RefCell::new(None),
             seeded: Cell::new(false),
+            memory_limit: Cell::new(usize::MAX),
         });
 
         let native = lua.create_table()?;
@@ -129,6 +132,13 @@ impl Sandbox {
                 eprintln!("[script {agent}] {}", line.to_string_lossy());
                 Ok(())
             })?,
+        )?;
+        let current = slot.clone();
+        native.set(
+            "memory_left",
+            lua.create_function(
+                move |lua, ()| Ok(current.memory_limit.get().saturating_sub(lua.used_memory()) as f64),
+            )?,
         )?;
         let current = slot.clone();
         native.set(
@@ -176,7 +186,9 @@ impl Sandbox {
         // The budget counts from what the VM holds now, so garbage an earlier call left
         // behind is not charged to this one.
         let budget = usize::try_from(limits.max_memory).unwrap_or(usize::MAX);
-        let _ = self.lua.set_memory_limit(self.lua.used_memory().saturating_add(budget));
+        let memory_limit = self.lua.used_memory().saturating_add(budget);
+        let _ = self.lua.set_memory_limit(memory_limit);
+        self.slot.memory_limit.set(memory_limit);
         // What the script returns, raises or hands a bridge is converted within this.
         ResultLimit::install(&self.lua, limits.max_result_bytes);
         let outcome = self.call(call);
