@@ -308,9 +308,19 @@ fn vm_thread(shared: &Arc<Shared>, watch: &Watch) {
         // Claim the spinning slot before answering: the host's next call, sent the moment
         // this answer lands, then finds a VM waiting for it instead of waking a sleeping one.
         // Not when a full collection comes first: another VM should take that call.
+        // What the script printed: on a failure, the end of it follows the message (as a
+        // child's stderr does); on success it goes to the attempt as a progress event.
+        let printed = sandbox.as_ref().map(Sandbox::take_printed).unwrap_or_default();
+        let (result, printed) = match result {
+            Err(mut failure) => {
+                failure.message = printed.append_as(failure.message, "print");
+                (Err(failure), None)
+            }
+            Ok(value) => (Ok(value), Some(printed.text()).filter(|text| !text.is_empty())),
+        };
         let quick_reset = clean && sandbox.as_ref().is_ok_and(|vm| !vm.needs_collection());
         spinning = quick_reset && shared.queue.claim_spin(spin);
-        let _ = call.reply.send(Reply::Done(result));
+        let _ = call.reply.send(Reply::Done(result, printed));
         drop(call);
         if shared.watchdog.end(watch) {
             shared.queue.release_spin(spinning);
