@@ -189,13 +189,19 @@ impl Spawner for LuaFnSpawner {
     }
 }
 
+/// `pcall(f, a, b)` as a function the host calls with `call_async` (a Lua function, so a
+/// raised table comes back as itself rather than as mlua's text of it).
+pub fn protected_call(lua: &Lua) -> mlua::Result<Function> {
+    lua.named_registry_value(PROTECTED_CALL)
+}
+
 /// Calls an agent-shaped Lua function `f(input, second)` as a coroutine and marshals what it
 /// returns. It runs under a Lua `pcall`, so a raised table reaches here as itself (mlua would
 /// make it the text `table: 0x…`): the attempt fails with its `message` and the table as its value.
 pub(super) async fn call_agent(lua: &Lua, func: &Function, input: &Value, second: LuaValue) -> WorkerResult {
     let fail = |e: mlua::Error| WorkerError::new(lua_error_message(&e));
     let input = to_lua(lua, input).map_err(fail)?;
-    let protected: Function = lua.named_registry_value(PROTECTED_CALL).map_err(fail)?;
+    let protected = protected_call(lua).map_err(fail)?;
     let (ok, returned): (bool, LuaValue) = protected.call_async((func, input, second)).await.map_err(fail)?;
     match (ok, returned) {
         (true, returned) => marshal(lua, returned),
