@@ -159,9 +159,19 @@ impl Host {
         requires::required_files(&self.lua)
     }
 
-    /// Loads a blueprint file (a Lua module or JSON).
+    /// Loads a blueprint file (a Lua module or JSON), its module given
+    /// [`load::DEFAULT_LOAD_TIMEOUT`] to run.
     pub fn load_file(&self, path: &Path) -> Result<crate::blueprint::Blueprint, LoadError> {
-        load::load_file(&self.lua, path)
+        load::load_file(&self.lua, path, load::DEFAULT_LOAD_TIMEOUT)
+    }
+
+    /// [`Host::load_file`] with the module given `load_timeout` to run (`--load-timeout`).
+    pub fn load_file_within(
+        &self,
+        path: &Path,
+        load_timeout: std::time::Duration,
+    ) -> Result<crate::blueprint::Blueprint, LoadError> {
+        load::load_file(&self.lua, path, load_timeout)
     }
 }
 

@@ -19,7 +19,7 @@ use super::{Loaded, files_of};
 use crate::engine::{Engine, RunStatus};
 use crate::host::convert::{from_lua, to_lua};
 use crate::host::engine_api::{runs_in_flight, set_default_engine};
-use crate::host::load::add_module_dir;
+use crate::host::load::{add_module_dir, call_module};
 use crate::host::{Host, lua_error_message};
 use crate::value::Value;
 
@@ -140,8 +140,9 @@ fn install(lua: &Lua, state: &Value) -> mlua::Result<()> {
 }
 
 /// Loads `file` as a served script in a fresh VM whose default engine is `engine`, with
-/// `swarm.state` holding `state`. Nothing it registered runs until [`ScriptVersion::go_live`].
-pub fn load_script(file: &Path, engine: &Engine, state: &Value) -> Loaded<ScriptVersion> {
+/// `swarm.state` holding `state`; the script's main chunk may run for `load_timeout`.
+/// Nothing it registered runs until [`ScriptVersion::go_live`].
+pub fn load_script(file: &Path, engine: &Engine, state: &Value, load_timeout: Duration) -> Loaded<ScriptVersion> {
     let host = match Host::new() {
         Ok(host) => host,
         Err(e) => return Loaded { result: Err(format!("cannot start the Lua VM: {e}")), files: vec![file.into()] },
@@ -149,19 +150,19 @@ pub fn load_script(file: &Path, engine: &Engine, state: &Value) -> Loaded<Script
     set_default_engine(host.lua(), engine.clone());
     // A script that fails halfway may have registered timers; they never start, since only
     // `go_live` starts them, and the VM is dropped here.
-    let result = run_script(&host, file, state);
+    let result = run_script(&host, file, state, load_timeout);
     let files = files_of(&host, file);
     Loaded { result: result.map(|()| ScriptVersion { host }), files }
 }
 
-fn run_script(host: &Host, file: &Path, state: &Value) -> Result<(), String> {
+fn run_script(host: &Host, file: &Path, state: &Value, load_timeout: Duration) -> Result<(), String> {
     let lua = host.lua();
     let shown = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|e| format!("{shown}: {e}"))?;
     let lua_err = |e: mlua::Error| lua_error_message(&e);
     install(lua, state).map_err(lua_err)?;
     add_module_dir(lua, file).map_err(lua_err)?;
-    lua.load(text.as_str()).set_name(format!("@{shown}")).exec().map_err(lua_err)
+    call_module::<()>(lua.load(text.as_str()).set_name(format!("@{shown}")), load_timeout).map_err(lua_err)
 }
 
 impl ScriptVersion {
