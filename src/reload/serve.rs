@@ -154,7 +154,8 @@ fn state_table(lua: &Lua, state: &Value) -> mlua::Result<(Table, Table)> {
         LuaValue::Table(t) => t,
         _ => lua.create_table()?,
     };
-    let check = lua.create_function(|lua, (key, value): (LuaValue, LuaValue)| Ok(plain_data_problem(lua, &key, &value)))?;
+    let check =
+        lua.create_function(|lua, (key, value): (LuaValue, LuaValue)| Ok(plain_data_problem(lua, &key, &value)))?;
     // In Lua, so that `error(..., 2)` puts the assigning line of the script in front.
     let proxy: Table = lua
         .load(
@@ -257,8 +258,7 @@ impl ScriptVersion {
     /// path; the caller then keeps this version live.
     pub fn state(&self) -> Result<Value, String> {
         let lua = self.host.lua();
-        let mut state: LuaValue =
-            self.host.swarm().and_then(|s| s.get("state")).map_err(|e| lua_error_message(&e))?;
+        let mut state: LuaValue = self.host.swarm().and_then(|s| s.get("state")).map_err(|e| lua_error_message(&e))?;
         // The proxy holds nothing itself; its values are what to carry.
         if let (LuaValue::Table(t), Some((proxy, values))) = (&state, &*served(lua).state.borrow())
             && t == proxy
