@@ -3,6 +3,8 @@
 //! fails.
 
 use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,12 +57,13 @@ pub struct FlowError {
     /// Where in the flow an `eval` error arose: the node's pointer, and for an expression or
     /// path the field it sits in (`/children/2/cond`, `/children/0/out`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pointer: Option<String>,
+    pub pointer: Option<Arc<str>>,
     /// The file and line that built that node (Lua blueprints; see the blueprint's source map).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
+    pub file: Option<Arc<str>>,
+    /// Never 0 (lines count from 1), which keeps the error small.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line: Option<u32>,
+    pub line: Option<NonZeroU32>,
 }
 
 impl FlowError {
@@ -91,7 +94,7 @@ impl FlowError {
     /// Other kinds come from a step's agent, and `step` names it.
     pub fn with_pointer(mut self, pointer: impl FnOnce() -> String) -> FlowError {
         if self.kind == ErrorKind::Eval && self.pointer.is_none() {
-            self.pointer = Some(pointer());
+            self.pointer = Some(pointer().into());
         }
         self
     }
@@ -99,8 +102,8 @@ impl FlowError {
     /// The file and line that built the node the error arose in, unless already known.
     pub fn with_source(mut self, file: &str, line: u32) -> FlowError {
         if self.file.is_none() {
-            self.file = Some(file.to_string());
-            self.line = Some(line);
+            self.file = Some(file.into());
+            self.line = NonZeroU32::new(line);
         }
         self
     }
@@ -116,11 +119,11 @@ impl FlowError {
             pairs.push(("value", value.clone()));
         }
         if let Some(pointer) = &self.pointer {
-            pairs.push(("pointer", Value::string(pointer.as_str())));
+            pairs.push(("pointer", Value::string(&**pointer)));
         }
         if let (Some(file), Some(line)) = (&self.file, self.line) {
-            pairs.push(("file", Value::string(file.as_str())));
-            pairs.push(("line", Value::int(i64::from(line))));
+            pairs.push(("file", Value::string(&**file)));
+            pairs.push(("line", Value::int(i64::from(line.get()))));
         }
         Value::from_pairs(pairs)
     }

@@ -384,7 +384,7 @@ pub fn flow_error_table(lua: &Lua, error: &FlowError, run_id: Option<&str>) -> m
     t.set("step", error.step.as_deref())?;
     t.set("pointer", error.pointer.as_deref())?;
     t.set("file", error.file.as_deref())?;
-    t.set("line", error.line)?;
+    t.set("line", error.line.map(|line| line.get()))?;
     if let Some(value) = &error.value {
         t.set("value", to_lua(lua, value)?)?;
     }
