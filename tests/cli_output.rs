@@ -10,6 +10,8 @@ use std::process::{Command, Output, Stdio};
 
 use binary::{stderr, stdout, swarm, swarm_in, write};
 
+mod live;
+
 /// A blueprint of `steps` steps: its JSON and its diagram run to hundreds of KiB, more than a
 /// pipe holds, so the command is still writing when the reader leaves.
 fn big_blueprint(dir: &Path, steps: usize) -> String {
@@ -180,4 +182,36 @@ return swarm.blueprint({ id = "echo", agents = { echo = function(x) return x end
 
     let memory = swarm_in(work.path(), &["run", &script, "--state", "memory"]);
     assert!(stderr(&memory).lines().next().unwrap().ends_with("  (not journaled)"), "{}", stderr(&memory));
+}
+
+#[test]
+fn swarm_runs_finds_what_swarm_serve_journaled_from_the_scripts_directory() {
+    let scripts = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    write(
+        scripts.path(),
+        "s.lua",
+        r#"local swarm = require("swarm")
+local bp = swarm.blueprint({ id = "served", agents = { echo = function(x) return x end },
+  flow = swarm.flow.step({ agent = "echo" }) })
+local timer
+timer = swarm.every(20, function()
+  timer:cancel()
+  local run = swarm.default_engine():start(bp, {})
+  run:wait()
+  print("ran " .. run.id)
+end)
+"#,
+    );
+    let script = scripts.path().join("s.lua");
+    let mut served = live::Swarm::start(work.path(), &["serve", script.to_str().unwrap()]);
+    served.wait_stdout("ran r-", 1);
+    let id = served.stdout().lines().find_map(|l| l.strip_prefix("ran ")).unwrap().to_string();
+    assert!(served.stderr().contains("journal "), "serve says where it journals: {}", served.stderr());
+    served.signal("TERM");
+    assert_eq!(served.wait_exit().code(), Some(0), "{}", served.stderr());
+
+    let list = swarm_in(scripts.path(), &["runs", "list"]);
+    assert_eq!(list.status.code(), Some(0), "{}", stderr(&list));
+    assert!(stdout(&list).contains(&id), "{}", stdout(&list));
 }

@@ -64,7 +64,11 @@ async fn serve(
     let mut live: Option<ScriptVersion> = match first.result {
         Ok(version) => {
             version.go_live(None);
-            eprintln!("serving {} ({} timers)", file.display(), version.timers());
+            let journal = match &journal {
+                Some(journal) => format!("journal {}", journal.path().display()),
+                None => "(not journaled)".to_string(),
+            };
+            eprintln!("serving {} ({} timers)  {journal}", file.display(), version.timers());
             Some(version)
         }
         Err(message) => {
