@@ -132,7 +132,12 @@ local function blueprint(spec, site)
   end
   for key in pairs(spec) do
     if not top_fields[key] then
-      fail("unknown field '" .. tostring(key) .. "'")
+      local names = {}
+      for name in pairs(top_fields) do
+        names[#names + 1] = name
+      end
+      table.sort(names)
+      fail("unknown field '" .. tostring(key) .. "' (fields: " .. table.concat(names, ", ") .. ")")
     end
   end
   if type(spec.id) ~= "string" or spec.id == "" then

@@ -239,13 +239,16 @@ async fn step_sends_its_input_and_writes_the_result_creating_objects() {
 async fn step_errors_carry_the_step_and_their_kind() {
     let fake = Fake::new();
     let (outcome, _) = run(&fake, step("echo", p("$.nope"), "$.y"), json!({})).await;
-    assert_error(outcome, json!({"kind": "eval", "message": "path not found: $.nope", "step": "echo"}));
+    assert_error(
+        outcome,
+        json!({"kind": "eval", "message": "path not found: $.nope", "step": "echo", "pointer": "/in"}),
+    );
     assert_eq!(fake.opened.get(), 0, "a step whose input fails is never opened");
 
     let (outcome, ctx) = run(&fake, step("echo", lit(json!(1)), "$.s.x"), json!({"s": "text"})).await;
     assert_error(
         outcome,
-        json!({"kind": "eval", "message": "cannot write $.s.x: $.s is string, not an object", "step": "echo"}),
+        json!({"kind": "eval", "message": "cannot write $.s.x: $.s is string, not an object", "step": "echo", "pointer": "/out"}),
     );
     assert_json(&ctx, json!({"s": "text"}));
 
@@ -410,6 +413,43 @@ async fn branch_takes_a_boolean_and_nothing_else() {
     }
 }
 
+#[tokio::test]
+async fn an_evaluation_error_names_the_node_and_field_it_arose_in() {
+    let fake = Fake::new();
+    let gt = json!({"op": "gt", "lhs": p("$.score"), "rhs": lit(json!("high"))});
+    let flow = seq(vec![
+        assign("$.a", lit(json!(1))),
+        step("echo", p("$"), "$.echoed"),
+        json!({"kind": "try", "body": branch(gt), "catch": seq(vec![])}),
+        branch(json!({"op": "eq", "lhs": p("$.reslt"), "rhs": lit(json!(1))})),
+    ]);
+    let (outcome, ctx) = run(&fake, flow.clone(), json!({"score": 3, "result": 1})).await;
+    let err = outcome.unwrap_err();
+    assert_eq!(err.message, "path not found: $.reslt (did you mean $.result?)");
+    assert_eq!(err.pointer.as_deref(), Some("/children/3/cond"));
+    assert_eq!(err.to_string(), "eval at /children/3/cond: path not found: $.reslt (did you mean $.result?)");
+    assert_json(&ctx.get("a").cloned().unwrap(), json!(1));
+
+    // Without the try, the type error in the branch ends the flow, named where it sits.
+    let mut flow = flow;
+    flow["children"][2] = branch(json!({"op": "gt", "lhs": p("$.score"), "rhs": lit(json!("high"))}));
+    let (outcome, _) = run(&fake, flow, json!({"score": 3})).await;
+    assert_error(
+        outcome,
+        json!({"kind": "eval", "message": "type error in gt: cannot compare number with string", "pointer": "/children/2/cond"}),
+    );
+
+    // Inside a loop and a fanout lane, the pointer runs through `body`.
+    let lane_flow = fanout(
+        lit(json!([1])),
+        count_loop(json!({"op": "lt", "lhs": p("$.item"), "rhs": lit(json!("x"))}), 2),
+        "all",
+        json!({}),
+    );
+    let (outcome, _) = run(&fake, lane_flow, json!({})).await;
+    assert_eq!(outcome.unwrap_err().pointer.as_deref(), Some("/body/cond"));
+}
+
 fn count_loop(cond: J, max: u32) -> J {
     json!({"kind": "loop", "counter": p("$.i"), "cond": cond, "max": max,
            "body": assign("$.runs", add(p("$.runs"), lit(json!(1))))})
@@ -465,15 +505,21 @@ async fn assign_writes_an_expression_without_dispatch() {
     assert_eq!(fake.opened.get(), 0);
 
     let (outcome, _) = run(&fake, assign("$.n.x", lit(json!(1))), json!({"n": 4})).await;
-    assert_error(outcome, json!({"kind": "eval", "message": "cannot write $.n.x: $.n is number, not an object"}));
+    assert_error(
+        outcome,
+        json!({"kind": "eval", "message": "cannot write $.n.x: $.n is number, not an object", "pointer": "/at"}),
+    );
     let (outcome, _) = run(&fake, assign("$.list[3]", lit(json!(1))), json!({"list": [0]})).await;
     assert_error(
         outcome,
-        json!({"kind": "eval", "message": "cannot write $.list[3]: index 3 is out of bounds for an array of length 1"}),
+        json!({"kind": "eval", "message": "cannot write $.list[3]: index 3 is out of bounds for an array of length 1", "pointer": "/at"}),
     );
     let bad_call = json!({"op": "call_extern", "ref": "twice", "args": [lit(json!("x"))]});
     let (outcome, _) = run(&fake, assign("$.y", bad_call), json!({})).await;
-    assert_error(outcome, json!({"kind": "eval", "message": "extern 'twice': twice takes one number"}));
+    assert_error(
+        outcome,
+        json!({"kind": "eval", "message": "extern 'twice': twice takes one number", "pointer": "/value"}),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -524,7 +570,10 @@ async fn try_without_an_error_skips_catch_and_catch_errors_propagate() {
     let catch = step("fail", lit(json!("catch failed too")), "$.x");
     let (outcome, ctx) = run(&fake, try_node(body.clone(), catch, Some("$.err")), json!({})).await;
     assert_error(outcome, json!({"kind": "failed", "message": "catch failed too", "step": "fail"}));
-    assert_json(&ctx, json!({"err": {"kind": "eval", "message": "path not found: $.missing"}}));
+    assert_json(
+        &ctx,
+        json!({"err": {"kind": "eval", "message": "path not found: $.missing", "pointer": "/body/children/1/value"}}),
+    );
 
     let (outcome, ctx) = run(&fake, try_node(body, seq(vec![]), None), json!({"z": 0})).await;
     outcome.unwrap();
@@ -563,7 +612,7 @@ async fn fanout_collect_takes_one_value_per_lane_and_a_missing_one_fails() {
 
     let (outcome, ctx) =
         run(&fake, fanout(lit(json!([1])), body, "all", json!({"collect": p("$.nope")})), json!({})).await;
-    assert_error(outcome, json!({"kind": "eval", "message": "path not found: $.nope"}));
+    assert_error(outcome, json!({"kind": "eval", "message": "path not found: $.nope", "pointer": "/collect"}));
     assert_json(&ctx, json!({}));
 }
 
@@ -573,12 +622,15 @@ async fn fanout_items_must_be_an_array_and_bind_must_be_writable() {
     let (outcome, _) = run(&fake, fanout(lit(json!({"a": 1})), seq(vec![]), "all", json!({})), json!({})).await;
     assert_error(
         outcome,
-        json!({"kind": "eval", "message": "fanout items must be an array, got object", "value": {"a": 1}}),
+        json!({"kind": "eval", "message": "fanout items must be an array, got object", "value": {"a": 1}, "pointer": "/items"}),
     );
     let mut node = fanout(lit(json!([1])), seq(vec![]), "all", json!({}));
     node["bind"] = p("$.s.item");
     let (outcome, _) = run(&fake, node, json!({"s": "x"})).await;
-    assert_error(outcome, json!({"kind": "eval", "message": "cannot write $.s.item: $.s is string, not an object"}));
+    assert_error(
+        outcome,
+        json!({"kind": "eval", "message": "cannot write $.s.item: $.s is string, not an object", "pointer": "/bind"}),
+    );
 }
 
 fn sleeper_body() -> J {
@@ -641,7 +693,7 @@ async fn fanout_any_with_every_lane_failed_gives_the_last_error() {
     assert_eq!(fake.now_ms(), 30);
 
     let (outcome, _) = run(&fake, sleepers(json!([]), "any", json!({})), json!({})).await;
-    assert_error(outcome, json!({"kind": "eval", "message": "fanout join any needs at least one item"}));
+    assert_error(outcome, json!({"kind": "eval", "message": "fanout join any needs at least one item", "pointer": ""}));
 }
 
 #[tokio::test(start_paused = true)]
@@ -663,7 +715,10 @@ async fn fanout_race_takes_the_first_to_settle_even_an_error() {
     assert_eq!(fake.finished_count(), 1);
 
     let (outcome, _) = run(&fake, sleepers(json!([]), "race", json!({})), json!({})).await;
-    assert_error(outcome, json!({"kind": "eval", "message": "fanout join race needs at least one item"}));
+    assert_error(
+        outcome,
+        json!({"kind": "eval", "message": "fanout join race needs at least one item", "pointer": ""}),
+    );
 }
 
 #[tokio::test(start_paused = true)]

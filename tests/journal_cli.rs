@@ -72,7 +72,7 @@ fn a_run_is_journaled_and_listed_shown_and_its_events_replayed() {
     let runs = json(&list.stdout);
     assert_eq!(runs.as_array().unwrap().len(), 1);
     let id = runs[0]["id"].as_str().unwrap().to_string();
-    assert!(stderr(&run).starts_with(&format!("run {id}\n")));
+    assert!(stderr(&run).starts_with(&format!("run {id}  journal .swarm/state.db\n")), "{}", stderr(&run));
     assert_eq!(
         (&runs[0]["blueprint"], &runs[0]["status"], &runs[0]["steps"]),
         (&"two".into(), &"finished".into(), &2.into())
@@ -211,7 +211,7 @@ fn kill_and_resume(flow: &str, kill_at: usize, total: usize) {
 
     let resumed = swarm_in(dir.path(), &["runs", "resume", &id]);
     assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
-    assert!(stderr(&resumed).starts_with(&format!("run {id}\n")), "resumed under its own id");
+    assert!(stderr(&resumed).starts_with(&format!("run {id}  journal ")), "resumed under its own id");
     let ctx = json(&resumed.stdout);
 
     // Every step ran; the ones journaled as passed before the kill ran exactly once.
@@ -336,12 +336,12 @@ fn rerun_from_a_step_replays_the_steps_before_it_as_a_new_run() {
     let file = script(dir.path(), "long", &side, SEQ);
     let first = swarm_in(dir.path(), &["run", file.to_str().unwrap()]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
-    let id = stderr(&first).lines().next().unwrap().strip_prefix("run ").unwrap().to_string();
+    let id = stderr(&first).split_whitespace().nth(1).unwrap().to_string();
     assert_eq!(lines(&side).len(), 8);
 
     let rerun = swarm_in(dir.path(), &["runs", "rerun", &id, "--from", "/children/5"]);
     assert_eq!(rerun.status.code(), Some(0), "{}", stderr(&rerun));
-    let new_id = stderr(&rerun).lines().next().unwrap().strip_prefix("run ").unwrap().to_string();
+    let new_id = stderr(&rerun).split_whitespace().nth(1).unwrap().to_string();
     assert_ne!(new_id, id, "a rerun is a new run");
     assert_eq!(json(&rerun.stdout), json(&first.stdout));
     assert_eq!(lines(&side)[8..], ["\"s6\"", "\"s7\"", "\"s8\""], "only the steps from the cut ran again");

@@ -44,7 +44,7 @@ fn a_session_evaluates_loads_runs_and_reports() {
     let out = repl(&format!("{input}\n"), &dir.path().join("history"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "a chunk failed, so the session exits 1: {stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "2\t\"two\"", "{stdout}");
     assert_eq!(lines[1], "42", "a multi-line function was defined: {stdout}");
@@ -128,4 +128,68 @@ return swarm.blueprint({
         shown.contains(r#"step = "coded","#) && shown.contains(r#"value = { code = 7, message = "boom" },"#),
         "{shown}"
     );
+    // A failed chunk makes a piped session exit 1.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+}
+
+#[test]
+fn a_piped_session_exits_1_if_any_chunk_or_command_failed_and_0_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history");
+    let clean = repl("x = 1\nx + 1\n:load examples/hello.lua\n", &history);
+    assert_eq!(clean.status.code(), Some(0), "{}", String::from_utf8_lossy(&clean.stderr));
+    for failing in ["error('boom')", "x = = 1", ":load no/such/file.lua", ":run", ":nonsense"] {
+        let out = repl(&format!("{failing}\n'still' .. ' going'\n"), &history);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{failing}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("\"still going\""), "{failing}: the session went on: {stdout}");
+    }
+}
+
+#[test]
+fn reload_loads_the_current_file_again_and_takes_its_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("greet.lua");
+    let version = |word: &str| {
+        format!(
+            r#"local swarm = require("swarm")
+return swarm.blueprint({{ id = "greet", agents = {{ say = function() return "{word}" end }},
+  flow = swarm.flow.step({{ agent = "say", out = "$.said" }}) }})
+"#
+        )
+    };
+    std::fs::write(&file, version("first")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["repl", file.to_str().unwrap()])
+        .env("SWARM_HISTORY", dir.path().join("history"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let mut read_until = |needle: &str, stdout: &mut std::io::BufReader<std::process::ChildStdout>| loop {
+        line.clear();
+        assert!(std::io::BufRead::read_line(stdout, &mut line).unwrap() > 0, "stdout ended before {needle}");
+        if line.contains(needle) {
+            return;
+        }
+    };
+    stdin.write_all(b"swarm.run(bp).said\n").unwrap();
+    read_until("\"first\"", &mut stdout);
+    // The file changes only once the first version has run, so the reload must read it again.
+    std::fs::write(&file, version("second")).unwrap();
+    stdin.write_all(b":reload\nswarm.run(bp).said\n:reload\n:run\n").unwrap();
+    drop(stdin);
+    read_until("\"second\"", &mut stdout);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.matches("loaded greet (1 agents, 1 steps)").count(), 3, "{stderr}");
+    assert!(rest.contains("\"said\": \"second\""), ":run runs the reloaded version: {rest}");
 }

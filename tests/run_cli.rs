@@ -83,7 +83,9 @@ fn events_stream_as_ndjson_in_order() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let err = stderr(&out);
     let mut lines = err.lines();
-    let run_id = lines.next().unwrap().strip_prefix("run ").expect("run line first").to_string();
+    let first = lines.next().unwrap();
+    assert!(first.starts_with("run ") && first.ends_with("  journal .swarm/state.db"), "run line first: {first}");
+    let run_id = first.split_whitespace().nth(1).unwrap().to_string();
     let events: Vec<serde_json::Value> =
         lines.map(|l| serde_json::from_str(l).expect("each line is an event")).collect();
     assert_eq!(events.first().unwrap()["kind"], "run_started");
@@ -179,7 +181,7 @@ fn ctrl_c_cancels_the_run_and_every_task_in_flight() {
 }
 
 #[test]
-fn on_a_terminal_each_attempt_gets_a_line() {
+fn on_a_terminal_each_attempt_gets_a_line_and_a_live_line_counts_the_steps() {
     // `script` gives the child a pseudo-terminal, as a person's shell would.
     let command = format!("{} run examples/hello.lua --input '{{\"name\":\"tty\"}}'", env!("CARGO_BIN_EXE_swarm"));
     let out = Command::new("script")
@@ -187,12 +189,59 @@ fn on_a_terminal_each_attempt_gets_a_line() {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("script(1) from util-linux runs");
-    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains(" ms")).collect();
-    assert_eq!(lines.len(), 2, "one line per attempt:\n{text}");
+    let raw = String::from_utf8_lossy(&out.stdout).replace("\x1b[2K", "");
+    // The live line is drawn after a carriage return, each time over the last one.
+    assert!(raw.contains("\r  1/2 steps, ") && raw.contains("\r  2/2 steps, "), "{raw:?}");
+    // What stays on the screen: each line as the last carriage return left it.
+    let screen: Vec<&str> = raw.split('\n').map(|l| l.trim_end_matches('\r').rsplit('\r').next().unwrap()).collect();
+    let lines: Vec<&&str> = screen.iter().filter(|l| l.contains(" ms")).collect();
+    assert_eq!(lines.len(), 2, "one line per attempt:\n{screen:#?}");
     for (line, agent) in lines.iter().zip(["greet", "shout"]) {
         let fields: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(fields[..3], [agent, "pass", "#1"], "{line}");
         assert!(fields[3].parse::<f64>().is_ok(), "milliseconds: {line}");
     }
+    assert!(!screen.iter().any(|l| l.contains("steps,")), "the live line is cleared at the end: {screen:#?}");
+}
+
+#[test]
+fn off_a_terminal_each_attempt_gets_a_plain_line() {
+    let out = swarm(&["run", "examples/hello.lua", "--input", r#"{"name":"ci"}"#, "--state", "memory"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "no terminal codes in a pipe: {err:?}");
+    let lines: Vec<Vec<&str>> = err.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    for (fields, agent) in lines.iter().zip(["greet", "shout"]) {
+        assert_eq!(fields[..3], [agent, "pass", "#1"], "{err}");
+        assert!(fields[3].parse::<f64>().is_ok() && fields[4] == "ms", "{err}");
+    }
+}
+
+#[test]
+fn an_evaluation_error_names_its_node_and_the_line_that_built_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("compare.lua");
+    std::fs::write(
+        &file,
+        r#"local swarm = require("swarm")
+local F = swarm.flow
+return swarm.blueprint({
+  id = "compare",
+  agents = { score = function() return 3 end },
+  flow = F.seq({
+    F.step({ agent = "score", out = "$.score" }),
+    F.branch({ cond = F.p("$.score"):gt("high"), on_true = F.assign({ at = "$.big", value = true }) }),
+  }),
+})
+"#,
+    )
+    .unwrap();
+    let out = swarm(&["run", file.to_str().unwrap(), "--state", "memory"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let last = stderr(&out).lines().last().unwrap().to_string();
+    let error = &serde_json::from_str::<serde_json::Value>(&last).unwrap()["error"];
+    assert_eq!(error["message"], "type error in gt: cannot compare number with string");
+    assert_eq!(error["pointer"], "/children/1/cond");
+    assert_eq!((error["file"].as_str().unwrap(), &error["line"]), (file.to_str().unwrap(), &8.into()), "{error}");
 }

@@ -123,3 +123,77 @@ end)
     assert!(swarm.stderr().contains(&format!("run {run_id} cancelled")), "{}", swarm.stderr());
     assert!(swarm.stderr().trim_end().ends_with("stopped"), "{}", swarm.stderr());
 }
+
+/// A served script that counts its loads in `swarm.state.loads` and tries to keep a function
+/// there, printing whether it was refused.
+fn keeps_a_function(tag: &str) -> String {
+    format!(
+        r#"local swarm = require("swarm")
+swarm.state.loads = (swarm.state.loads or 0) + 1
+local ok, err = pcall(function()
+  swarm.state.handler = function() end
+end)
+print("load {tag} " .. swarm.state.loads .. " refused=" .. tostring(not ok))
+if not ok then print("why " .. tostring(err)) end
+local nested_ok, nested_err = pcall(function() swarm.state.cache = {{ items = {{ 1, print }} }} end)
+if not nested_ok then print("nested " .. tostring(nested_err)) end
+"#
+    )
+}
+
+#[test]
+fn storing_a_function_in_state_is_refused_where_it_is_stored_and_never_wedges_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.lua");
+    std::fs::write(&script, keeps_a_function("v1")).unwrap();
+    let mut swarm = Swarm::start(dir.path(), &["serve", "s.lua", "--state", "memory"]);
+    swarm.wait_stdout("nested ", 1);
+    let out = swarm.stdout();
+    assert!(out.contains("load v1 1 refused=true"), "{out}");
+    assert!(
+        out.contains(
+            "why s.lua:4: swarm.state.handler: a function has no JSON form; swarm.state keeps only plain data"
+        ),
+        "the error names the line, the key and the type: {out}"
+    );
+    assert!(out.contains("nested s.lua:8: swarm.state.cache.items[2]: a function"), "{out}");
+
+    // Two saves: each reload carries the state over (the count goes on).
+    std::fs::write(&script, keeps_a_function("v2")).unwrap();
+    swarm.wait_stdout("load v2 2 refused=true", 1);
+    std::fs::write(&script, keeps_a_function("v3")).unwrap();
+    swarm.wait_stdout("load v3 3 refused=true", 1);
+    assert_eq!(swarm.stderr().matches("reloaded in ").count(), 2, "{}", swarm.stderr());
+    assert!(!swarm.stderr().contains("reload failed"), "{}", swarm.stderr());
+    swarm.signal("TERM");
+    assert_eq!(swarm.wait_exit().code(), Some(0), "{}", swarm.stderr());
+}
+
+#[test]
+fn a_function_slipped_into_a_stored_table_fails_that_reload_by_its_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.lua");
+    // The table is stored while plain; the function goes in afterwards, past the check.
+    std::fs::write(
+        &script,
+        r#"local swarm = require("swarm")
+swarm.state.n = 1
+swarm.state.t = { ok = true }
+swarm.state.t.f = print
+swarm.every(30, function() print("tick v1") end)
+"#,
+    )
+    .unwrap();
+    let swarm = Swarm::start(dir.path(), &["serve", "s.lua", "--state", "memory"]);
+    swarm.wait_stdout("tick v1", 1);
+    std::fs::write(&script, "local swarm = require('swarm')\nprint('v2 loaded')\n").unwrap();
+    swarm.wait_stderr("reload failed: ", 1);
+    let err = swarm.stderr();
+    assert!(
+        err.contains("reload failed: swarm.state.t.f: a function has no JSON form; a reload carries only plain data, so this version stays live with its state"),
+        "{err}"
+    );
+    let ticks = swarm.stdout().matches("tick v1").count();
+    swarm.wait_until("the old version still ticks", |out, _| out.matches("tick v1").count() >= ticks + 2);
+    assert!(!swarm.stdout().contains("v2 loaded"), "{}", swarm.stdout());
+}

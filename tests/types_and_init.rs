@@ -115,3 +115,187 @@ fn init_makes_a_project_that_checks_and_runs() {
     assert_eq!(swarm(&["types", types.to_str().unwrap()]).status.code(), Some(0));
     assert_eq!(std::fs::read_to_string(types.join("swarm.d.lua")).unwrap(), DEFINITIONS[0].1);
 }
+
+/// The `---@field` lines of each `---@class` in swarm.d.lua: class → [(field, type)], the type
+/// as written (a type may hold spaces inside `<>`, `{}` or `()`), `?` marks kept.
+fn classes() -> std::collections::BTreeMap<String, Vec<(String, String)>> {
+    let text = DEFINITIONS.iter().find(|(name, _)| *name == "swarm.d.lua").unwrap().1;
+    let mut classes = std::collections::BTreeMap::<String, Vec<(String, String)>>::new();
+    let mut class = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("---@class ") {
+            class = rest.split([' ', ':']).next().map(str::to_string);
+        } else if let Some(rest) = line.strip_prefix("---@field ")
+            && let Some(class) = &class
+        {
+            let (name, rest) = rest.split_once(' ').unwrap();
+            let mut depth = 0i32;
+            let end = rest
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '<' | '{' | '(' => depth += 1,
+                        '>' | '}' | ')' => depth -= 1,
+                        _ => {}
+                    }
+                    c == ' ' && depth == 0
+                })
+                .map_or(rest.len(), |(i, _)| i);
+            let optional = name.ends_with('?');
+            let ty = format!("{}{}", &rest[..end], if optional { "?" } else { "" });
+            classes.entry(class.clone()).or_default().push((name.trim_end_matches('?').to_string(), ty));
+        }
+    }
+    classes
+}
+
+/// The alternatives of a type: `swarm.Retry?` → [`swarm.Retry`], `("a"|"b")?` → [`"a"`, `"b"`],
+/// `("a"|"b")[]?` → [`"a"[]`, `"b"[]`], `A|B[]` → [`A`, `B[]`].
+fn alternatives(ty: &str) -> Vec<String> {
+    let ty = ty.trim_end_matches('?');
+    if let Some(inner) = ty.strip_prefix('(') {
+        let (inner, suffix) = match inner.strip_suffix(")[]") {
+            Some(inner) => (inner, "[]"),
+            None => (inner.strip_suffix(')').unwrap(), ""),
+        };
+        return inner.split('|').map(|alt| format!("{alt}{suffix}")).collect();
+    }
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in ty.char_indices() {
+        match c {
+            '<' | '{' | '(' => depth += 1,
+            '>' | '}' | ')' => depth -= 1,
+            '|' if depth == 0 => {
+                parts.push(ty[start..i].to_string());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(ty[start..].to_string());
+    parts
+}
+
+/// Every variant of an IR enum, by its wire name: the matches stop compiling when a variant is
+/// added, so a new one cannot be missed here.
+fn joins() -> Vec<&'static str> {
+    use luaswarm::flow::Join;
+    let all = [Join::All, Join::Any, Join::Race, Join::AllSettled];
+    for join in all {
+        match join {
+            Join::All | Join::Any | Join::Race | Join::AllSettled => {}
+        }
+    }
+    all.iter().map(|j| j.name()).collect()
+}
+
+fn retry_kinds() -> Vec<String> {
+    use luaswarm::flow::RetryOn;
+    let all = [RetryOn::Failed, RetryOn::Blocked, RetryOn::Timeout];
+    for on in all {
+        match on {
+            RetryOn::Failed | RetryOn::Blocked | RetryOn::Timeout => {}
+        }
+    }
+    all.iter().map(|on| serde_json::to_value(on).unwrap().as_str().unwrap().to_string()).collect()
+}
+
+/// The builders, driven from Lua: `fields(class)` is the field list a builder's error gives for
+/// an unknown field; `accepts(class, field, alternative)` builds with the field set to a sample
+/// of that type and returns the error, if any.
+const PROBE: &str = r#"
+local swarm = require("swarm")
+local F = swarm.flow
+local function step(spec) spec.agent = spec.agent or "a"; return F.step(spec) end
+local builders = {
+  ["swarm.StepSpec"] = { step, {} },
+  ["swarm.Retry"] = { function(spec) return F.step({ agent = "a", retry = spec }) end, { max_attempts = 1 } },
+  ["swarm.AssignSpec"] = { F.assign, { at = "$.x", value = 1 } },
+  ["swarm.BranchSpec"] = { F.branch, { cond = true, on_true = F.seq({}) } },
+  ["swarm.LoopSpec"] = { F.loop, { counter = "$.i", max = 1, body = F.seq({}) } },
+  ["swarm.FanoutSpec"] = { F.fanout, { items = F.lit({}), body = F.seq({}), out = "$.o" } },
+  ["swarm.TrySpec"] = { F.try, { body = F.seq({}) } },
+  ["swarm.BlueprintSpec"] = { swarm.blueprint, { id = "probe", flow = F.seq({}) } },
+}
+
+local function sample(ty)
+  local literal = ty:match('^"(.*)"$')
+  if literal then return literal end
+  local element = ty:match("^(.*)%[%]$")
+  if element then
+    local one = element:match('^"(.*)"$')
+    return swarm.array(one and { one } or {})
+  end
+  local known = {
+    integer = 1, number = 1.5, string = "a", boolean = true, table = {},
+    ["swarm.PathLike"] = F.p("$.x"), ["swarm.ExprLike"] = F.lit(1), ["swarm.Node"] = F.seq({}),
+    ["swarm.Retry"] = { max_attempts = 2 }, ["table<string, swarm.Agent>"] = {},
+    ["{layers: string[]}"] = { layers = swarm.array({}) },
+  }
+  if known[ty] == nil then error("the probe has no sample of type " .. ty) end
+  return known[ty]
+end
+
+local function copy(t) local c = {} for k, v in pairs(t) do c[k] = v end return c end
+
+return {
+  fields = function(class)
+    local builder = builders[class]
+    if not builder then return nil end
+    local spec = copy(builder[2])
+    spec.no_such_field = 1
+    local ok, err = pcall(builder[1], spec)
+    assert(not ok, class .. " took an unknown field")
+    return tostring(err):match("%(fields: (.-)%)")
+  end,
+  accepts = function(class, field, ty)
+    local builder = builders[class]
+    local spec = copy(builder[2])
+    spec[field] = sample(ty)
+    local ok, err = pcall(builder[1], spec)
+    return (not ok) and tostring(err) or nil
+  end,
+}
+"#;
+
+#[test]
+fn the_definitions_and_the_builders_agree_on_every_field_type_and_enum() {
+    let host = Host::new().unwrap();
+    let probe: Table = host.lua().load(PROBE).eval().unwrap();
+    let fields: mlua::Function = probe.get("fields").unwrap();
+    let accepts: mlua::Function = probe.get("accepts").unwrap();
+    let classes = classes();
+    let mut checked = 0;
+    for (class, declared) in &classes {
+        let Some(accepted) = fields.call::<Option<String>>(class.as_str()).unwrap() else { continue };
+        checked += 1;
+        let accepted: BTreeSet<&str> = accepted.split(", ").collect();
+        let names: BTreeSet<&str> = declared.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, accepted, "{class}: swarm.d.lua declares the first set, the builder takes the second");
+        for (field, ty) in declared {
+            for alternative in alternatives(ty) {
+                let refused: Option<String> =
+                    accepts.call((class.as_str(), field.as_str(), alternative.as_str())).unwrap();
+                assert!(
+                    refused.is_none(),
+                    "{class}.{field} is declared `{ty}`, but the builder refuses {alternative}: {refused:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(checked, 8, "every builder option class was found in swarm.d.lua: {:?}", classes.keys());
+
+    // The enums are the IR's, every variant of them.
+    let literals = |class: &str, field: &str| -> BTreeSet<String> {
+        let (_, ty) = classes[class].iter().find(|(name, _)| name == field).unwrap();
+        alternatives(ty).iter().map(|alt| alt.trim_end_matches("[]").trim_matches('"').to_string()).collect()
+    };
+    let joins: BTreeSet<String> = joins().into_iter().map(String::from).collect();
+    assert_eq!(literals("swarm.FanoutSpec", "join"), joins);
+    assert_eq!(literals("swarm.Retry", "on"), retry_kinds().into_iter().collect());
+    for join in &joins {
+        let refused: Option<String> = accepts.call(("swarm.FanoutSpec", "join", format!("\"{join}\""))).unwrap();
+        assert!(refused.is_none(), "F.fanout refuses join {join}: {refused:?}");
+    }
+}

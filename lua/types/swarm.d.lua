@@ -54,17 +54,19 @@ function Expr:Or(other) end
 ---@class swarm.Node
 ---@field kind string
 
+--- A step's retry policy: attempt n + 1 waits `backoff_ms * backoff_factor^(n - 1)`.
 ---@class swarm.Retry
----@field max integer? attempts after the first
----@field backoff_ms integer?
----@field on ("failed"|"blocked"|"timeout")[]?
+---@field max_attempts integer attempts in all, the first included (>= 1)
+---@field backoff_ms integer? default 0
+---@field backoff_factor number? default 1
+---@field on ("failed"|"blocked"|"timeout")[]? default: failed and timeout
 
 ---@class swarm.StepSpec
 ---@field agent string the agent to dispatch to
 ---@field input swarm.ExprLike? default: the whole ctx
 ---@field out swarm.PathLike? default: `$.<agent>`
 ---@field timeout_ms integer?
----@field retry swarm.Retry|integer?
+---@field retry swarm.Retry?
 
 ---@class swarm.AssignSpec
 ---@field at swarm.PathLike
@@ -85,7 +87,7 @@ function Expr:Or(other) end
 ---@field items swarm.ExprLike
 ---@field bind swarm.PathLike?
 ---@field body swarm.Node
----@field join ("all"|"any"|"settle")?
+---@field join ("all"|"any"|"race"|"all_settled")? default "all"
 ---@field out swarm.PathLike?
 ---@field max_concurrency integer?
 ---@field collect swarm.PathLike?
@@ -176,6 +178,8 @@ function F.try_(spec) end
 ---@field hints table?
 ---@field strategy table?
 ---@field metadata table?
+---@field spawner_hints {layers: string[]}? mlua-swarm's form of `layers`
+---@field schema_version string? accepted from mlua-swarm blueprints, and ignored
 
 --- A normalized blueprint (plain data; JSON round-trips).
 ---@class swarm.Blueprint: swarm.BlueprintSpec

@@ -1,6 +1,7 @@
 //! `swarm graph FILE [--format mermaid|dot]`: the flow as a diagram on stdout.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::blueprint::graph::{GraphFormat, render};
 
@@ -11,16 +12,15 @@ pub enum Format {
     Dot,
 }
 
-pub fn run(file: &Path, format: Format) -> u8 {
-    let result = super::new_host().and_then(|host| super::load(&host, file));
+pub fn run(file: &Path, format: Format, load_timeout: Duration) -> u8 {
+    let result = super::new_host().and_then(|host| super::load(&host, file, load_timeout));
     match result {
         Ok(bp) => {
             let format = match format {
                 Format::Mermaid => GraphFormat::Mermaid,
                 Format::Dot => GraphFormat::Dot,
             };
-            print!("{}", render(&bp, format));
-            0
+            super::stdout::exit_code(super::stdout::print(&render(&bp, format)), "graph", 0)
         }
         Err(code) => code,
     }

@@ -5,15 +5,18 @@ mod check;
 mod compile;
 mod graph;
 mod init;
+mod progress;
 mod repl;
 mod run;
 mod runs;
 mod serve;
+pub(crate) mod stdout;
 pub mod types;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -27,11 +30,24 @@ use crate::store::journal::SqliteJournal;
 #[derive(Parser)]
 #[command(name = "swarm", version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    global: Global,
     #[command(subcommand)]
     command: Command,
-    /// How long loading a blueprint module or served script may take, in milliseconds; a load
+}
+
+/// Options every subcommand takes, before or after its name (`swarm runs list --state PATH`
+/// and `swarm --state PATH runs list` are the same).
+#[derive(clap::Args)]
+struct Global {
+    /// The journal: a SQLite file, or `memory` for none. Default: .swarm/state.db in the
+    /// current directory (run, runs), or beside FILE (serve).
+    #[arg(long, global = true, value_name = "PATH|memory")]
+    state: Option<String>,
+    /// How long loading a blueprint module or served script may run, in milliseconds; a load
     /// that runs longer (a loop at the top level) is stopped with an error naming the file.
-    #[arg(long, global = true, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, global = true, value_name = "MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     load_timeout: u64,
 }
 
@@ -63,16 +79,10 @@ enum Command {
         /// With --watch: scan for changes every 100 ms instead of using the OS's file events.
         #[arg(long, requires = "watch")]
         poll: bool,
-        /// The journal: a SQLite file (default .swarm/state.db beside FILE), or `memory` for none.
-        #[arg(long, value_name = "PATH|memory")]
-        state: Option<String>,
     },
     /// Journaled runs: list them, show one, print its events, resume an interrupted one, rerun
     /// one from a step.
     Runs {
-        /// The journal (default .swarm/state.db in the current directory).
-        #[arg(long, value_name = "PATH")]
-        state: Option<String>,
         #[command(subcommand)]
         command: Option<runs::RunsCommand>,
     },
@@ -87,9 +97,6 @@ enum Command {
         /// Open the REPL on the same engine; leaving it stops the server.
         #[arg(long)]
         repl: bool,
-        /// The journal: a SQLite file (default .swarm/state.db beside FILE), or `memory` for none.
-        #[arg(long, value_name = "PATH|memory")]
-        state: Option<String>,
     },
     /// Draw a blueprint's flow as a Mermaid or Graphviz diagram.
     Graph {
@@ -126,41 +133,44 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    crate::host::load::set_process_load_timeout(std::time::Duration::from_millis(cli.load_timeout));
+    let state = cli.global.state.as_deref();
+    let load_timeout = Duration::from_millis(cli.global.load_timeout);
     let code = match cli.command {
-        Command::Check { file } => check::run(&file),
-        Command::Compile { file } => compile::run(&file),
-        Command::Serve { file, poll, repl, state } => {
-            serve::run(&file, if poll { WatchMode::Poll } else { WatchMode::Events }, repl, state.as_deref())
+        Command::Check { file } => check::run(&file, load_timeout),
+        Command::Compile { file } => compile::run(&file, load_timeout),
+        Command::Serve { file, poll, repl } => {
+            let mode = if poll { WatchMode::Poll } else { WatchMode::Events };
+            serve::run(&file, mode, repl, state, load_timeout)
         }
-        Command::Graph { file, format } => graph::run(&file, format),
-        Command::Runs { state, command } => runs::run(state.as_deref(), command),
-        Command::Run { file, input, events, watch, poll, state } => {
+        Command::Graph { file, format } => graph::run(&file, format, load_timeout),
+        Command::Runs { command } => runs::run(state, command, load_timeout),
+        Command::Run { file, input, events, watch, poll } => {
             let mode = match (watch, poll) {
                 (false, _) => None,
                 (true, false) => Some(WatchMode::Events),
                 (true, true) => Some(WatchMode::Poll),
             };
-            run::run(&file, input.as_deref(), events, mode, state.as_deref())
+            run::run(&file, input.as_deref(), events, mode, state, load_timeout)
         }
-        Command::Repl { file } => repl::run(file.as_deref()),
+        Command::Repl { file } => repl::run(file.as_deref(), load_timeout),
         Command::Init { dir } => init::run(&dir),
         Command::Types { dir } => types::run(&dir),
     };
     ExitCode::from(code)
 }
 
-/// Loads `file` in `host`, printing the error and returning the usage exit code on failure.
-fn load(host: &Host, file: &Path) -> Result<Blueprint, u8> {
-    host.load_file(file).map_err(|e| {
+/// Loads `file` in `host` (its module may run for `load_timeout`), printing the error and
+/// returning the usage exit code on failure.
+fn load(host: &Host, file: &Path, load_timeout: Duration) -> Result<Blueprint, u8> {
+    host.load_file_within(file, load_timeout).map_err(|e| {
         eprintln!("{e}");
         EXIT_USAGE
     })
 }
 
 /// Loads and compiles `file`, printing warnings, and every error on failure.
-fn load_and_compile(host: &Host, file: &Path) -> Result<CompiledBlueprint, u8> {
-    let bp = load(host, file)?;
+fn load_and_compile(host: &Host, file: &Path, load_timeout: Duration) -> Result<CompiledBlueprint, u8> {
+    let bp = load(host, file, load_timeout)?;
     let base_dir = file.parent();
     let compiler = if is_json(file) { host.detached_compiler() } else { host.compiler() };
     let compiled = compiler.compile(Rc::new(bp), base_dir).map_err(|errors| {
@@ -173,13 +183,19 @@ fn load_and_compile(host: &Host, file: &Path) -> Result<CompiledBlueprint, u8> {
     Ok(compiled)
 }
 
+/// The journal in `dir` when no `--state` names one: `.swarm/state.db` (with an empty `dir`,
+/// relative to the current directory).
+fn default_journal(dir: &Path) -> PathBuf {
+    dir.join(".swarm").join("state.db")
+}
+
 /// The journal `state` names: `memory` for none, a path, or by default `.swarm/state.db` in
 /// `default_dir`. A file that cannot be opened as a journal is reported and left untouched.
 fn open_state(state: Option<&str>, default_dir: &Path) -> Result<Option<Rc<SqliteJournal>>, u8> {
     let path = match state {
         Some("memory") => return Ok(None),
         Some(path) => PathBuf::from(path),
-        None => default_dir.join(".swarm").join("state.db"),
+        None => default_journal(default_dir),
     };
     match SqliteJournal::open(&path) {
         Ok(journal) => Ok(Some(Rc::new(journal))),

@@ -1,8 +1,9 @@
 //! `swarm repl [FILE]`: the interactive REPL (see `crate::repl`), with FILE loaded first.
 
 use std::path::Path;
+use std::time::Duration;
 
-pub fn run(file: Option<&Path>) -> u8 {
+pub fn run(file: Option<&Path>, load_timeout: Duration) -> u8 {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -11,5 +12,5 @@ pub fn run(file: Option<&Path>) -> u8 {
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, crate::repl::run(file))
+    local.block_on(&runtime, crate::repl::run(file, load_timeout))
 }

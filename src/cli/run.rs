@@ -1,19 +1,22 @@
 //! `swarm run FILE [--input JSON|@file] [--events ndjson] [--watch [--poll]]`: runs a blueprint
-//! on a fresh engine.
-//! stdout gets the final ctx as JSON; stderr gets `run <id>` first, then one line per attempt
-//! on a terminal (or every event as NDJSON with `--events ndjson`), and the structured error
+//! on a fresh engine, journaling to `.swarm/state.db` in the current directory (where
+//! `swarm runs` looks) unless `--state` says otherwise.
+//! stdout gets the final ctx as JSON; stderr gets `run <id>  journal <path>` first, then one
+//! line per attempt (or every event as NDJSON with `--events ndjson`), and the structured error
 //! if the run fails. Ctrl-C cancels the run. With `--watch` it runs again after every save
 //! (see `crate::reload`), printing `reloaded in N ms` or `reload failed: file:line: ...` first.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::progress::{self, Progress};
 use crate::blueprint::compile::CompiledBlueprint;
-use crate::engine::{Engine, EngineConfig, Event, EventKind, RunHandle, RunOptions, RunOutcome, RunStatus};
+use crate::engine::{Engine, EngineConfig, Event, RunHandle, RunOptions, RunOutcome, RunStatus};
 use crate::host::Host;
 use crate::host::agent_api::LuaExterns;
 use crate::host::engine_api::set_default_engine;
@@ -29,13 +32,15 @@ pub enum EventsFormat {
 }
 
 /// Runs `file` once, or with `watch` again after every change until SIGINT or SIGTERM,
-/// journaling to `state` (see [`super::open_state`]).
+/// journaling to `state` (see [`super::open_state`]; by default in the current directory).
+/// The blueprint module may run for `load_timeout` each time it is loaded.
 pub fn run(
     file: &Path,
     input: Option<&str>,
     events: Option<EventsFormat>,
     watch_mode: Option<WatchMode>,
     state: Option<&str>,
+    load_timeout: Duration,
 ) -> u8 {
     let init = match parse_input(input) {
         Ok(v) => v,
@@ -44,18 +49,18 @@ pub fn run(
             return super::EXIT_USAGE;
         }
     };
-    let default_dir = file.parent().unwrap_or(Path::new("."));
-    let journal = match super::open_state(state, default_dir) {
+    // The current directory, not the script's: that is where `swarm runs` looks.
+    let journal = match super::open_state(state, Path::new("")) {
         Ok(j) => j,
         Err(code) => return code,
     };
     let Some(runtime) = runtime() else { return super::EXIT_USAGE };
     let local = tokio::task::LocalSet::new();
     match watch_mode {
-        Some(mode) => local.block_on(&runtime, watch(file, init, events, mode, journal)),
+        Some(mode) => local.block_on(&runtime, watch(file, init, events, mode, journal, load_timeout)),
         None => {
             let options = RunOptions { file: Some(absolute(file)), ..RunOptions::default() };
-            local.block_on(&runtime, run_on_engine(file, init, events, journal, options, None))
+            local.block_on(&runtime, run_on_engine(file, init, events, journal, options, None, load_timeout))
         }
     }
 }
@@ -89,7 +94,7 @@ fn parse_input(input: Option<&str>) -> Result<Value, String> {
 }
 
 /// Runs `file` once on a fresh engine that journals to `journal` (when given), started with
-/// `options` (a resumed run's id and recorded results).
+/// `options` (a resumed run's id and recorded results); its module may load for `load_timeout`.
 pub(super) async fn run_on_engine(
     file: &Path,
     init: Value,
@@ -97,12 +102,13 @@ pub(super) async fn run_on_engine(
     journal: Option<Rc<SqliteJournal>>,
     options: RunOptions,
     expect_digest: Option<&str>,
+    load_timeout: Duration,
 ) -> u8 {
     let host = match super::new_host() {
         Ok(h) => h,
         Err(code) => return code,
     };
-    let compiled = match super::load_and_compile(&host, file) {
+    let compiled = match super::load_and_compile(&host, file, load_timeout) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -127,7 +133,8 @@ pub(super) async fn run_on_engine(
             return super::EXIT_USAGE;
         }
     };
-    let running = Running::start(&engine, &host, Rc::new(compiled), init, events, options);
+    let running = Running::start(&engine, &host, Rc::new(compiled), init, events, options, journal.as_deref());
+
     let outcome = tokio::select! {
         outcome = running.handle.wait() => outcome,
         _ = shutdown.recv() => {
@@ -170,7 +177,8 @@ struct Running {
 }
 
 impl Running {
-    /// Starts `compiled` (whose inline agents live in `host`) and announces it on stderr.
+    /// Starts `compiled` (whose inline agents live in `host`) and announces it on stderr:
+    /// `run <id>  journal <path>` (or `(not journaled)`), so the run can be found again.
     fn start(
         engine: &Engine,
         host: &Host,
@@ -178,18 +186,19 @@ impl Running {
         init: Value,
         events: Option<EventsFormat>,
         options: RunOptions,
+        journal: Option<&SqliteJournal>,
     ) -> Running {
+        let progress = match events {
+            Some(EventsFormat::Ndjson) => None,
+            None => Some(Progress::new(&compiled.blueprint.flow, std::io::stderr().is_terminal())),
+        };
         let handle = engine.start_with(compiled, init, Rc::new(LuaExterns::new(host.lua())), options);
-        eprintln!("run {}", handle.id);
+        match journal {
+            Some(journal) => eprintln!("run {}  journal {}", handle.id, journal.path().display()),
+            None => eprintln!("run {}  (not journaled)", handle.id),
+        }
         let reporter = match engine.follow_run(&handle.id) {
-            Ok(mut rx) => {
-                let terminal = std::io::stderr().is_terminal();
-                Some(tokio::task::spawn_local(async move {
-                    while let Some(event) = rx.recv().await {
-                        report(&event, events, terminal);
-                    }
-                }))
-            }
+            Ok(rx) => Some(tokio::task::spawn_local(report(rx, progress))),
             Err(e) => {
                 eprintln!("swarm run: cannot follow the run's events: {e}");
                 None
@@ -206,10 +215,7 @@ impl Running {
         match (outcome.status, &outcome.error) {
             (RunStatus::Finished, _) | (_, None) => {
                 let text = serde_json::to_string_pretty(&outcome.ctx).expect("a ctx always encodes");
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{text}");
-                let _ = out.flush();
-                0
+                super::stdout::exit_code(super::stdout::println(&text), "run", 0)
             }
             (_, Some(error)) => {
                 let mut err = std::io::stderr().lock();
@@ -228,6 +234,7 @@ async fn watch(
     events: Option<EventsFormat>,
     mode: WatchMode,
     journal: Option<Rc<SqliteJournal>>,
+    load_timeout: Duration,
 ) -> u8 {
     let engine = match new_engine(journal.clone()) {
         Ok(e) => e,
@@ -247,7 +254,7 @@ async fn watch(
             return super::EXIT_USAGE;
         }
     };
-    let first = reload::load_blueprint(file, &engine);
+    let first = reload::load_blueprint(file, &engine, load_timeout);
     if let Err(e) = watcher.track(&first.files) {
         eprintln!("swarm run: {e}");
         return super::EXIT_USAGE;
@@ -268,7 +275,15 @@ async fn watch(
             && let Some(version) = &live
         {
             let options = RunOptions { file: Some(absolute(file)), ..RunOptions::default() };
-            let run = Running::start(&engine, &version.host, version.compiled.clone(), init.clone(), events, options);
+            let run = Running::start(
+                &engine,
+                &version.host,
+                version.compiled.clone(),
+                init.clone(),
+                events,
+                options,
+                journal.as_deref(),
+            );
             running = Some((run, version.clone()));
             due = false;
         }
@@ -285,7 +300,7 @@ async fn watch(
                 while let Ok(more) = changes.try_recv() {
                     changed.extend(more);
                 }
-                let loaded = reload::load_blueprint(file, &engine);
+                let loaded = reload::load_blueprint(file, &engine, load_timeout);
                 let ok = loaded.result.is_ok();
                 let files = reload::files_to_watch(&watcher, ok, &loaded.files);
                 match loaded.result {
@@ -327,19 +342,32 @@ async fn wait_for(handle: Option<RunHandle>) -> RunOutcome {
     }
 }
 
-fn report(event: &Event, format: Option<EventsFormat>, terminal: bool) {
-    match format {
-        Some(EventsFormat::Ndjson) => {
-            if let Ok(line) = serde_json::to_string(event) {
-                eprintln!("{line}");
+/// Reports a run's events on stderr until it ends: as `progress` says, or (without one) every
+/// event as a line of NDJSON.
+async fn report(mut events: mpsc::UnboundedReceiver<Event>, mut progress: Option<Progress>) {
+    let live = progress.as_ref().is_some_and(Progress::is_live);
+    let mut clock = tokio::time::interval(progress::TICK);
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                match &mut progress {
+                    Some(progress) => progress.event(&event),
+                    None => {
+                        if let Ok(line) = serde_json::to_string(&event) {
+                            let _ = writeln!(std::io::stderr(), "{line}");
+                        }
+                    }
+                }
+            }
+            _ = clock.tick(), if live => {
+                if let Some(progress) = &mut progress {
+                    progress.tick();
+                }
             }
         }
-        None if terminal => {
-            if let EventKind::AttemptFinished { agent, attempt, status, elapsed_ms, error, .. } = &event.kind {
-                let note = error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
-                eprintln!("  {agent:<20} {:<9} #{attempt:<3} {elapsed_ms:>9.1} ms{note}", status.name());
-            }
-        }
-        None => {}
+    }
+    if let Some(progress) = &mut progress {
+        progress.clear();
     }
 }

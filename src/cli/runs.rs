@@ -1,13 +1,17 @@
-//! `swarm runs [--state PATH] [list [--json] | show ID [--json] | events ID | resume ID |
-//! rerun ID --from STEP]`: the journaled runs (see `crate::store::journal`).
+//! `swarm runs [list [--json] | show ID [--json] | events ID | resume ID | rerun ID --from
+//! STEP] [--state PATH]`: the journaled runs (see `crate::store::journal`), by default those
+//! in `.swarm/state.db` of the current directory, where `swarm run` journals.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
 use clap::Subcommand;
 
 use super::run::{EventsFormat, run_on_engine, runtime};
+use super::stdout::{self, StdoutError};
 use super::{EXIT_RUN_FAILED, EXIT_USAGE};
 use crate::engine::RunOptions;
 use crate::store::journal::{Reader, RunRow, SqliteJournal, prepare_restart};
@@ -49,19 +53,27 @@ pub enum RunsCommand {
 fn state_path(state: Option<&str>) -> PathBuf {
     match state {
         Some(path) => PathBuf::from(path),
-        None => Path::new(".swarm").join("state.db"),
+        None => super::default_journal(Path::new("")),
     }
 }
 
-pub fn run(state: Option<&str>, command: Option<RunsCommand>) -> u8 {
+pub fn run(state: Option<&str>, command: Option<RunsCommand>, load_timeout: Duration) -> u8 {
     if state == Some("memory") {
         eprintln!("swarm runs: --state memory journals nothing; name a journal file");
         return EXIT_USAGE;
     }
     let path = state_path(state);
+    if !path.exists() {
+        eprintln!(
+            "swarm runs: no journal at {} (`swarm run` journals in .swarm/state.db of the directory it \
+             runs in, `swarm serve` beside its script; --state PATH reads another)",
+            path.display()
+        );
+        return EXIT_USAGE;
+    }
     match command.unwrap_or(RunsCommand::List { json: false }) {
-        RunsCommand::Resume { id, events } => restart(&path, &id, events, None),
-        RunsCommand::Rerun { id, from, events } => restart(&path, &id, events, Some(&from)),
+        RunsCommand::Resume { id, events } => restart(&path, &id, events, None, load_timeout),
+        RunsCommand::Rerun { id, from, events } => restart(&path, &id, events, Some(&from), load_timeout),
         command => {
             let reader = match Reader::open(&path) {
                 Ok(r) => r,
@@ -81,63 +93,23 @@ pub fn run(state: Option<&str>, command: Option<RunsCommand>) -> u8 {
     }
 }
 
+/// What a reading subcommand printed, or why it stopped.
+enum Read {
+    /// The text for stdout, and the exit code once it is out.
+    Text(String, u8),
+    /// Already written (`events` streams); how that went.
+    Written(Result<(), StdoutError>),
+}
+
 fn read(reader: &Reader, command: RunsCommand) -> Result<u8, Box<dyn std::error::Error>> {
-    match command {
-        RunsCommand::List { json } => {
-            let runs = reader.runs()?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
-            } else {
-                println!(
-                    "{:<16} {:<20} {:<12} {:<20} {:>10} {:>6}",
-                    "ID", "BLUEPRINT", "STATUS", "STARTED", "DURATION", "STEPS"
-                );
-                for r in &runs {
-                    println!(
-                        "{:<16} {:<20} {:<12} {:<20} {:>10} {:>6}",
-                        r.id,
-                        r.blueprint,
-                        r.status,
-                        utc(r.started_ms),
-                        r.duration_ms.map_or("-".into(), |d| format!("{d} ms")),
-                        r.steps
-                    );
-                }
-            }
-            Ok(0)
-        }
+    let read = match command {
+        RunsCommand::List { json } => Read::Text(list(reader, json)?, 0),
         RunsCommand::Show { id, json } => {
             let Some(run) = reader.run(&id)? else {
                 eprintln!("swarm runs: no run {id}");
                 return Ok(EXIT_USAGE);
             };
-            let steps = reader.steps(&id)?;
-            if json {
-                let mut value = serde_json::to_value(&run)?;
-                value["steps"] = serde_json::to_value(&steps)?;
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                show(&run);
-                for s in &steps {
-                    let took = s.finished_ms.map_or("-".into(), |f| format!("{} ms", f - s.started_ms));
-                    let note = if s.replayed { "  (replayed)" } else { "" };
-                    println!(
-                        "  {:<20} {:<16} {:<10} #{:<3} {:>10}  {}{note}",
-                        s.task_id,
-                        s.agent,
-                        s.status,
-                        s.attempts,
-                        took,
-                        s.pointer.as_deref().unwrap_or("-")
-                    );
-                }
-                if let Some(error) = &run.error {
-                    println!("error: {error}");
-                } else if let Some(ctx) = &run.ctx {
-                    println!("{}", serde_json::to_string_pretty(ctx)?);
-                }
-            }
-            Ok(0)
+            Read::Text(show(reader, &run, json)?, 0)
         }
         RunsCommand::Events { id } => {
             if reader.run(&id)?.is_none() {
@@ -145,29 +117,89 @@ fn read(reader: &Reader, command: RunsCommand) -> Result<u8, Box<dyn std::error:
                 return Ok(EXIT_USAGE);
             }
             let mut out = std::io::stdout().lock();
+            let mut written = Ok(());
             for event in reader.events(&id)? {
-                // A closed pipe (`| head`) ends the listing quietly.
-                if writeln!(out, "{}", serde_json::to_string(&event)?).is_err() {
+                if let Err(e) = writeln!(out, "{}", serde_json::to_string(&event)?) {
+                    written = Err(e);
                     break;
                 }
             }
-            Ok(0)
+            Read::Written(written.and_then(|()| out.flush()).map_err(StdoutError::from))
         }
         RunsCommand::Resume { .. } | RunsCommand::Rerun { .. } => {
             unreachable!("resume and rerun are handled before reading")
         }
-    }
+    };
+    Ok(match read {
+        Read::Text(text, code) => stdout::exit_code(stdout::print(&text), "runs", code),
+        Read::Written(written) => stdout::exit_code(written, "runs", 0),
+    })
 }
 
-fn show(run: &RunRow) {
-    println!("run {}  {}  {}", run.id, run.blueprint, run.status);
-    println!("  started  {}", utc(run.started_ms));
+/// `runs list`: a table, or JSON.
+fn list(reader: &Reader, json: bool) -> Result<String, Box<dyn std::error::Error>> {
+    let runs = reader.runs()?;
+    if json {
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&runs)?));
+    }
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{:<16} {:<20} {:<12} {:<20} {:>10} {:>6}",
+        "ID", "BLUEPRINT", "STATUS", "STARTED", "DURATION", "STEPS"
+    );
+    for r in &runs {
+        let _ = writeln!(
+            text,
+            "{:<16} {:<20} {:<12} {:<20} {:>10} {:>6}",
+            r.id,
+            r.blueprint,
+            r.status,
+            utc(r.started_ms),
+            r.duration_ms.map_or("-".into(), |d| format!("{d} ms")),
+            r.steps
+        );
+    }
+    Ok(text)
+}
+
+/// `runs show ID`: the run, its steps, then its final ctx or error; or all that as JSON.
+fn show(reader: &Reader, run: &RunRow, json: bool) -> Result<String, Box<dyn std::error::Error>> {
+    let steps = reader.steps(&run.id)?;
+    if json {
+        let mut value = serde_json::to_value(run)?;
+        value["steps"] = serde_json::to_value(&steps)?;
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&value)?));
+    }
+    let mut text = String::new();
+    let _ = writeln!(text, "run {}  {}  {}", run.id, run.blueprint, run.status);
+    let _ = writeln!(text, "  started  {}", utc(run.started_ms));
     if let Some(d) = run.duration_ms {
-        println!("  duration {d} ms");
+        let _ = writeln!(text, "  duration {d} ms");
     }
     if let Some(file) = &run.file {
-        println!("  file     {file}");
+        let _ = writeln!(text, "  file     {file}");
     }
+    for s in &steps {
+        let took = s.finished_ms.map_or("-".into(), |f| format!("{} ms", f - s.started_ms));
+        let note = if s.replayed { "  (replayed)" } else { "" };
+        let _ = writeln!(
+            text,
+            "  {:<20} {:<16} {:<10} #{:<3} {:>10}  {}{note}",
+            s.task_id,
+            s.agent,
+            s.status,
+            s.attempts,
+            took,
+            s.pointer.as_deref().unwrap_or("-")
+        );
+    }
+    if let Some(error) = &run.error {
+        let _ = writeln!(text, "error: {error}");
+    } else if let Some(ctx) = &run.ctx {
+        let _ = writeln!(text, "{}", serde_json::to_string_pretty(ctx)?);
+    }
+    Ok(text)
 }
 
 /// `ms` since the epoch as `YYYY-MM-DD HH:MM:SS` UTC.
@@ -192,7 +224,7 @@ fn utc(ms: i64) -> String {
 /// `swarm runs rerun ID --from STEP` (`cut` = STEP): the run must have ended; a new run starts
 /// on the same input, replaying the steps that started before STEP's first occurrence.
 /// Either way the blueprint file is loaded again.
-fn restart(path: &Path, id: &str, events: Option<EventsFormat>, cut: Option<&str>) -> u8 {
+fn restart(path: &Path, id: &str, events: Option<EventsFormat>, cut: Option<&str>, load_timeout: Duration) -> u8 {
     let verb = if cut.is_some() { "rerun" } else { "resume" };
     let journal = match SqliteJournal::open(path) {
         Ok(j) => Rc::new(j),
@@ -217,7 +249,8 @@ fn restart(path: &Path, id: &str, events: Option<EventsFormat>, cut: Option<&str
     let Some(runtime) = runtime() else { return EXIT_USAGE };
     let options = RunOptions { file: Some(file.clone()), resume: restart.resume, replay: restart.replay };
     let local = tokio::task::LocalSet::new();
-    let run = run_on_engine(Path::new(&file), restart.init, events, Some(journal), options, restart.digest.as_deref());
+    let digest = restart.digest.as_deref();
+    let run = run_on_engine(Path::new(&file), restart.init, events, Some(journal), options, digest, load_timeout);
     let code = local.block_on(&runtime, run);
     if code > EXIT_RUN_FAILED { EXIT_USAGE } else { code }
 }

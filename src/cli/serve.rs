@@ -8,14 +8,14 @@
 
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::reload::serve::{ScriptVersion, load_script};
 use crate::reload::{self, FileWatcher, Shutdown, WatchMode};
 use crate::store::journal::SqliteJournal;
 use crate::value::Value;
 
-pub fn run(file: &Path, mode: WatchMode, repl: bool, state: Option<&str>) -> u8 {
+pub fn run(file: &Path, mode: WatchMode, repl: bool, state: Option<&str>, load_timeout: Duration) -> u8 {
     let journal = match super::open_state(state, file.parent().unwrap_or(Path::new("."))) {
         Ok(j) => j,
         Err(code) => return code,
@@ -28,10 +28,16 @@ pub fn run(file: &Path, mode: WatchMode, repl: bool, state: Option<&str>) -> u8 
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, serve(file, mode, repl, journal))
+    local.block_on(&runtime, serve(file, mode, repl, journal, load_timeout))
 }
 
-async fn serve(file: &Path, mode: WatchMode, repl: bool, journal: Option<Rc<SqliteJournal>>) -> u8 {
+async fn serve(
+    file: &Path,
+    mode: WatchMode,
+    repl: bool,
+    journal: Option<Rc<SqliteJournal>>,
+    load_timeout: Duration,
+) -> u8 {
     let engine = match super::run::new_engine(journal.clone()) {
         Ok(e) => e,
         Err(code) => return code,
@@ -50,7 +56,7 @@ async fn serve(file: &Path, mode: WatchMode, repl: bool, journal: Option<Rc<Sqli
             return super::EXIT_USAGE;
         }
     };
-    let first = load_script(file, &engine, &Value::object());
+    let first = load_script(file, &engine, &Value::object(), load_timeout);
     if let Err(e) = watcher.track(&first.files) {
         eprintln!("swarm serve: {e}");
         return super::EXIT_USAGE;
@@ -58,7 +64,11 @@ async fn serve(file: &Path, mode: WatchMode, repl: bool, journal: Option<Rc<Sqli
     let mut live: Option<ScriptVersion> = match first.result {
         Ok(version) => {
             version.go_live(None);
-            eprintln!("serving {} ({} timers)", file.display(), version.timers());
+            let journal = match &journal {
+                Some(journal) => format!("journal {}", journal.path().display()),
+                None => "(not journaled)".to_string(),
+            };
+            eprintln!("serving {} ({} timers)  {journal}", file.display(), version.timers());
             Some(version)
         }
         Err(message) => {
@@ -70,7 +80,8 @@ async fn serve(file: &Path, mode: WatchMode, repl: bool, journal: Option<Rc<Sqli
     // open until they are idle.
     let mut retired: Vec<ScriptVersion> = Vec::new();
     // The REPL shares the engine (its own VM); when the person leaves it, the server stops.
-    let mut session = repl.then(|| tokio::task::spawn_local(crate::repl::run_on(None, Some(engine.clone()))));
+    let mut session =
+        repl.then(|| tokio::task::spawn_local(crate::repl::run_on(None, Some(engine.clone()), load_timeout)));
     let repl_done = async {
         match session.as_mut() {
             Some(task) => {
@@ -93,7 +104,7 @@ async fn serve(file: &Path, mode: WatchMode, repl: bool, journal: Option<Rc<Sqli
                     None => Ok(Value::object()),
                 };
                 let loaded = match state {
-                    Ok(state) => load_script(file, &engine, &state),
+                    Ok(state) => load_script(file, &engine, &state, load_timeout),
                     Err(message) => reload::Loaded { result: Err(message), files: Vec::new() },
                 };
                 let ok = loaded.result.is_ok();

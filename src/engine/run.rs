@@ -17,6 +17,7 @@ use super::task::TaskState;
 use super::{Engine, now_ms};
 use crate::blueprint::compile::CompiledBlueprint;
 use crate::blueprint::walk::walk;
+use crate::blueprint::{Location, SourceMap};
 use crate::flow::{ErrorKind, Evaluator, Externs, FlowError, Node, Step};
 use crate::gate::Role;
 use crate::gate::registry::Grant;
@@ -354,6 +355,7 @@ async fn drive(guard: DoneGuard, init: Value) {
         }
         // Leaving this block drops the evaluation: steps still in flight cancel their tasks.
     };
+    let result = result.map_err(|e| locate(e, &run.compiled.blueprint.sources));
     let status = match &result {
         Ok(()) => RunStatus::Finished,
         Err(e) if e.kind == ErrorKind::Cancelled && *run.cancel.borrow() => RunStatus::Cancelled,
@@ -365,4 +367,19 @@ async fn drive(guard: DoneGuard, init: Value) {
         tracing::error!(run = %run.id, "cannot journal the run's end: {e}");
     }
     guard.report(RunOutcome { run_id: run.id.clone(), status, ctx, error: result.err() });
+}
+
+/// Adds to `error` the file and line that built the node it arose in, from the blueprint's
+/// source map: the node at its pointer or, for a field such as `/children/2/cond`, the node
+/// holding the field. Blueprints from JSON have no map, and their errors keep only the pointer.
+fn locate(error: FlowError, sources: &SourceMap) -> FlowError {
+    let Some(pointer) = error.pointer.as_deref() else { return error };
+    let node = pointer.rsplit_once('/').map_or("", |(parent, _)| parent);
+    match sources.nodes.get(pointer).or_else(|| sources.nodes.get(node)) {
+        Some(site) => {
+            let Location { file, line } = site.clone();
+            error.with_source(&file, line)
+        }
+        None => error,
+    }
 }

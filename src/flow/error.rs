@@ -1,7 +1,10 @@
-//! The structured error every flow failure becomes: `{kind, message, step?, value?}`.
-//! It is what `try.err_at` receives and what `swarm run` prints when a flow fails.
+//! The structured error every flow failure becomes: `{kind, message, step?, value?, pointer?,
+//! file?, line?}`. It is what `try.err_at` receives and what `swarm run` prints when a flow
+//! fails.
 
 use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -51,11 +54,21 @@ pub struct FlowError {
     /// The value that goes with the error: a blocked verdict, the offending operand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
+    /// Where in the flow an `eval` error arose: the node's pointer, and for an expression or
+    /// path the field it sits in (`/children/2/cond`, `/children/0/out`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<Arc<str>>,
+    /// The file and line that built that node (Lua blueprints; see the blueprint's source map).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<Arc<str>>,
+    /// Never 0 (lines count from 1), which keeps the error small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<NonZeroU32>,
 }
 
 impl FlowError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> FlowError {
-        FlowError { kind, message: message.into(), step: None, value: None }
+        FlowError { kind, message: message.into(), step: None, value: None, pointer: None, file: None, line: None }
     }
 
     pub fn eval(message: impl Into<String>) -> FlowError {
@@ -77,6 +90,24 @@ impl FlowError {
         self
     }
 
+    /// Places an `eval` error at `pointer` unless a node nearer to where it arose already did.
+    /// Other kinds come from a step's agent, and `step` names it.
+    pub fn with_pointer(mut self, pointer: impl FnOnce() -> String) -> FlowError {
+        if self.kind == ErrorKind::Eval && self.pointer.is_none() {
+            self.pointer = Some(pointer().into());
+        }
+        self
+    }
+
+    /// The file and line that built the node the error arose in, unless already known.
+    pub fn with_source(mut self, file: &str, line: u32) -> FlowError {
+        if self.file.is_none() {
+            self.file = Some(file.into());
+            self.line = NonZeroU32::new(line);
+        }
+        self
+    }
+
     /// The error as a ctx value, for `try.err_at` and `all_settled`.
     pub fn to_value(&self) -> Value {
         let mut pairs =
@@ -87,15 +118,28 @@ impl FlowError {
         if let Some(value) = &self.value {
             pairs.push(("value", value.clone()));
         }
+        if let Some(pointer) = &self.pointer {
+            pairs.push(("pointer", Value::string(&**pointer)));
+        }
+        if let (Some(file), Some(line)) = (&self.file, self.line) {
+            pairs.push(("file", Value::string(&**file)));
+            pairs.push(("line", Value::int(i64::from(line.get()))));
+        }
         Value::from_pairs(pairs)
     }
 }
 
 impl fmt::Display for FlowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let (Some(file), Some(line)) = (&self.file, self.line) {
+            write!(f, "{file}:{line}: ")?;
+        }
         write!(f, "{}", self.kind.name())?;
         if let Some(step) = &self.step {
             write!(f, " in step '{step}'")?;
+        }
+        if let Some(pointer) = &self.pointer {
+            write!(f, " at {pointer}")?;
         }
         write!(f, ": {}", self.message)
     }

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
 
+use super::at::At;
 use super::dispatch::{Dispatcher, Externs};
 use super::error::{ErrorKind, FlowError};
 use super::expr::{PREVIEW, eval_expr};
-use super::ir::{Expr, Node, Retry, RetryOn, Step};
+use super::ir::{Expr, Node, PathExpr, Retry, RetryOn, Step};
 use crate::interrupt::{self, Limit};
 use crate::value::Value;
 
@@ -40,76 +41,90 @@ impl<'a, D: Dispatcher> Evaluator<'a, D> {
     }
 
     /// Runs `node` over `ctx`. On error, `ctx` holds the writes made before the failure (minus
-    /// those a `try` rolled back), so the caller can inspect or journal it.
+    /// those a `try` rolled back), so the caller can inspect or journal it; the error's
+    /// `pointer` names the node (and field) it arose in.
     pub async fn run(&self, node: &Node, ctx: &mut Value) -> Result<(), FlowError> {
-        self.node(node, ctx).await
+        self.node(node, ctx, &At::ROOT).await
     }
 
-    pub(super) fn expr(&self, expr: &Expr, ctx: &Value) -> Result<Value, FlowError> {
-        eval_expr(expr, ctx, self.externs)
+    /// `expr`, whose errors are placed at `at` (the field holding it).
+    pub(super) fn expr(&self, expr: &Expr, ctx: &Value, at: &At<'_>) -> Result<Value, FlowError> {
+        eval_expr(expr, ctx, self.externs).map_err(|e| e.with_pointer(|| at.pointer()))
     }
 
-    /// One node. Boxed because nodes nest, and a recursive `async fn` has no finite size.
-    pub(super) fn node<'s>(&'s self, node: &'s Node, ctx: &'s mut Value) -> LocalBoxFuture<'s, Result<(), FlowError>> {
+    /// One node, at `at` in the flow. Boxed because nodes nest, and a recursive `async fn` has
+    /// no finite size.
+    pub(super) fn node<'s>(
+        &'s self,
+        node: &'s Node,
+        ctx: &'s mut Value,
+        at: &'s At<'s>,
+    ) -> LocalBoxFuture<'s, Result<(), FlowError>> {
         Box::pin(async move {
             let entered = self.nodes.get() + 1;
             self.nodes.set(entered % NODES_PER_YIELD);
             if entered == NODES_PER_YIELD {
                 tokio::task::yield_now().await;
             }
-            match node {
-                Node::Step(step) => self.step(step, ctx).await.map_err(|e| e.with_step(&step.agent)),
+            let result = match node {
+                Node::Step(step) => self.step(step, ctx, at).await.map_err(|e| e.with_step(&step.agent)),
                 Node::Seq { children } => {
-                    for child in children {
-                        self.node(child, ctx).await?;
+                    for (i, child) in children.iter().enumerate() {
+                        self.node(child, ctx, &at.child(i)).await?;
                     }
                     Ok(())
                 }
-                Node::Branch { cond, then_branch, else_branch } => match self.expr(cond, ctx)? {
-                    Value::Bool(true) => self.node(then_branch, ctx).await,
-                    Value::Bool(false) => self.node(else_branch, ctx).await,
-                    other => Err(FlowError::eval(format!(
-                        "branch cond must be a boolean, got {}: {}",
-                        other.type_name(),
-                        other.preview(PREVIEW)
-                    ))
-                    .with_value(other)),
-                },
+                Node::Branch { cond, then_branch, else_branch } => {
+                    let cond_at = at.field("cond");
+                    match self.expr(cond, ctx, &cond_at)? {
+                        Value::Bool(true) => self.node(then_branch, ctx, &at.field("then")).await,
+                        Value::Bool(false) => self.node(else_branch, ctx, &at.field("else")).await,
+                        other => Err(FlowError::eval(format!(
+                            "branch cond must be a boolean, got {}: {}",
+                            other.type_name(),
+                            other.preview(PREVIEW)
+                        ))
+                        .with_value(other)
+                        .with_pointer(|| cond_at.pointer())),
+                    }
+                }
                 Node::Loop { counter, cond, max, body } => {
-                    counter.0.write(ctx, Value::int(0))?;
+                    let (counter_at, cond_at, body_at) = (at.field("counter"), at.field("cond"), at.field("body"));
+                    write(counter, ctx, Value::int(0), &counter_at)?;
                     let mut n = 0;
-                    while n < *max && self.expr(cond, ctx)?.truthy() {
-                        self.node(body, ctx).await?;
+                    while n < *max && self.expr(cond, ctx, &cond_at)?.truthy() {
+                        self.node(body, ctx, &body_at).await?;
                         n += 1;
-                        counter.0.write(ctx, Value::int(i64::from(n)))?;
+                        write(counter, ctx, Value::int(i64::from(n)), &counter_at)?;
                     }
                     Ok(())
                 }
-                Node::Fanout(fanout) => self.fanout(fanout, ctx).await,
+                Node::Fanout(fanout) => self.fanout(fanout, ctx, at).await,
                 Node::Try { body, catch, err_at } => {
                     let snapshot = ctx.clone();
-                    let Err(err) = self.node(body, ctx).await else { return Ok(()) };
+                    let Err(err) = self.node(body, ctx, &at.field("body")).await else { return Ok(()) };
                     *ctx = snapshot;
-                    if let Some(at) = err_at {
-                        at.0.write(ctx, err.to_value())?;
+                    if let Some(path) = err_at {
+                        write(path, ctx, err.to_value(), &at.field("err_at"))?;
                     }
-                    self.node(catch, ctx).await
+                    self.node(catch, ctx, &at.field("catch")).await
                 }
-                Node::Assign { at, value } => {
-                    let value = self.expr(value, ctx)?;
-                    Ok(at.0.write(ctx, value)?)
+                Node::Assign { at: path, value } => {
+                    let value = self.expr(value, ctx, &at.field("value"))?;
+                    write(path, ctx, value, &at.field("at"))
                 }
-            }
+            };
+            result.map_err(|e| e.with_pointer(|| at.pointer()))
         })
     }
 
     /// A step: evaluate the input, open the task, run its attempts, close it, write the result.
-    async fn step(&self, step: &Step, ctx: &mut Value) -> Result<(), FlowError> {
-        let input = self.expr(&step.input, ctx)?;
+    async fn step(&self, step: &Step, ctx: &mut Value, at: &At<'_>) -> Result<(), FlowError> {
+        let input = self.expr(&step.input, ctx, &at.field("in"))?;
         let task = self.dispatcher.open(step, input).await?;
         let outcome = self.attempts(step, &task).await;
         self.dispatcher.close(task, &outcome).await;
-        Ok(step.out.0.write(ctx, outcome?)?)
+        write(&step.out, ctx, outcome?, &at.field("out"))
     }
 
     /// Attempts 1, 2, … until one succeeds or the retry policy gives up.
@@ -144,6 +159,11 @@ impl<'a, D: Dispatcher> Evaluator<'a, D> {
             }
         }
     }
+}
+
+/// Writes `value` at `path`; a failure is placed at `at` (the field holding the path).
+pub(super) fn write(path: &PathExpr, ctx: &mut Value, value: Value, at: &At<'_>) -> Result<(), FlowError> {
+    path.0.write(ctx, value).map_err(|e| FlowError::from(e).with_pointer(|| at.pointer()))
 }
 
 /// Whether `retry` retries an attempt that failed with `kind`; eval, dispatch and cancelled

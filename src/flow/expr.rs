@@ -36,7 +36,7 @@ impl From<FlowError> for Failure {
 
 impl From<PathError> for Failure {
     fn from(e: PathError) -> Failure {
-        Failure { missing: matches!(e, PathError::NotFound(_)), error: e.into() }
+        Failure { missing: matches!(e, PathError::NotFound { .. }), error: e.into() }
     }
 }
 

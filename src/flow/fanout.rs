@@ -10,22 +10,26 @@ use std::future::Future;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
+use super::at::At;
 use super::dispatch::Dispatcher;
 use super::error::FlowError;
-use super::eval::Evaluator;
+use super::eval::{Evaluator, write};
 use super::ir::{Fanout, Join};
 use crate::value::Value;
 
 type LaneResult = Result<Value, FlowError>;
 
 impl<D: Dispatcher> Evaluator<'_, D> {
-    /// Runs the lanes, combines them by `join` and writes the result at `out`.
-    pub(super) async fn fanout(&self, fanout: &Fanout, ctx: &mut Value) -> Result<(), FlowError> {
-        let items = match self.expr(&fanout.items, ctx)? {
+    /// Runs the lanes, combines them by `join` and writes the result at `out`; `at` is the
+    /// fanout's place in the flow.
+    pub(super) async fn fanout(&self, fanout: &Fanout, ctx: &mut Value, at: &At<'_>) -> Result<(), FlowError> {
+        let items_at = at.field("items");
+        let items = match self.expr(&fanout.items, ctx, &items_at)? {
             Value::Array(items) => items,
             other => {
                 return Err(FlowError::eval(format!("fanout items must be an array, got {}", other.type_name()))
-                    .with_value(other));
+                    .with_value(other)
+                    .with_pointer(|| items_at.pointer()));
             }
         };
         let limit = match fanout.max_concurrency {
@@ -33,7 +37,7 @@ impl<D: Dispatcher> Evaluator<'_, D> {
             _ => usize::MAX,
         };
         let base: &Value = ctx;
-        let start = |i: usize| self.lane(fanout, base, items[i].clone());
+        let start = |i: usize| self.lane(fanout, base, items[i].clone(), at);
         let result = match fanout.join {
             Join::All => {
                 let mut results = vec![Value::Null; items.len()];
@@ -87,17 +91,21 @@ impl<D: Dispatcher> Evaluator<'_, D> {
                 Value::array(settled)
             }
         };
-        Ok(fanout.out.0.write(ctx, result)?)
+        write(&fanout.out, ctx, result, &at.field("out"))
     }
 
     /// One lane: its own ctx with the item bound, the body run over it, then the whole lane ctx
     /// or the value at `collect`.
-    async fn lane(&self, fanout: &Fanout, base: &Value, item: Value) -> LaneResult {
+    async fn lane(&self, fanout: &Fanout, base: &Value, item: Value, at: &At<'_>) -> LaneResult {
         let mut lane = base.clone();
-        fanout.bind.0.write(&mut lane, item)?;
-        self.node(&fanout.body, &mut lane).await?;
+        write(&fanout.bind, &mut lane, item, &at.field("bind"))?;
+        self.node(&fanout.body, &mut lane, &at.field("body")).await?;
         match &fanout.collect {
-            Some(at) => Ok(at.0.read(&lane)?.clone()),
+            Some(path) => {
+                let collected =
+                    path.0.read(&lane).map_err(|e| FlowError::from(e).with_pointer(|| at.field("collect").pointer()));
+                Ok(collected?.clone())
+            }
             None => Ok(lane),
         }
     }

@@ -1,5 +1,6 @@
 //! The flow IR and its evaluator (DESIGN §2).
 
+mod at;
 pub mod dispatch;
 pub mod error;
 pub mod eval;

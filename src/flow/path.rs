@@ -38,8 +38,10 @@ pub struct PathSyntaxError {
 /// Why a path cannot be read or written in a given ctx.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum PathError {
-    #[error("path not found: {0}")]
-    NotFound(String),
+    /// Nothing at `path`; `hint` is the path with the nearest existing key where the first
+    /// missing one was, when one is near enough to be a likely typo.
+    #[error("path not found: {path}{}", did_you_mean(hint))]
+    NotFound { path: String, hint: Option<String> },
     #[error("cannot write {path}: {prefix} is {found}, not an object")]
     NotAnObject { path: String, prefix: String, found: &'static str },
     #[error("cannot write {path}: {prefix} is {found}, not an array")]
@@ -77,15 +79,25 @@ impl Path {
     /// The value at this path.
     pub fn read<'v>(&self, root: &'v Value) -> Result<&'v Value, PathError> {
         let mut cur = root;
-        for seg in &self.segments {
+        for (depth, seg) in self.segments.iter().enumerate() {
             let next = match (seg, cur) {
                 (Segment::Key(k), Value::Object(map)) => map.get(&**k),
                 (Segment::Index(i), Value::Array(items)) => items.get(*i),
                 _ => None,
             };
-            cur = next.ok_or_else(|| PathError::NotFound(self.to_string()))?;
+            cur = next.ok_or_else(|| PathError::NotFound { path: self.to_string(), hint: self.hint(depth, cur) })?;
         }
         Ok(cur)
+    }
+
+    /// This path with segment `depth`, a key missing from `parent`, replaced by the nearest key
+    /// `parent` has, if one is a likely typo of it.
+    fn hint(&self, depth: usize, parent: &Value) -> Option<String> {
+        let (Segment::Key(missing), Value::Object(map)) = (&self.segments[depth], parent) else { return None };
+        let nearest = nearest_key(missing, map.keys().map(|k| &**k))?;
+        let mut segments = self.segments.clone();
+        segments[depth] = Segment::Key(nearest.into());
+        Some(Path { segments }.to_string())
     }
 
     /// Writes `value` at this path, creating absent or null objects on the way.
@@ -173,6 +185,45 @@ impl fmt::Display for Path {
         }
         Ok(())
     }
+}
+
+fn did_you_mean(hint: &Option<String>) -> String {
+    hint.as_ref().map(|h| format!(" (did you mean {h}?)")).unwrap_or_default()
+}
+
+/// The key among `keys` nearest to `missing` by edit distance, if it is within a third of
+/// the key's length, or differs only in case: near enough to be a typo, not just another key
+/// (`y` is not a typo of `x`).
+fn nearest_key<'k>(missing: &str, keys: impl Iterator<Item = &'k str>) -> Option<&'k str> {
+    let limit = missing.chars().count() / 3;
+    keys.filter_map(|key| {
+        let d = if key.to_lowercase() == missing.to_lowercase() { 0 } else { edit_distance(missing, key) };
+        (d == 0 || d <= limit).then_some((d, key))
+    })
+    .min_by_key(|(d, _)| *d)
+    .map(|(_, key)| key)
+}
+
+/// Levenshtein distance, with a swap of two neighbours counting as one edit (`reslut`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // rows[i][j]: distance between a[..i] and b[..j]; three rows are all the swap needs.
+    let mut before = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut row = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        row[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (prev[j] + 1).min(row[j - 1] + 1).min(prev[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        std::mem::swap(&mut before, &mut prev);
+        std::mem::swap(&mut prev, &mut row);
+    }
+    prev[b.len()]
 }
 
 /// A key prints in dot form unless it would not parse back that way.
@@ -315,6 +366,21 @@ mod tests {
             let err = p(missing).read(&ctx).unwrap_err();
             assert_eq!(err.to_string(), format!("path not found: {missing}"));
         }
+    }
+
+    #[test]
+    fn a_missing_key_near_an_existing_one_is_suggested() {
+        let ctx = from_json(r#"{"result":{"score":1,"scope":2},"items":[],"x":1}"#).unwrap();
+        let message = |path: &str| p(path).read(&ctx).unwrap_err().to_string();
+        assert_eq!(message("$.reslt"), "path not found: $.reslt (did you mean $.result?)");
+        assert_eq!(message("$.reslut.score"), "path not found: $.reslut.score (did you mean $.result.score?)");
+        assert_eq!(message("$.result.scor"), "path not found: $.result.scor (did you mean $.result.score?)");
+        assert_eq!(message("$.y"), "path not found: $.y");
+        assert_eq!(message("$.X"), "path not found: $.X (did you mean $.x?)");
+        assert_eq!(message("$.totally_else"), "path not found: $.totally_else");
+        assert_eq!(message("$.items[0]"), "path not found: $.items[0]");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

@@ -390,21 +390,34 @@ fn error_metatable(lua: &Lua) -> mlua::Result<Table> {
             let kind: String = t.get("kind")?;
             let message: String = t.get("message")?;
             let step: Option<String> = t.get("step")?;
-            Ok(match step {
-                Some(step) => format!("{kind} in step '{step}': {message}"),
-                None => format!("{kind}: {message}"),
-            })
+            let pointer: Option<String> = t.get("pointer")?;
+            let (file, line): (Option<String>, Option<u32>) = (t.get("file")?, t.get("line")?);
+            let mut text = match (file, line) {
+                (Some(file), Some(line)) => format!("{file}:{line}: {kind}"),
+                _ => kind,
+            };
+            if let Some(step) = step {
+                text.push_str(&format!(" in step '{step}'"));
+            }
+            if let Some(pointer) = pointer {
+                text.push_str(&format!(" at {pointer}"));
+            }
+            Ok(format!("{text}: {message}"))
         })?,
     )?;
     Ok(mt)
 }
 
-/// A flow error as the structured table scripts catch: `{kind, message, step?, value?, run_id?}`.
+/// A flow error as the structured table scripts catch: `{kind, message, step?, value?,
+/// pointer?, file?, line?, run_id?}`.
 pub fn flow_error_table(lua: &Lua, error: &FlowError, run_id: Option<&str>) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.set("kind", error.kind.name())?;
     t.set("message", error.message.as_str())?;
     t.set("step", error.step.as_deref())?;
+    t.set("pointer", error.pointer.as_deref())?;
+    t.set("file", error.file.as_deref())?;
+    t.set("line", error.line.map(|line| line.get()))?;
     if let Some(value) = &error.value {
         t.set("value", to_lua(lua, value)?)?;
     }

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mlua::{Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value as LuaValue};
@@ -32,41 +31,13 @@ pub enum LoadError {
     Shape { origin: String, message: String },
 }
 
-/// How long loading a module may take unless the host says otherwise (`--load-timeout`).
+/// How long a blueprint module or served script may run while it loads, unless
+/// `--load-timeout` says otherwise.
 pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The VM's load time limit, in its app data.
-struct LoadTimeout(Duration);
-
-pub(super) fn set_load_timeout(lua: &Lua, limit: Duration) {
-    lua.set_app_data(LoadTimeout(limit));
-}
-
-/// The load time limit of VMs that set none, in milliseconds (`--load-timeout` sets it for the
-/// whole process, so the VMs a reload or a served script makes get it too).
-static PROCESS_LOAD_TIMEOUT_MS: AtomicU64 = AtomicU64::new(DEFAULT_LOAD_TIMEOUT.as_millis() as u64);
-
-/// Sets the load time limit of every VM in this process that sets none of its own.
-pub fn set_process_load_timeout(limit: Duration) {
-    PROCESS_LOAD_TIMEOUT_MS.store(u64::try_from(limit.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
-}
-
-/// The VM's load time limit (see [`crate::host::Host::set_load_timeout`]).
-pub fn load_timeout(lua: &Lua) -> Duration {
-    match lua.app_data_ref::<LoadTimeout>() {
-        Some(limit) => limit.0,
-        None => Duration::from_millis(PROCESS_LOAD_TIMEOUT_MS.load(Ordering::Relaxed)),
-    }
-}
-
-/// Runs a module's top level (`load`) under the VM's load time limit: Lua that loops while
-/// loading is stopped once the limit passes, or when SIGINT or SIGTERM arrives.
-pub fn run_load<R>(lua: &Lua, load: impl FnOnce() -> R) -> R {
-    interrupt::with_deadline(Limit::Load, load_timeout(lua), load)
-}
-
-/// Loads the blueprint in `path`: JSON by extension, otherwise a Lua module returning one.
-pub fn load_file(lua: &Lua, path: &Path) -> Result<Blueprint, LoadError> {
+/// Loads the blueprint in `path`: JSON by extension, otherwise a Lua module returning one,
+/// which may run for `load_timeout` (see [`call_module`]).
+pub fn load_file(lua: &Lua, path: &Path, load_timeout: Duration) -> Result<Blueprint, LoadError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: shown.clone(), source })?;
     let mut bp = if path.extension().is_some_and(|e| e == "json") {
@@ -78,9 +49,9 @@ pub fn load_file(lua: &Lua, path: &Path) -> Result<Blueprint, LoadError> {
         })?
     } else {
         add_module_dir(lua, path).map_err(|e| LoadError::Lua(lua_error_message(&e)))?;
-        let value: LuaValue = run_load(lua, || lua.load(text.as_str()).set_name(format!("@{shown}")).call(()))
-            .map_err(|e| load_error(&shown, &e))?;
-        run_load(lua, || blueprint_from_lua(lua, value, &shown))?
+        let chunk = lua.load(text.as_str()).set_name(format!("@{shown}"));
+        let value: LuaValue = call_module(chunk, load_timeout).map_err(|e| load_error(&shown, &e))?;
+        blueprint_from_lua(lua, value, &shown)?
     };
     bp.sources.file = Some(shown);
     Ok(bp)
@@ -92,6 +63,14 @@ pub fn load_error(file: &str, err: &mlua::Error) -> LoadError {
         Some(reason) => LoadError::Lua(format!("{file}: {reason}")),
         None => LoadError::Lua(lua_error_message(err)),
     }
+}
+
+/// Runs the main chunk of a file being loaded (a blueprint module, a served script) and
+/// returns what it returns. Every load from a file goes through here: Lua that loops at the
+/// top level is stopped once `load_timeout` (`--load-timeout`) passes, or when SIGINT or
+/// SIGTERM arrives, by the VM's interrupt hook.
+pub fn call_module<R: mlua::FromLuaMulti>(chunk: mlua::chunk::Chunk<'_>, load_timeout: Duration) -> mlua::Result<R> {
+    interrupt::with_deadline(Limit::Load, load_timeout, || chunk.call(()))
 }
 
 /// `require` looks beside the script file first.
@@ -221,7 +200,7 @@ pub(super) fn compile_value(lua: &Lua, value: LuaValue) -> mlua::Result<Result<R
 /// Loads and compiles the blueprint file at `path` in this VM (a JSON file with the detached
 /// compiler); a failure comes back as the structured error table to raise.
 pub(super) fn compile_file(lua: &Lua, path: &Path) -> mlua::Result<Result<Rc<CompiledBlueprint>, Table>> {
-    let bp = match load_file(lua, path) {
+    let bp = match load_file(lua, path, DEFAULT_LOAD_TIMEOUT) {
         Ok(bp) => bp,
         Err(e) => return Ok(Err(load_error_table(lua, &e)?)),
     };

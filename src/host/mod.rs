@@ -179,15 +179,19 @@ impl Host {
         requires::required_files(&self.lua)
     }
 
-    /// How long loading a module may take from now on (by default [`DEFAULT_LOAD_TIMEOUT`]):
-    /// a load that runs longer is stopped with an error naming the file.
-    pub fn set_load_timeout(&self, limit: std::time::Duration) {
-        load::set_load_timeout(&self.lua, limit);
+    /// Loads a blueprint file (a Lua module or JSON), its module given
+    /// [`load::DEFAULT_LOAD_TIMEOUT`] to run.
+    pub fn load_file(&self, path: &Path) -> Result<crate::blueprint::Blueprint, LoadError> {
+        load::load_file(&self.lua, path, load::DEFAULT_LOAD_TIMEOUT)
     }
 
-    /// Loads a blueprint file (a Lua module or JSON).
-    pub fn load_file(&self, path: &Path) -> Result<crate::blueprint::Blueprint, LoadError> {
-        load::load_file(&self.lua, path)
+    /// [`Host::load_file`] with the module given `load_timeout` to run (`--load-timeout`).
+    pub fn load_file_within(
+        &self,
+        path: &Path,
+        load_timeout: std::time::Duration,
+    ) -> Result<crate::blueprint::Blueprint, LoadError> {
+        load::load_file(&self.lua, path, load_timeout)
     }
 }
 

@@ -9,6 +9,7 @@ mod watcher;
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
 pub use watcher::{FileWatcher, WatchError, WatchMode};
 
@@ -32,21 +33,22 @@ pub struct Loaded<T> {
     pub files: Vec<PathBuf>,
 }
 
-/// Loads and compiles `file` in a fresh VM whose default engine is `engine`. The error is the
-/// text to show (with `file:line` where there is one); warnings go to stderr.
-pub fn load_blueprint(file: &Path, engine: &Engine) -> Loaded<BlueprintVersion> {
+/// Loads and compiles `file` in a fresh VM whose default engine is `engine`; its module may
+/// run for `load_timeout`. The error is the text to show (with `file:line` where there is
+/// one); warnings go to stderr.
+pub fn load_blueprint(file: &Path, engine: &Engine, load_timeout: Duration) -> Loaded<BlueprintVersion> {
     let host = match Host::new() {
         Ok(host) => host,
         Err(e) => return Loaded { result: Err(format!("cannot start the Lua VM: {e}")), files: vec![file.into()] },
     };
     set_default_engine(host.lua(), engine.clone());
-    let compiled = compile(&host, file);
+    let compiled = compile(&host, file, load_timeout);
     let files = files_of(&host, file);
     Loaded { result: compiled.map(|compiled| BlueprintVersion { host, compiled: Rc::new(compiled) }), files }
 }
 
-fn compile(host: &Host, file: &Path) -> Result<CompiledBlueprint, String> {
-    let bp = host.load_file(file).map_err(|e| e.to_string())?;
+fn compile(host: &Host, file: &Path, load_timeout: Duration) -> Result<CompiledBlueprint, String> {
+    let bp = host.load_file_within(file, load_timeout).map_err(|e| e.to_string())?;
     let compiler =
         if file.extension().is_some_and(|e| e == "json") { host.detached_compiler() } else { host.compiler() };
     let compiled = compiler.compile(Rc::new(bp), file.parent()).map_err(|errors| errors.to_string())?;

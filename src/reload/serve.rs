@@ -4,7 +4,10 @@
 //! Each version of the script runs in its own VM. Its timers start when the version goes live
 //! (not while it loads, so a script that fails halfway starts nothing) and stop when it is
 //! retired; `swarm.state` is copied out of the old VM as plain data and into the new one before
-//! the script runs again.
+//! the script runs again. So that the copy cannot fail on a later save, `swarm.state` refuses
+//! what is not plain data when it is stored (an error at the script's line naming the key and
+//! the type); a value slipped in later, inside a stored table, fails that reload with its key
+//! path, and the old version stays live with its state.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -15,14 +18,14 @@ use mlua::{Function, Lua, Table, UserData, UserDataMethods, Value as LuaValue};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::host::load::{load_error, run_load};
 use crate::host::preempt::call_async;
 
 use super::{Loaded, files_of};
 use crate::engine::{Engine, RunStatus};
+use crate::flow::{Path as CtxPath, Segment};
 use crate::host::convert::{from_lua, to_lua};
 use crate::host::engine_api::{runs_in_flight, set_default_engine};
-use crate::host::load::add_module_dir;
+use crate::host::load::{add_module_dir, call_module, load_error};
 use crate::host::{Host, lua_error_message};
 use crate::value::Value;
 
@@ -43,6 +46,8 @@ struct Served {
     hooks: RefCell<Vec<Function>>,
     /// Running `on_reload` hooks.
     tasks: RefCell<Vec<JoinHandle<()>>>,
+    /// `swarm.state` as installed: the proxy the script sees, and the table holding its values.
+    state: RefCell<Option<(Table, Table)>>,
 }
 
 /// `swarm.every(ms, fn)`: runs `fn` as a coroutine every `ms`; a slow body delays the next
@@ -136,13 +141,95 @@ fn install(lua: &Lua, state: &Value) -> mlua::Result<()> {
             Ok(())
         })?,
     )?;
-    swarm.set("state", to_lua(lua, state)?)?;
+    let (proxy, values) = state_table(lua, state)?;
+    swarm.set("state", &proxy)?;
+    *served(lua).state.borrow_mut() = Some((proxy, values));
     Ok(())
 }
 
+/// `swarm.state`: a proxy whose assignments are checked (see [`plain_data_problem`]) before
+/// they land in the table of values, which `pairs` and `#` read through.
+fn state_table(lua: &Lua, state: &Value) -> mlua::Result<(Table, Table)> {
+    let values = match to_lua(lua, state)? {
+        LuaValue::Table(t) => t,
+        _ => lua.create_table()?,
+    };
+    let check =
+        lua.create_function(|lua, (key, value): (LuaValue, LuaValue)| Ok(plain_data_problem(lua, &key, &value)))?;
+    // In Lua, so that `error(..., 2)` puts the assigning line of the script in front.
+    let proxy: Table = lua
+        .load(
+            r#"local check, values = ...
+            return setmetatable({}, {
+              __name = "swarm.state",
+              __index = values,
+              __newindex = function(_, key, value)
+                local problem = check(key, value)
+                if problem then error(problem, 2) end
+                values[key] = value
+              end,
+              __pairs = function() return next, values, nil end,
+              __len = function() return #values end,
+            })"#,
+        )
+        .set_name("@[swarm]/state.lua")
+        .call((check, &values))?;
+    Ok((proxy, values))
+}
+
+/// Why `value` cannot be kept in `swarm.state` under `key`, or `None` when it can: keys are
+/// strings, values plain data (nil, booleans, numbers, strings, and tables of them), the only
+/// things a reload can carry into the next VM.
+fn plain_data_problem(lua: &Lua, key: &LuaValue, value: &LuaValue) -> Option<String> {
+    let LuaValue::String(name) = key else {
+        return Some(format!("swarm.state: keys are names (strings), got a {}", key.type_name()));
+    };
+    let name = name.to_string_lossy();
+    let error = from_lua(lua, value).err()?;
+    Some(format!(
+        "{}: {}; swarm.state keeps only plain data (nil, booleans, numbers, strings and tables of them), \
+         which a reload can carry over",
+        state_path(Some(&name), &error.at),
+        error.reason
+    ))
+}
+
+/// The Lua expression for the value at `at` (a ctx path such as `$.t.f` or `$[2]`, indexes
+/// from 0) inside the value stored under `key` (none: `swarm.state` itself), as a script
+/// would write it: `swarm.state.t.f`, `swarm.state.list[3]`.
+fn state_path(key: Option<&str>, at: &str) -> String {
+    let mut text = String::from("swarm.state");
+    let key_segment = |key: &str, text: &mut String| {
+        let plain = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if plain {
+            text.push('.');
+            text.push_str(key);
+        } else {
+            text.push_str(&format!("[{key:?}]"));
+        }
+    };
+    if let Some(key) = key {
+        key_segment(key, &mut text);
+    }
+    match at.parse::<CtxPath>() {
+        Ok(path) => {
+            for segment in path.segments() {
+                match segment {
+                    Segment::Key(k) => key_segment(k, &mut text),
+                    Segment::Index(i) => text.push_str(&format!("[{}]", i + 1)),
+                }
+            }
+        }
+        Err(_) => text.push_str(at.trim_start_matches('$')),
+    }
+    text
+}
+
 /// Loads `file` as a served script in a fresh VM whose default engine is `engine`, with
-/// `swarm.state` holding `state`. Nothing it registered runs until [`ScriptVersion::go_live`].
-pub fn load_script(file: &Path, engine: &Engine, state: &Value) -> Loaded<ScriptVersion> {
+/// `swarm.state` holding `state`; the script's main chunk may run for `load_timeout`.
+/// Nothing it registered runs until [`ScriptVersion::go_live`].
+pub fn load_script(file: &Path, engine: &Engine, state: &Value, load_timeout: Duration) -> Loaded<ScriptVersion> {
     let host = match Host::new() {
         Ok(host) => host,
         Err(e) => return Loaded { result: Err(format!("cannot start the Lua VM: {e}")), files: vec![file.into()] },
@@ -150,30 +237,44 @@ pub fn load_script(file: &Path, engine: &Engine, state: &Value) -> Loaded<Script
     set_default_engine(host.lua(), engine.clone());
     // A script that fails halfway may have registered timers; they never start, since only
     // `go_live` starts them, and the VM is dropped here.
-    let result = run_script(&host, file, state);
+    let result = run_script(&host, file, state, load_timeout);
     let files = files_of(&host, file);
     Loaded { result: result.map(|()| ScriptVersion { host }), files }
 }
 
-fn run_script(host: &Host, file: &Path, state: &Value) -> Result<(), String> {
+fn run_script(host: &Host, file: &Path, state: &Value, load_timeout: Duration) -> Result<(), String> {
     let lua = host.lua();
     let shown = file.display().to_string();
     let text = std::fs::read_to_string(file).map_err(|e| format!("{shown}: {e}"))?;
     let lua_err = |e: mlua::Error| lua_error_message(&e);
     install(lua, state).map_err(lua_err)?;
     add_module_dir(lua, file).map_err(lua_err)?;
-    run_load(lua, || lua.load(text.as_str()).set_name(format!("@{shown}")).exec())
+    call_module::<()>(lua.load(text.as_str()).set_name(format!("@{shown}")), load_timeout)
         .map_err(|e| load_error(&shown, &e).to_string())
 }
 
 impl ScriptVersion {
-    /// `swarm.state` as plain data, to carry into the next version.
+    /// `swarm.state` as plain data, to carry into the next version. A value that is not
+    /// plain data (put inside a stored table after it was stored) is an error naming its key
+    /// path; the caller then keeps this version live.
     pub fn state(&self) -> Result<Value, String> {
         let lua = self.host.lua();
-        let state: LuaValue = self.host.swarm().and_then(|s| s.get("state")).map_err(|e| lua_error_message(&e))?;
+        let mut state: LuaValue = self.host.swarm().and_then(|s| s.get("state")).map_err(|e| lua_error_message(&e))?;
+        // The proxy holds nothing itself; its values are what to carry.
+        if let (LuaValue::Table(t), Some((proxy, values))) = (&state, &*served(lua).state.borrow())
+            && t == proxy
+        {
+            state = LuaValue::Table(values.clone());
+        }
         match state {
             LuaValue::Nil => Ok(Value::object()),
-            other => from_lua(lua, &other).map_err(|e| format!("swarm.state is not plain data: {e}")),
+            other => from_lua(lua, &other).map_err(|e| {
+                format!(
+                    "{}: {}; a reload carries only plain data, so this version stays live with its state",
+                    state_path(None, &e.at),
+                    e.reason
+                )
+            }),
         }
     }
 

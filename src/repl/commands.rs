@@ -39,21 +39,28 @@ impl Session {
         };
         match name {
             "help" | "h" | "?" => self.help(),
-            "load" if arg.is_empty() => self.printer.err("usage: :load FILE"),
+            "load" if arg.is_empty() => self.fail("usage: :load FILE"),
             "load" => self.load(Path::new(arg)),
-            "reload" => match self.current.borrow().as_ref().map(|c| c.file.clone()) {
-                Some(file) => self.load(&file),
-                None => self.printer.err("nothing to reload: :load FILE first"),
-            },
+            "reload" => {
+                // The borrow must end before `load` replaces the current blueprint.
+                let file = self.current.borrow().as_ref().map(|c| c.file.clone());
+                match file {
+                    Some(file) => self.load(&file),
+                    None => self.fail("nothing to reload: :load FILE first"),
+                }
+            }
             "run" => self.run_current(arg).await,
             "runs" => self.list_runs().await,
             "events" => self.events(arg).await,
-            "graph" => match self.current.borrow().as_ref() {
-                Some(current) => self.printer.out(render(&current.compiled.blueprint, GraphFormat::Mermaid).trim_end()),
-                None => self.printer.err("no blueprint loaded: :load FILE first"),
-            },
+            "graph" => {
+                let compiled = self.current.borrow().as_ref().map(|c| c.compiled.clone());
+                match compiled {
+                    Some(compiled) => self.printer.out(render(&compiled.blueprint, GraphFormat::Mermaid).trim_end()),
+                    None => self.fail("no blueprint loaded: :load FILE first"),
+                }
+            }
             "quit" | "q" | "exit" => return Next::Quit,
-            other => self.printer.err(&format!("unknown command :{other} (:help lists them)")),
+            other => self.fail(&format!("unknown command :{other} (:help lists them)")),
         }
         Next::Continue
     }
@@ -70,15 +77,15 @@ impl Session {
 
     /// Loads and compiles `file`; on success it becomes the current blueprint and `bp`.
     pub(super) fn load(&self, file: &Path) {
-        let bp = match self.host.load_file(file) {
+        let bp = match self.host.load_file_within(file, self.load_timeout) {
             Ok(bp) => bp,
-            Err(e) => return self.printer.err(&format!("error: {e}")),
+            Err(e) => return self.fail(&format!("error: {e}")),
         };
         let json = file.extension().is_some_and(|e| e == "json");
         let compiler = if json { self.host.detached_compiler() } else { self.host.compiler() };
         let compiled = match compiler.compile(Rc::new(bp), file.parent()) {
             Ok(c) => c,
-            Err(errors) => return self.printer.err(&format!("error: {errors}")),
+            Err(errors) => return self.fail(&format!("error: {errors}")),
         };
         for warning in &compiled.warnings {
             self.printer.err(&warning.to_string());
@@ -104,7 +111,7 @@ impl Session {
 
     async fn run_current(&self, arg: &str) {
         let Some(compiled) = self.current.borrow().as_ref().map(|c| c.compiled.clone()) else {
-            return self.printer.err("no blueprint loaded: :load FILE first");
+            return self.fail("no blueprint loaded: :load FILE first");
         };
         let init = if arg.is_empty() {
             Value::object()
@@ -112,9 +119,9 @@ impl Session {
             match from_json(arg) {
                 Ok(v @ Value::Object(_)) => v,
                 Ok(other) => {
-                    return self.printer.err(&format!("the ctx must be a JSON object, got {}", other.type_name()));
+                    return self.fail(&format!("the ctx must be a JSON object, got {}", other.type_name()));
                 }
-                Err(e) => return self.printer.err(&format!("the ctx is not valid JSON: {e}")),
+                Err(e) => return self.fail(&format!("the ctx is not valid JSON: {e}")),
             }
         };
         let handle = self.engine.start(compiled, init, Rc::new(LuaExterns::new(self.host.lua())));
@@ -156,7 +163,7 @@ impl Session {
                     Ok(table) => pretty(&table),
                     Err(_) => shown.to_json(),
                 };
-                self.printer.err(&format!("error: {text}"))
+                self.fail(&format!("error: {text}"))
             }
         }
     }

@@ -3,7 +3,7 @@
 //! completion requests travel the other way while a line is being edited, and are answered by
 //! the host, which alone touches the Lua VM.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +21,8 @@ use rustyline::{
     Helper, KeyEvent, RepeatCount,
 };
 use tokio::sync::mpsc;
+
+use crate::cli::stdout::StdoutError;
 
 /// How long the completer waits for the host; a host busy in a long synchronous Lua call
 /// yields no candidates rather than a frozen line.
@@ -77,22 +79,48 @@ pub struct Editor {
 /// stdout and stderr.
 pub struct Printer {
     external: Option<std::sync::Mutex<Box<dyn ExternalPrinter + Send>>>,
+    /// Why plain stdout stopped taking output, once it has.
+    stdout: std::cell::RefCell<Option<StdoutError>>,
 }
 
 impl Printer {
-    /// A result or a value: stdout.
+    /// A result or a value: stdout. Once stdout is gone (the reader left, or a write failed)
+    /// results are dropped; the session sees it in [`Printer::stdout_gone`] and ends.
     pub fn out(&self, text: &str) {
         match &self.external {
             Some(p) => Self::external(p, text),
-            None => println!("{text}"),
+            None => {
+                if self.stdout_gone() {
+                    return;
+                }
+                if let Err(e) = crate::cli::stdout::println(text) {
+                    *self.stdout.borrow_mut() = Some(e);
+                }
+            }
         }
     }
 
-    /// A note, a progress line or an error: stderr when piped.
+    /// Whether stdout took no more output: its reader left or a write failed.
+    pub fn stdout_gone(&self) -> bool {
+        self.stdout.borrow().is_some()
+    }
+
+    /// The write error that lost results, if any (a reader that left is not one).
+    pub fn stdout_lost(&self) -> Option<std::io::Error> {
+        match self.stdout.borrow_mut().take() {
+            Some(StdoutError::Failed(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A note, a progress line or an error: stderr when piped (where a failed write has
+    /// nowhere to be reported, so it is dropped).
     pub fn err(&self, text: &str) {
         match &self.external {
             Some(p) => Self::external(p, text),
-            None => eprintln!("{text}"),
+            None => {
+                let _ = writeln!(std::io::stderr(), "{text}");
+            }
         }
     }
 
@@ -125,7 +153,7 @@ pub fn start(history: Option<PathBuf>) -> (Editor, Printer) {
     let external = printer_rx.recv().ok().flatten().map(std::sync::Mutex::new);
     (
         Editor { requests: Some(requests), thread: Some(thread), messages, interactive, pending: false },
-        Printer { external },
+        Printer { external, stdout: std::cell::RefCell::new(None) },
     )
 }
 

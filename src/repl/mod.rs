@@ -14,10 +14,11 @@ mod editor;
 mod eval;
 pub mod pretty;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mlua::{Function, Variadic};
 use tokio::sync::{Mutex, Notify};
@@ -42,6 +43,10 @@ pub struct Session {
     interrupt: Rc<Notify>,
     current: RefCell<Option<Current>>,
     runs: Rc<RefCell<Vec<RunRecord>>>,
+    /// How long `:load` lets a blueprint module run (`--load-timeout`).
+    load_timeout: Duration,
+    /// A chunk or a command failed: a piped session then exits 1, as a script would.
+    failed: Cell<bool>,
 }
 
 /// A run of this session, as `:runs` lists it.
@@ -64,14 +69,16 @@ pub fn history_file() -> Option<PathBuf> {
     Some(state.join("luaswarm/history"))
 }
 
-/// Runs a session until `:quit` or the end of input; `file` is loaded first. Must run inside
-/// a `LocalSet`. Returns the exit code.
-pub async fn run(file: Option<&Path>) -> u8 {
-    run_on(file.map(Path::to_path_buf), None).await
+/// Runs a session until `:quit` or the end of input; `file` is loaded first, and every
+/// blueprint module `:load` runs may take `load_timeout`. Must run inside a `LocalSet`.
+/// Returns the exit code: on piped input, 1 if any chunk or command failed (as a script
+/// would); on a terminal, 0.
+pub async fn run(file: Option<&Path>, load_timeout: Duration) -> u8 {
+    run_on(file.map(Path::to_path_buf), None, load_timeout).await
 }
 
 /// [`run`] on a given engine (`swarm serve --repl` shares its engine), or a new one.
-pub async fn run_on(file: Option<PathBuf>, engine: Option<Engine>) -> u8 {
+pub async fn run_on(file: Option<PathBuf>, engine: Option<Engine>, load_timeout: Duration) -> u8 {
     let host = match Host::new() {
         Ok(h) => h,
         Err(e) => {
@@ -106,6 +113,8 @@ pub async fn run_on(file: Option<PathBuf>, engine: Option<Engine>) -> u8 {
         interrupt: Rc::new(Notify::new()),
         current: RefCell::new(None),
         runs: Rc::new(RefCell::new(Vec::new())),
+        load_timeout,
+        failed: Cell::new(false),
     };
     if let Err(e) = session.prepare() {
         eprintln!("swarm repl: cannot set up the session: {e}");
@@ -119,7 +128,14 @@ pub async fn run_on(file: Option<PathBuf>, engine: Option<Engine>) -> u8 {
     }
     session.main_loop().await;
     session.editor.lock().await.finish();
-    0
+    match session.printer.stdout_lost() {
+        Some(e) => {
+            crate::cli::stdout::report("repl", &e);
+            crate::cli::EXIT_RUN_FAILED
+        }
+        None if session.failed.get() && !interactive => crate::cli::EXIT_RUN_FAILED,
+        None => 0,
+    }
 }
 
 impl Session {
@@ -192,6 +208,10 @@ impl Session {
         let mut block = String::new();
         let mut interrupted_once = false;
         loop {
+            if self.printer.stdout_gone() {
+                // Nobody reads the results any more (`| head`), or they cannot be written.
+                break;
+            }
             let prompt = if block.is_empty() { PROMPT } else { CONTINUATION_PROMPT };
             let line = match self.read(prompt).await {
                 Input::Eof => break,
@@ -236,7 +256,7 @@ impl Session {
                 Chunk::Error(message) => {
                     self.remember(&block).await;
                     block.clear();
-                    self.printer.err(&format!("error: {message}"));
+                    self.fail(&format!("error: {message}"));
                 }
             }
         }
@@ -254,7 +274,7 @@ impl Session {
             result = eval::run(self.host.lua(), chunk) => match result {
                 Ok(values) if values.is_empty() => {}
                 Ok(values) => self.printer.out(&pretty::pretty_all(values.iter())),
-                Err(shown) => self.printer.err(&format!("error: {shown}")),
+                Err(shown) => self.fail(&format!("error: {shown}")),
             },
             _ = self.interrupted() => {
                 let cancelled = self.cancel_runs();
@@ -262,6 +282,12 @@ impl Session {
                 self.printer.err(&format!("interrupted; cancelled {cancelled} run(s)"));
             }
         }
+    }
+
+    /// Reports a failed chunk or command; a piped session will exit 1.
+    fn fail(&self, message: &str) {
+        self.failed.set(true);
+        self.printer.err(message);
     }
 
     /// Ctrl-C, as a signal (no line is being edited) or at a console question.
