@@ -165,6 +165,22 @@ async fn the_spec_timeout_fails_the_attempt_and_kills_the_group() {
     .await;
 }
 
+#[tokio::test]
+async fn a_timeout_kills_a_grandchild_that_left_the_group_with_setsid() {
+    let scratch = Scratch::new("setsid");
+    within(async {
+        // The grandchild is in a session and group of its own: killing the child's group
+        // misses it; it is found as a descendant of the child.
+        let script = r#"echo $$ > "$0/child.pid"; setsid "$0/sleeper" 1000 & echo $! > "$0/gc.pid"; wait"#;
+        let spec = with(sh(script, scratch.marker()), json!({"timeout_ms": 1000}));
+        let (outcome, _) = Rig::new().run_one(spec, json!(null)).await;
+        assert_eq!(outcome.error.as_ref().map(|e| e.kind), Some(ErrorKind::Timeout));
+        scratch.assert_killed(scratch.pid("child.pid"), scratch.pid("gc.pid")).await;
+        scratch.assert_no_survivors().await;
+    })
+    .await;
+}
+
 /// A stream child that starts its family, says it is ready, and waits.
 fn waiting_family(scratch: &Scratch) -> serde_json::Value {
     let script = format!("{START_FAMILY} printf '{{\"type\":\"progress\",\"stage\":\"ready\"}}\\n'; wait");

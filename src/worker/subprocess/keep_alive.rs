@@ -137,7 +137,7 @@ impl Pool {
     fn start(&self) -> Result<KeptChild, WorkerError> {
         let mut command = self.launch.command(true);
         command.env("SWARM_AGENT", &self.agent);
-        let mut group = GroupChild::spawn(&mut command, self.launch.name()).map_err(WorkerError::new)?;
+        let mut group = GroupChild::spawn(&mut command, &self.launch).map_err(WorkerError::new)?;
         let (Some(stdin), Some(stdout), Some(stderr)) = group.pipes() else {
             unreachable!("keep-alive children have all three pipes")
         };

@@ -49,6 +49,7 @@ pub mod launch;
 pub mod one_shot;
 pub mod output;
 pub mod process;
+pub mod reaper;
 pub mod stderr;
 pub mod stream;
 
@@ -74,7 +75,8 @@ pub enum StreamMode {
 }
 
 /// The environment variables the engine sets for every child; a spec may not set them.
-pub const RESERVED_ENV: [&str; 4] = ["SWARM_TASK_ID", "SWARM_ATTEMPT", "SWARM_AGENT", "SWARM_TOKEN"];
+/// `SWARM_OWNER` tags the child and everything it starts (see [`reaper`]).
+pub const RESERVED_ENV: [&str; 5] = ["SWARM_TASK_ID", "SWARM_ATTEMPT", "SWARM_AGENT", "SWARM_TOKEN", reaper::OWNER_ENV];
 
 /// A checked `subprocess` spec.
 #[derive(Clone, Debug, PartialEq)]
