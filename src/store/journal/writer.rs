@@ -205,8 +205,10 @@ impl Drop for SqliteJournal {
 impl ChildLedger for SqliteJournal {
     fn child_started(&self, pgid: i64, start: i64) {
         let host = HostId::current();
-        let stmt =
-            Stmt::new(ahead::CHILD_STARTED, vec![Param::Int(host.pid), Param::Int(host.start), Param::Int(pgid), Param::Int(start)]);
+        let stmt = Stmt::new(
+            ahead::CHILD_STARTED,
+            vec![Param::Int(host.pid), Param::Int(host.start), Param::Int(pgid), Param::Int(start)],
+        );
         if let Err(e) = self.record(vec![stmt], true) {
             tracing::warn!("cannot journal child {pgid}: {e}");
         }

@@ -279,10 +279,7 @@ mod tests {
 
     #[test]
     fn descendants_are_found_through_every_generation() {
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "sleep 30 & sleep 30 & wait"])
-            .spawn()
-            .unwrap();
+        let mut child = std::process::Command::new("sh").args(["-c", "sleep 30 & sleep 30 & wait"]).spawn().unwrap();
         let pid = child.id() as libc::pid_t;
         let deadline = Instant::now() + Duration::from_secs(20);
         while descendants(pid).len() < 2 {
