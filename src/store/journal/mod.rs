@@ -29,7 +29,7 @@ use crate::value::Value;
 
 pub use outputs::SqliteOutputStore;
 pub use reader::{Reader, Recorded, RunRow, StepKey, StepRow};
-pub use restart::{Restart, RestartError, prepare as prepare_restart};
+pub use restart::{Restart, RestartError, prepare as prepare_restart, release as release_restart};
 pub use schema::SCHEMA_VERSION;
 pub use writer::SqliteJournal;
 
