@@ -108,7 +108,8 @@ async fn one_child_serves_request_after_request() {
             assert_eq!(request["input"], json!({"i": i}));
             assert_eq!((&request["agent"], &request["attempt"]), (&json!("k"), &json!(1)));
             assert!(request["task_id"].as_str().unwrap().starts_with(outcome.run_id.as_ref()));
-            assert!(request["token"].as_str().unwrap().len() > 40);
+            // The child echoed its token back; the engine keeps only its fingerprint.
+            assert!(request["token"].as_str().unwrap().starts_with("[token "), "{request}");
             let keys: Vec<&String> = request.as_object().unwrap().keys().collect();
             assert_eq!(keys, ["agent", "attempt", "id", "input", "task_id", "token"]);
         }

@@ -54,19 +54,22 @@ async fn the_child_gets_the_swarm_environment_the_spec_env_and_cwd() {
 async fn swarm_token_is_the_attempts_worker_token() {
     let scratch = Scratch::new("token");
     within(async {
-        let script = r#"echo $$ > "$0/child.pid"
+        let script = r#"echo $$ > "$0/child.pid"; printf '%s' "$SWARM_TOKEN" > "$0/token"
             printf '{"type":"progress","stage":"token","note":"%s"}\n' "$SWARM_TOKEN"
             exec "$0/sleeper" 1000"#;
         let rig = Rig::new();
         let spec = with(sh(script, scratch.marker()), json!({"stream_mode": "ndjson_lines"}));
         let compiled = rig.compile(json!([{"name": "a", "spec": spec}]), step("a", json!(null)));
         let (run, mut tap) = rig.start(&compiled, json!({}));
-        let (task_id, token) = loop {
+        let (task_id, note) = loop {
             let event = tap.recv().await.expect("the run goes on");
             if let EventKind::WorkerOutput { task_id, output, .. } = event.kind {
                 break (task_id, output.get("note").and_then(Value::as_str).unwrap().to_string());
             }
         };
+        let token = std::fs::read_to_string(scratch.path().join("token")).unwrap();
+        // The event the child wrote it into carries only its fingerprint.
+        assert!(note.starts_with("[token ") && !note.contains(&token), "{note}");
         let verified = rig.engine.verify(&token, Verb::PostResult, Some(&task_id));
         assert!(verified.is_ok(), "{:?}", verified.err());
         let other = rig.engine.verify(&token, Verb::PostResult, Some("some-other-task"));
