@@ -32,6 +32,19 @@ pub fn become_subreaper() {
     }
 }
 
+/// Whether this process is a child subreaper (always no outside Linux).
+fn is_subreaper() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let mut flag: libc::c_int = 0;
+        // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer it is given.
+        let ok = unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut flag as *mut libc::c_int) } == 0;
+        ok && flag != 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
 /// This host, as tags and the journal name it: its pid and its start time, so a pid reused
 /// after the host died is not taken for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,7 +219,11 @@ pub fn reap_adopted(patience: Duration) {
                     let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
                     reaped == 0
                 }
-                Some(_) => true,
+                // Killed, not dead yet.
+                Some(s) if s.ppid == me => true,
+                // Another process's zombie is its to reap. A live one comes to the host when its
+                // dying parent is gone, but only if the host is a subreaper.
+                Some(s) => s.state != 'Z' && is_subreaper(),
             });
             adopted.len()
         });
