@@ -44,9 +44,10 @@ pub struct SqliteJournal {
     log: RefCell<LogFile>,
 }
 
-/// Opens `path` read-write, migrating its schema, applying the logs of dead processes, and
-/// marking runs left `running` by a dead process `interrupted`: a file that is not a journal, or one locked
-/// by another process for longer than the busy timeout, is an error and nothing is written.
+/// Opens `path` read-write, migrating its schema, applying the logs of dead processes, killing
+/// the children dead hosts left running, and marking runs left `running` by a dead process
+/// `interrupted`: a file that is not a journal, or one locked by another process for longer than
+/// the busy timeout, is an error and nothing is written.
 pub(super) fn open_connection(path: &Path) -> Result<Connection, JournalError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags).map_err(|e| JournalError::new(path, e))?;
