@@ -136,8 +136,9 @@ impl Drop for GroupChild {
 }
 
 /// Asks the kernel to SIGKILL the child when the host dies (Linux), so a host killed with
-/// SIGKILL does not leave it running. The hook makes std fork and exec instead of taking its
-/// `posix_spawn` path, a small price for that.
+/// SIGKILL does not leave it running. Strictly the signal comes when the thread that started
+/// the child ends: that is the engine's thread, which lives as long as the engine. The hook
+/// makes std fork and exec instead of taking its `posix_spawn` path, a small price for that.
 fn die_with_the_host(command: &mut Command) {
     #[cfg(target_os = "linux")]
     {
