@@ -122,7 +122,7 @@ fn keep_alive(c: &mut Criterion) {
     let rust_child = json!({"spec": {"program": me.to_str().unwrap(), "keep_alive": true,
         "env": {"SWARM_BENCH_CHILD": "1"}}});
     let shell_child = json!({"spec": {"program": "/bin/sh", "keep_alive": true, "args": ["-c",
-        r#"while IFS= read -r line; do printf '{"type":"final","content":{"kind":"inline","value":1},"ok":true}\n'; done"#]}});
+        r#"while IFS= read -r line; do id=${line#*\"id\":}; printf '{"type":"final","id":%s,"content":{"kind":"inline","value":1},"ok":true}\n' "${id%%,*}"; done"#]}});
     for (name, agent) in [("engine_rust_child", rust_child), ("engine_shell_child", shell_child)] {
         let compiled = compile(agent, ROUND_TRIPS);
         bench.run_with(&compiled, input()); // starts the child outside the measurement
@@ -138,7 +138,7 @@ fn child() {
     for line in stdin.lines() {
         let Ok(line) = line else { return };
         let request: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let answer = json!({"type": "final", "content": {"kind": "inline", "value": request["input"]}, "ok": true});
+        let answer = json!({"type": "final", "id": request["id"], "content": {"kind": "inline", "value": request["input"]}, "ok": true});
         if writeln!(stdout, "{answer}").and_then(|()| stdout.flush()).is_err() {
             return;
         }

@@ -1,8 +1,9 @@
 -- A keep-alive subprocess agent: one long-lived shell answers every step, so a step costs a
 -- pipe round trip instead of a process start. Each request is one JSON line on stdin,
---   {"agent":..,"attempt":..,"input":..,"task_id":..,"token":..}
--- (keys sorted), and the answer is NDJSON output events ending in a `final`. The counter and
--- the pid show the same child serving every request.
+--   {"agent":..,"attempt":..,"id":..,"input":..,"task_id":..,"token":..}
+-- (keys sorted), and the answer is NDJSON output events ending in a `final`, each carrying the
+-- request's `id` back (an answer with another id is refused and the child replaced). The
+-- counter and the pid show the same child serving every request.
 local swarm = require("swarm")
 local F = swarm.flow
 
@@ -22,11 +23,13 @@ return swarm.blueprint({
 served=0
 while IFS= read -r request; do
   served=$((served + 1))
+  id=${request#*\"id\":}
+  id=${id%%,*}
   # "input" comes before "task_id", so the input is what lies between them.
   input=${request#*\"input\":}
   input=${input%,\"task_id\":*}
-  printf '{"type":"final","content":{"kind":"inline","value":{"served":%d,"pid":%d,"echo":%s}},"ok":true}\n' \
-    "$served" "$$" "$input"
+  printf '{"type":"final","id":%s,"content":{"kind":"inline","value":{"served":%d,"pid":%d,"echo":%s}},"ok":true}\n' \
+    "$id" "$served" "$$" "$input"
 done
 ]],
         },

@@ -251,6 +251,57 @@ fn a_fanout_killed_mid_run_resumes_without_rerunning_finished_lanes() {
     kill_and_resume(FANOUT, 5, 10);
 }
 
+/// Two `swarm runs resume ID` started together: exactly one runs the run, the other is refused
+/// naming the winner's pid, and no step runs twice. Tried a few times, to give the race room.
+#[test]
+fn two_resumers_started_together_run_the_run_once() {
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let side = dir.path().join("side.txt");
+        let file = script(dir.path(), "raced", &side, SEQ);
+        let id = start_and_kill(dir.path(), &file, &side, 3);
+        let before = lines(&side);
+        let start = || {
+            Command::new(env!("CARGO_BIN_EXE_swarm"))
+                .args(["runs", "resume", &id])
+                .current_dir(dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (start(), start());
+        let pids = [a.id(), b.id()];
+        let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        let won: Vec<usize> = (0..2).filter(|&i| outs[i].status.code() == Some(0)).collect();
+        assert_eq!(
+            won.len(),
+            1,
+            "round {round}: exactly one resumer wins: {:?} / {:?}",
+            stderr(&outs[0]),
+            stderr(&outs[1])
+        );
+        let (winner, loser) = (won[0], 1 - won[0]);
+        assert_eq!(outs[loser].status.code(), Some(2));
+        assert_eq!(
+            stderr(&outs[loser]).trim(),
+            format!("swarm runs resume: run {id} is already running in process {}", pids[winner])
+        );
+        // The steps after the kill ran once each, none of those that had passed ran again.
+        let all = lines(&side);
+        let resumed = &all[before.len()..];
+        let mut distinct = resumed.to_vec();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), resumed.len(), "round {round}: a step ran twice: {all:?}");
+        for input in &before[..before.len() - 1] {
+            assert!(!resumed.contains(input), "round {round}: {input} passed before the kill: {all:?}");
+        }
+        let shown = json(&swarm_in(dir.path(), &["runs", "show", &id, "--json"]).stdout);
+        assert_eq!(shown["status"], "finished");
+    }
+}
+
 /// Starts `file` and SIGKILLs it once `kill_at` lines are in `side`; the run's id.
 fn start_and_kill(dir: &Path, file: &Path, side: &Path, kill_at: usize) -> String {
     killed::kill_at(dir, &["run", file.to_str().unwrap()], side, kill_at);

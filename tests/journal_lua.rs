@@ -168,3 +168,47 @@ fn swarm_serve_with_state_memory_journals_nothing() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 3, "only long.lua, served.lua and side.txt: {leftovers:?}");
 }
+
+/// A run another live process is resuming is refused with `already_running` and that
+/// process's pid, as a table error.
+#[test]
+fn resuming_a_run_another_process_resumes_raises_already_running_with_its_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    let file = blueprint(dir.path(), &side);
+    let journal = dir.path().join("state.db");
+    let state = journal.to_str().unwrap();
+    killed::kill_at(dir.path(), &["run", file.to_str().unwrap(), "--state", state], &side, 2);
+    let id = runs(dir.path(), &journal)[0]["id"].as_str().unwrap().to_string();
+    let at_kill = lines(&side).len();
+    let resumer = killed::Killed(
+        Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(["runs", "--state", state, "resume", &id])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while lines(&side).len() <= at_kill {
+        assert!(std::time::Instant::now() < deadline, "the other process never resumed the run");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let host = Host::new().unwrap();
+    let source = format!(
+        r#"local swarm = require("swarm")
+local ok, err = pcall(function() return swarm.engine({{ state = "{state}" }}):resume("{id}") end)
+assert(not ok, "the resume was refused")
+return err.kind .. " " .. tostring(err.pid) .. " " .. err.message"#
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let local = tokio::task::LocalSet::new();
+    let got: String = local
+        .block_on(&runtime, host.lua().load(source).call_async::<String>(()))
+        .unwrap_or_else(|e| panic!("{}", lua_error_message(&e)));
+    let pid = resumer.0.id();
+    assert!(got.starts_with(&format!("already_running {pid} ")), "{got}");
+    assert!(got.contains(&format!("run {id} is already running in process {pid}")), "{got}");
+}

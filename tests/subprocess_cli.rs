@@ -122,6 +122,36 @@ return swarm.blueprint({
 }
 
 #[test]
+fn a_missing_cwd_fails_check_naming_the_agent_the_line_and_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "nowhere.lua",
+        r#"local swarm = require("swarm")
+return swarm.blueprint({
+  id = "nowhere",
+  agents = {
+    lost = { kind = "subprocess", spec = { program = "/bin/sh", cwd = "work/out" } },
+  },
+  flow = swarm.flow.step({ agent = "lost", input = 1, out = "$.x" }),
+})
+"#,
+    );
+    let out = swarm(&["check", &file]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let missing = dir.path().join("work/out");
+    assert!(err.contains("nowhere.lua:"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "invalid_spec: agent 'lost' (subprocess): cwd 'work/out' does not exist ({})",
+            missing.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_failing_subprocess_step_exits_1_with_its_stderr() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(

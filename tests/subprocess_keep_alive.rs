@@ -11,32 +11,43 @@ use luaswarm::engine::RunStatus;
 use process_support::*;
 use serde_json::{Value as J, json};
 
-/// A child that answers each request with `{pid, n, request}` (n counts its requests). Inputs
-/// can ask it to misbehave: `die` exits mid-request, `hang` waits on a grandchild forever,
-/// `garbage` answers with a line that is no event, `pair` waits until two children hold a
-/// request at once, `chatty` writes a progress event right after its final, `late` writes one
-/// once the test says so through the FIFO `go`.
+/// A child that answers each request with `{pid, n, request}` (n counts its requests), each
+/// event carrying the request's id back. Inputs can ask it to misbehave: `die` exits
+/// mid-request, `hang` waits on a grandchild forever, `garbage` answers with a line that is no
+/// event, `pair` waits until two children hold a request at once, `chatty` writes a progress
+/// event right after its final, `late` writes one once the test says so through the FIFO `go`,
+/// `stale` answers with the id of its previous request, `extra` writes a second final a moment
+/// after the first.
 const CHILD: &str = r#"
 echo "$$" > "$DIR/child.$$.pid"
 n=0
+prev=0
 while IFS= read -r line; do
   n=$((n+1))
+  id=${line#*\"id\":}
+  id=${id%%,*}
   case "$line" in
     *'"die":true'*) echo "dying on request $n" >&2; exit 7 ;;
     *'"hang":true'*) "$DIR/sleeper" 1000 & echo $! > "$DIR/hang.pid"; wait ;;
     *'"garbage":true'*) echo "not an event"; continue ;;
+    *'"stale":true'*) id=$prev ;;
     *'"pair":true'*)
       touch "$DIR/arrived.$$"
       while [ "$(ls "$DIR" | grep -c '^arrived\.')" -lt 2 ]; do sleep 0.01; done ;;
   esac
   late=''
-  case "$line" in *'"chatty":true'*) late='{"type":"progress","stage":"late"}\n' ;; esac
-  printf '{"type":"progress","stage":"got","note":"%s"}\n' "$n"
+  case "$line" in *'"chatty":true'*) late='{"type":"progress","stage":"late","id":'$id'}\n' ;; esac
+  printf '{"type":"progress","stage":"got","note":"%s","id":%s}\n' "$n" "$id"
   # The final and anything after it leave in one write.
-  printf '{"type":"final","content":{"kind":"inline","value":{"pid":%s,"n":%s,"request":%s}},"ok":true}\n'"$late" "$$" "$n" "$line"
-  case "$line" in *'"late":true'*)
-    read go < "$DIR/go"; printf '{"type":"progress","stage":"late"}\n'; touch "$DIR/late-written" ;;
+  final='{"type":"final","content":{"kind":"inline","value":{"pid":%s,"n":%s,"request":%s}},"ok":true,"id":%s}\n'
+  printf "$final$late" "$$" "$n" "$line" "$id"
+  case "$line" in *'"extra":true'*)
+    sleep 0.05; printf "$final" "$$" "$n" '{"extra":true}' "$id" ;;
   esac
+  case "$line" in *'"late":true'*)
+    read go < "$DIR/go"; printf '{"type":"progress","stage":"late","id":%s}\n' "$id"; touch "$DIR/late-written" ;;
+  esac
+  prev=$id
 done
 # Only a kill ends it: the end of stdin does not.
 exec "$DIR/sleeper" 1000
@@ -97,9 +108,10 @@ async fn one_child_serves_request_after_request() {
             assert_eq!(request["input"], json!({"i": i}));
             assert_eq!((&request["agent"], &request["attempt"]), (&json!("k"), &json!(1)));
             assert!(request["task_id"].as_str().unwrap().starts_with(outcome.run_id.as_ref()));
-            assert!(request["token"].as_str().unwrap().len() > 40);
+            // The child echoed its token back; the engine keeps only its fingerprint.
+            assert!(request["token"].as_str().unwrap().starts_with("[token "), "{request}");
             let keys: Vec<&String> = request.as_object().unwrap().keys().collect();
-            assert_eq!(keys, ["agent", "attempt", "input", "task_id", "token"]);
+            assert_eq!(keys, ["agent", "attempt", "id", "input", "task_id", "token"]);
         }
         assert_eq!(output_fields(&events, "note"), ["1", "2", "3"], "progress events reach the engine");
         drop(compiled);
@@ -261,6 +273,60 @@ async fn a_child_that_writes_between_requests_is_replaced() {
         assert_eq!(output_fields(&events, "stage"), ["got"], "the stale progress event went nowhere");
         // The new child waits on the FIFO after answering too; let it go.
         go.write_all(b"go\n").unwrap();
+        drop(compiled);
+        scratch.assert_no_survivors().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_answer_for_another_request_is_refused_and_its_child_replaced() {
+    let scratch = Scratch::new("ka-stale");
+    within(async {
+        let rig = Rig::new();
+        let flow = seq(vec![
+            step_at("k", json!({"first": true}), "$.a"),
+            try_(step_at("k", json!({"stale": true}), "$.b"), "$.err"),
+            step_at("k", json!({"after": true}), "$.c"),
+        ]);
+        let compiled = pool(&rig, &scratch, json!({}), flow);
+        let ctx = ctx_json(&rig.run(&compiled).await.0);
+        assert_eq!(ctx["b"], J::Null, "the answer to the first request was not taken as the second's");
+        let message = ctx["err"]["message"].as_str().unwrap();
+        let first_id = &ctx["a"]["request"]["id"];
+        let want = format!(": the keep-alive child answered out of turn: request id {first_id}, expected ");
+        assert!(message.starts_with("stdout line ") && message.contains(&want), "{message}");
+        assert_ne!(ctx["a"]["pid"], ctx["c"]["pid"], "the child that answered out of turn was replaced");
+        assert_eq!((&ctx["c"]["n"], &ctx["c"]["request"]["input"]), (&json!(1), &json!({"after": true})));
+        drop(compiled);
+        scratch.assert_no_survivors().await;
+    })
+    .await;
+}
+
+/// A child that writes a second `final` a moment after its answer: whether the pool sees it
+/// before the next request or during it, the next step never receives the earlier answer.
+#[tokio::test]
+async fn an_extra_final_never_answers_the_next_request() {
+    let scratch = Scratch::new("ka-extra");
+    within(async {
+        let rig = Rig::new();
+        let mut flow = Vec::new();
+        for i in 0..6 {
+            flow.push(step_at("k", json!({"extra": true, "i": i}), &format!("$.x{i}")));
+            flow.push(try_(step_at("k", json!({"next": i}), &format!("$.n{i}")), &format!("$.e{i}")));
+        }
+        let compiled = pool(&rig, &scratch, json!({}), seq(flow));
+        let ctx = ctx_json(&rig.run(&compiled).await.0);
+        for i in 0..6 {
+            let (answer, err) = (&ctx[format!("n{i}")], &ctx[format!("e{i}")]);
+            if answer.is_null() {
+                let message = err["message"].as_str().unwrap();
+                assert!(message.contains("answered out of turn"), "{message}");
+            } else {
+                assert_eq!(answer["request"]["input"], json!({"next": i}), "step {i} got its own answer: {ctx}");
+            }
+        }
         drop(compiled);
         scratch.assert_no_survivors().await;
     })

@@ -54,19 +54,22 @@ async fn the_child_gets_the_swarm_environment_the_spec_env_and_cwd() {
 async fn swarm_token_is_the_attempts_worker_token() {
     let scratch = Scratch::new("token");
     within(async {
-        let script = r#"echo $$ > "$0/child.pid"
+        let script = r#"echo $$ > "$0/child.pid"; printf '%s' "$SWARM_TOKEN" > "$0/token"
             printf '{"type":"progress","stage":"token","note":"%s"}\n' "$SWARM_TOKEN"
             exec "$0/sleeper" 1000"#;
         let rig = Rig::new();
         let spec = with(sh(script, scratch.marker()), json!({"stream_mode": "ndjson_lines"}));
         let compiled = rig.compile(json!([{"name": "a", "spec": spec}]), step("a", json!(null)));
         let (run, mut tap) = rig.start(&compiled, json!({}));
-        let (task_id, token) = loop {
+        let (task_id, note) = loop {
             let event = tap.recv().await.expect("the run goes on");
             if let EventKind::WorkerOutput { task_id, output, .. } = event.kind {
                 break (task_id, output.get("note").and_then(Value::as_str).unwrap().to_string());
             }
         };
+        let token = std::fs::read_to_string(scratch.path().join("token")).unwrap();
+        // The event the child wrote it into carries only its fingerprint.
+        assert!(note.starts_with("[token ") && !note.contains(&token), "{note}");
         let verified = rig.engine.verify(&token, Verb::PostResult, Some(&task_id));
         assert!(verified.is_ok(), "{:?}", verified.err());
         let other = rig.engine.verify(&token, Verb::PostResult, Some("some-other-task"));
@@ -160,6 +163,22 @@ async fn the_spec_timeout_fails_the_attempt_and_kills_the_group() {
             )
         );
         scratch.assert_killed(child, scratch.pid("gc.pid")).await;
+        scratch.assert_no_survivors().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_timeout_kills_a_grandchild_that_left_the_group_with_setsid() {
+    let scratch = Scratch::new("setsid");
+    within(async {
+        // The grandchild is in a session and group of its own: killing the child's group
+        // misses it; it is found as a descendant of the child.
+        let script = r#"echo $$ > "$0/child.pid"; setsid "$0/sleeper" 1000 & echo $! > "$0/gc.pid"; wait"#;
+        let spec = with(sh(script, scratch.marker()), json!({"timeout_ms": 1000}));
+        let (outcome, _) = Rig::new().run_one(spec, json!(null)).await;
+        assert_eq!(outcome.error.as_ref().map(|e| e.kind), Some(ErrorKind::Timeout));
+        scratch.assert_killed(scratch.pid("child.pid"), scratch.pid("gc.pid")).await;
         scratch.assert_no_survivors().await;
     })
     .await;

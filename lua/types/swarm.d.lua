@@ -243,7 +243,8 @@ local Engine = {}
 ---@return swarm.Run
 function Engine:start(bp, init, opts) end
 --- Continues an interrupted run of the engine's journal under its id, replaying the steps that
---- passed; `bp` defaults to the file the run was started from.
+--- passed; `bp` defaults to the file the run was started from. A run another process is
+--- running raises `{kind = "already_running", pid = ...}`.
 ---@param run_id string
 ---@param bp (swarm.Blueprint|swarm.Compiled)?
 ---@param opts swarm.StartOpts?

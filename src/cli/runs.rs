@@ -14,7 +14,7 @@ use super::run::{EventsFormat, run_on_engine, runtime};
 use super::stdout::{self, StdoutError};
 use super::{EXIT_RUN_FAILED, EXIT_USAGE};
 use crate::engine::RunOptions;
-use crate::store::journal::{Reader, RunRow, SqliteJournal, prepare_restart};
+use crate::store::journal::{Reader, RunRow, SqliteJournal, prepare_restart, release_restart};
 
 #[derive(Subcommand)]
 pub enum RunsCommand {
@@ -220,7 +220,8 @@ fn utc(ms: i64) -> String {
 }
 
 /// `swarm runs resume ID` (no `cut`): the run must be `interrupted` (left `running` by a
-/// process that is gone), and goes on under its id with its passed steps replayed.
+/// process that is gone), and goes on under its id with its passed steps replayed; of two
+/// processes resuming it at once, one wins and the other is refused with the winner's pid.
 /// `swarm runs rerun ID --from STEP` (`cut` = STEP): the run must have ended; a new run starts
 /// on the same input, replaying the steps that started before STEP's first occurrence.
 /// Either way the blueprint file is loaded again.
@@ -241,6 +242,9 @@ fn restart(path: &Path, id: &str, events: Option<EventsFormat>, cut: Option<&str
         }
     };
     let Some(file) = restart.file else {
+        if cut.is_none() {
+            let _ = release_restart(path, id);
+        }
         eprintln!(
             "swarm runs {verb}: run {id} has no blueprint file (it was started from a script; resume it there with engine:resume)"
         );

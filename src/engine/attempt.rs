@@ -197,6 +197,9 @@ impl Engine {
         };
         task.running = None;
         let cancelled = task.state == TaskState::Cancelled;
+        // What the worker gave back may quote its token (a child printing its environment):
+        // the ctx, the journal and every message get the fingerprint instead.
+        let ending = scrub_ending(ending);
         let (status, result) = if cancelled {
             (AttemptStatus::Cancelled, Err(cancelled_error(task_id)))
         } else {
@@ -339,6 +342,28 @@ impl Engine {
         if moved {
             self.publish(run.event(EventKind::TaskResumed { task_id: task_id.clone() }));
         }
+    }
+}
+
+fn scrub_ending(ending: Ending) -> Ending {
+    use crate::gate::scrub::{scrub_string, scrub_value};
+    match ending {
+        Ending::Worker(Ok(Verdict::Pass(mut v))) => {
+            scrub_value(&mut v);
+            Ending::Worker(Ok(Verdict::Pass(v)))
+        }
+        Ending::Worker(Ok(Verdict::Blocked(mut v))) => {
+            scrub_value(&mut v);
+            Ending::Worker(Ok(Verdict::Blocked(v)))
+        }
+        Ending::Worker(Err(mut e)) => {
+            scrub_string(&mut e.message);
+            if let Some(v) = &mut e.value {
+                scrub_value(v);
+            }
+            Ending::Worker(Err(e))
+        }
+        other => other,
     }
 }
 

@@ -80,6 +80,30 @@ pub enum EventKind {
     },
 }
 
+impl Event {
+    /// Replaces every token in the event's text with its fingerprint (see
+    /// [`crate::gate::scrub`]): the engine publishes and journals no token.
+    pub fn scrub_tokens(&mut self) {
+        use crate::gate::scrub::{scrub, scrub_string, scrub_value};
+        match &mut self.kind {
+            EventKind::RunFinished { error: Some(error), .. } => error.scrub_tokens(),
+            EventKind::AttemptFinished { error: Some(error), .. } => scrub_string(error),
+            EventKind::WorkerOutput { output, .. } => {
+                scrub_value(output);
+            }
+            EventKind::LayerNote { note, .. } => {
+                scrub_value(note);
+            }
+            EventKind::TaskSuspended { reason, .. } => {
+                if let std::borrow::Cow::Owned(clean) = scrub(reason) {
+                    *reason = clean.into();
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 impl EventKind {
     /// The snake_case name carried in the `kind` field.
     pub fn name(&self) -> &'static str {

@@ -170,7 +170,9 @@ impl Engine {
         self.inner.bus.trace(run_id)
     }
 
-    fn publish(&self, event: Event) {
+    fn publish(&self, mut event: Event) {
+        // Whatever a worker wrote reaches events through here: no token goes further.
+        event.scrub_tokens();
         if let Some(journal) = &self.inner.config.journal {
             journal.0.event(&event);
         }

@@ -6,11 +6,13 @@
 //! - [`CapToken`] and [`SigningKey`] (`token.rs`) are the HMAC-signed token and its key.
 //! - [`TokenRegistry`] (`registry.rs`) mints tokens, keeps their server-side records and runs
 //!   the full verification in the order DESIGN §6 fixes.
+//! - [`scrub`](scrub::scrub) (`scrub.rs`) replaces tokens in text with their fingerprints.
 //!
 //! Secrets stay out of text: no error, `Debug` output or map key holds a token, nonce, signature
 //! or key; diagnostics use [`CapToken::fingerprint`].
 
 pub mod registry;
+pub mod scrub;
 pub mod table;
 pub mod token;
 

@@ -285,21 +285,43 @@ fn resume(
     }
     let restart = match prepare_restart(path, id, None) {
         Ok(r) => r,
+        Err(journal::RestartError::AlreadyRunning { run, pid }) => {
+            let error = journal::RestartError::AlreadyRunning { run, pid };
+            let refusal = refused(error.kind(), error.to_string())?;
+            if let Err(t) = &refusal {
+                t.set("pid", pid)?;
+            }
+            return Ok(refusal);
+        }
         Err(e) => return refused(e.kind(), e.to_string()),
     };
+    // The run is claimed for this process now: until it starts, any way out gives it back.
+    let release = || {
+        if let Err(e) = journal::release_restart(path, id) {
+            tracing::warn!("engine:resume: cannot give run {id} back: {e}");
+        }
+    };
     let compiled = match (&bp, &restart.file) {
-        (LuaValue::Nil, Some(file)) => super::load::compile_file(lua, Path::new(file))?,
+        (LuaValue::Nil, Some(file)) => super::load::compile_file(lua, Path::new(file)),
         (LuaValue::Nil, None) => {
+            release();
             return refused(
                 "invalid_blueprint",
                 format!("run {id} was not started from a blueprint file; pass its blueprint: engine:resume(id, bp)"),
             );
         }
-        _ => super::load::compile_value(lua, bp)?,
+        _ => super::load::compile_value(lua, bp),
     };
     let compiled = match compiled {
-        Ok(c) => c,
-        Err(error) => return Ok(Err(error)),
+        Ok(Ok(c)) => c,
+        Ok(Err(error)) => {
+            release();
+            return Ok(Err(error));
+        }
+        Err(e) => {
+            release();
+            return Err(e);
+        }
     };
     if restart.digest.as_deref().is_some_and(|d| *d != *blueprint_digest(&compiled.blueprint)) {
         eprintln!(

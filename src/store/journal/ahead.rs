@@ -56,6 +56,10 @@ pub(super) const SQL: &[&str] = &[
     // OUTPUT: id, run_id, task_id, attempt, producer, value, size
     "INSERT OR REPLACE INTO outputs (id, run_id, task_id, attempt, producer, value, size) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    // CHILD_STARTED: host_pid, host_start, pgid, leader_start
+    "INSERT OR REPLACE INTO children (host_pid, host_start, pgid, leader_start) VALUES (?1, ?2, ?3, ?4)",
+    // CHILD_ENDED: host_pid, pgid
+    "DELETE FROM children WHERE host_pid = ?1 AND pgid = ?2",
 ];
 
 pub(super) const RUN_INSERT: u8 = 0;
@@ -69,6 +73,8 @@ pub(super) const TASK_CANCELLED: u8 = 7;
 pub(super) const TASK_SETTLED: u8 = 8;
 pub(super) const RUN_FINISHED: u8 = 9;
 pub(super) const OUTPUT: u8 = 10;
+pub(super) const CHILD_STARTED: u8 = 11;
+pub(super) const CHILD_ENDED: u8 = 12;
 
 /// A statement parameter.
 #[derive(Clone, Debug, PartialEq)]

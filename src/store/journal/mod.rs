@@ -29,7 +29,7 @@ use crate::value::Value;
 
 pub use outputs::SqliteOutputStore;
 pub use reader::{Reader, Recorded, RunRow, StepKey, StepRow};
-pub use restart::{Restart, RestartError, prepare as prepare_restart};
+pub use restart::{Restart, RestartError, prepare as prepare_restart, release as release_restart};
 pub use schema::SCHEMA_VERSION;
 pub use writer::SqliteJournal;
 
@@ -110,6 +110,9 @@ impl Ack {
 /// An engine journaling to `journal`, with its large outputs stored in the same file: what
 /// `swarm run`, `swarm serve` and `swarm.engine{state = PATH}` make. The error is ready to show.
 pub fn journaled_engine(mut config: EngineConfig, journal: Rc<SqliteJournal>) -> Result<Engine, String> {
+    // The children the engine's workers start are journaled while they run.
+    let ledger: Rc<dyn crate::worker::subprocess::process::ChildLedger> = journal.clone();
+    crate::worker::subprocess::process::add_ledger(&ledger);
     let outputs = SqliteOutputStore::new(journal.clone()).map_err(|e| format!("cannot open the journal {e}"))?;
     config.journal = Some(JournalRef(journal));
     Engine::with_output_store(config, Rc::new(outputs)).map_err(|e| e.to_string())

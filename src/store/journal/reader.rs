@@ -113,6 +113,39 @@ impl Reader {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
+    /// Claims interrupted run `id` for this process, or says which process owns it:
+    /// `Ok(Err(pid))` when it is not interrupted (`pid` is its last owner, the live one if it is
+    /// running). One conditional update does the check and the claim, so two processes cannot
+    /// both win.
+    pub fn claim(&self, id: &str) -> Result<Result<(), i64>, JournalError> {
+        let me = i64::from(std::process::id());
+        let claimed = self
+            .conn
+            .execute(
+                "UPDATE runs SET status = 'running', pid = ?2 WHERE id = ?1 AND status = 'interrupted'",
+                params![id, me],
+            )
+            .map_err(|e| self.err(e))?;
+        if claimed == 1 {
+            return Ok(Ok(()));
+        }
+        let pid =
+            self.conn.query_row("SELECT pid FROM runs WHERE id = ?1", [id], |r| r.get(0)).map_err(|e| self.err(e))?;
+        Ok(Err(pid))
+    }
+
+    /// Undoes this process's [`Reader::claim`] of run `id`.
+    pub fn release(&self, id: &str) -> Result<(), JournalError> {
+        let me = i64::from(std::process::id());
+        self.conn
+            .execute(
+                "UPDATE runs SET status = 'interrupted' WHERE id = ?1 AND status = 'running' AND pid = ?2",
+                params![id, me],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     /// One run with its input, ctx and error.
     pub fn run(&self, id: &str) -> Result<Option<RunRow>, JournalError> {
         let sql = format!("SELECT {} FROM runs WHERE id = ?1", Self::RUN_COLUMNS);

@@ -37,6 +37,9 @@ pub enum RestartError {
     /// A rerun's `--from` names no step the run had.
     #[error("run {run} has no step '{step}' (an agent name or a pointer)")]
     NoSuchStep { run: String, step: String },
+    /// Another live process owns the run (it is running it, or claimed it to resume first).
+    #[error("run {run} is already running in process {pid}")]
+    AlreadyRunning { run: String, pid: i64 },
 }
 
 impl RestartError {
@@ -47,6 +50,7 @@ impl RestartError {
             RestartError::NoSuchRun(_) => "no_such_run",
             RestartError::NotRestartable(_) => "not_resumable",
             RestartError::NoSuchStep { .. } => "no_such_step",
+            RestartError::AlreadyRunning { .. } => "already_running",
         }
     }
 }
@@ -54,13 +58,26 @@ impl RestartError {
 /// Reads run `id` from the journal at `path` and prepares it to go on.
 ///
 /// With `from` = `None` this is a resume: the run must be `interrupted` (left `running` by a
-/// process that is gone) and goes on under its id, replaying every step that passed. With
+/// process that is gone) and goes on under its id, replaying every step that passed. The run
+/// is claimed for this process at once, in one statement that checks its status and sets its
+/// owner, so of two processes resuming it together exactly one wins; the other gets
+/// [`RestartError::AlreadyRunning`] with the winner's pid. A caller that claimed a run and then
+/// cannot start it gives it back with [`release`]. With
 /// `from` = a step (an agent name or a node pointer) this is a rerun: the run must have ended,
 /// and a new run on the same input replays the steps that started before the step's first
 /// occurrence.
 pub fn prepare(path: &Path, id: &str, from: Option<&str>) -> Result<Restart, RestartError> {
     let reader = Reader::open(path)?;
-    let run = reader.run(id)?.ok_or_else(|| RestartError::NoSuchRun(id.to_string()))?;
+    let mut run = reader.run(id)?.ok_or_else(|| RestartError::NoSuchRun(id.to_string()))?;
+    if from.is_none() {
+        match reader.claim(id)? {
+            Ok(()) => run.status = "interrupted".into(),
+            Err(pid) if run.status == "interrupted" || run.status == "running" => {
+                return Err(RestartError::AlreadyRunning { run: id.to_string(), pid });
+            }
+            Err(_) => {}
+        }
+    }
     match (from, run.status.as_str()) {
         (None, "interrupted") | (Some(_), "finished" | "failed" | "cancelled") => {}
         (None, status) => {
@@ -89,4 +106,10 @@ pub fn prepare(path: &Path, id: &str, from: Option<&str>) -> Result<Restart, Res
         },
     };
     Ok(Restart { file: run.file, init, digest: run.digest, resume, replay })
+}
+
+/// Gives back a run that [`prepare`] claimed for this process but that was not started after
+/// all (its blueprint did not load): it is `interrupted` again, for the next resume.
+pub fn release(path: &Path, id: &str) -> Result<(), RestartError> {
+    Ok(Reader::open(path)?.release(id)?)
 }

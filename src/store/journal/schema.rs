@@ -3,7 +3,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Each migration takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -70,6 +70,10 @@ CREATE INDEX outputs_by_run ON outputs(run_id);
     "ALTER TABLE runs ADD COLUMN digest TEXT;",
     // 3: how far SQLite has applied each process's write-ahead log (see `ahead`).
     "CREATE TABLE logs (name TEXT PRIMARY KEY, applied INTEGER NOT NULL);",
+    // 4: the process groups of the children a host is running (pid and start time of host and
+    // group leader), so the next process to open the journal kills what a dead host left.
+    "CREATE TABLE children (host_pid INTEGER NOT NULL, host_start INTEGER NOT NULL, pgid INTEGER NOT NULL, \
+     leader_start INTEGER NOT NULL, PRIMARY KEY (host_pid, pgid));",
 ];
 
 /// Brings `conn` up to [`SCHEMA_VERSION`]; refuses a file written by a newer build. Each step

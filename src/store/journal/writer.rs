@@ -21,6 +21,8 @@ use crate::engine::{Event, EventKind, RunStatus, now_ms};
 use crate::flow::FlowError;
 use crate::store::OutputRecord;
 use crate::value::Value;
+use crate::worker::subprocess::process::ChildLedger;
+use crate::worker::subprocess::reaper::{self, HostId};
 
 enum Msg {
     /// One journal write: its statements, and the log position after its record.
@@ -42,9 +44,10 @@ pub struct SqliteJournal {
     log: RefCell<LogFile>,
 }
 
-/// Opens `path` read-write, migrating its schema, applying the logs of dead processes, and
-/// marking runs left `running` by a dead process `interrupted`: a file that is not a journal, or one locked
-/// by another process for longer than the busy timeout, is an error and nothing is written.
+/// Opens `path` read-write, migrating its schema, applying the logs of dead processes, killing
+/// the children dead hosts left running, and marking runs left `running` by a dead process
+/// `interrupted`: a file that is not a journal, or one locked by another process for longer than
+/// the busy timeout, is an error and nothing is written.
 pub(super) fn open_connection(path: &Path) -> Result<Connection, JournalError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let mut conn = Connection::open_with_flags(path, flags).map_err(|e| JournalError::new(path, e))?;
@@ -60,6 +63,8 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, JournalError> {
     schema::migrate(&mut conn).map_err(|e| JournalError::new(path, e))?;
     // What dead processes logged but SQLite never got goes in first, then their runs are marked.
     ahead::recover(&mut conn, path, alive).map_err(|e| opening(path, e))?;
+    // Before any of their runs can be resumed, what dead hosts left running is killed.
+    kill_leftover_children(&conn).map_err(|e| JournalError::new(path, e))?;
     mark_interrupted(&conn).map_err(|e| JournalError::new(path, e))?;
     Ok(conn)
 }
@@ -134,9 +139,16 @@ impl SqliteJournal {
         sent
     }
 
-    /// Logs `stmts` and hands them to the writer; with `durable`, the log is written before
-    /// this returns (an error if it could not be).
-    fn record(&self, stmts: Vec<Stmt>, durable: bool) -> Result<(), String> {
+    /// Logs `stmts` (every token in their text replaced by its fingerprint) and hands them to the
+    /// writer; with `durable`, the log is written before this returns (an error if it could
+    /// not be).
+    fn record(&self, mut stmts: Vec<Stmt>, durable: bool) -> Result<(), String> {
+        // The last line of defence: no token reaches the file, whatever path it came by.
+        for param in stmts.iter_mut().flat_map(|s| s.params.iter_mut()) {
+            if let Param::Text(text) = param {
+                crate::gate::scrub::scrub_string(text);
+            }
+        }
         let mut log = self.log.borrow_mut();
         let end = log.append(&stmts);
         self.send(Msg::Write { stmts, log: log.name.clone(), end });
@@ -193,6 +205,26 @@ impl Drop for SqliteJournal {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// The running children go in the log at once: a host killed a moment later must leave their
+/// record behind for the next one.
+impl ChildLedger for SqliteJournal {
+    fn child_started(&self, pgid: i64, start: i64) {
+        let host = HostId::current();
+        let stmt = Stmt::new(
+            ahead::CHILD_STARTED,
+            vec![Param::Int(host.pid), Param::Int(host.start), Param::Int(pgid), Param::Int(start)],
+        );
+        if let Err(e) = self.record(vec![stmt], true) {
+            tracing::warn!("cannot journal child {pgid}: {e}");
+        }
+    }
+
+    fn child_ended(&self, pgid: i64) {
+        let stmt = Stmt::new(ahead::CHILD_ENDED, vec![Param::Int(HostId::current().pid), Param::Int(pgid)]);
+        let _ = self.record(vec![stmt], false);
     }
 }
 
@@ -345,6 +377,33 @@ fn zombie(pid: libc::pid_t) -> bool {
         .ok()
         .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
         .unwrap_or(false)
+}
+
+/// Kills the children (with their process groups and everything tagged as theirs) of hosts
+/// that died while running them, and forgets them.
+fn kill_leftover_children(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT host_pid, host_start, pgid, leader_start FROM children")?;
+    let rows: Vec<(i64, i64, i64, i64)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut dead: Vec<(HostId, Vec<(i64, i64)>)> = Vec::new();
+    for (pid, start, pgid, leader_start) in rows {
+        let host = HostId { pid, start };
+        if host == HostId::current() || host.alive() {
+            continue;
+        }
+        match dead.iter_mut().find(|(h, _)| *h == host) {
+            Some((_, groups)) => groups.push((pgid, leader_start)),
+            None => dead.push((host, vec![(pgid, leader_start)])),
+        }
+    }
+    for (host, groups) in dead {
+        let killed = reaper::kill_leftovers_of(host, &groups);
+        if killed > 0 {
+            tracing::warn!(host = host.pid, killed, "killed processes a dead swarm host left running");
+        }
+        conn.execute("DELETE FROM children WHERE host_pid = ?1 AND host_start = ?2", params![host.pid, host.start])?;
+    }
+    Ok(())
 }
 
 fn mark_interrupted(conn: &Connection) -> rusqlite::Result<()> {

@@ -3,8 +3,11 @@
 //!
 //! An attempt waits for a free slot (at most `pool_size` requests are in flight), takes an idle
 //! child or starts one, writes its request line and reads the answer up to the first `final`.
-//! A child whose answer went wrong in any way — it exited, timed out, was cancelled, wrote
-//! something that is not an output event, or wrote more than its answer — can no longer be
+//! Every request carries an id, unique in the process, and every event of its answer must carry
+//! it back: an event with another id (a late or extra answer to an earlier request) is never
+//! taken as this request's, it fails the attempt. A child whose answer went wrong in any way —
+//! it exited, timed out, was cancelled, wrote something that is not an output event, answered
+//! out of turn, or wrote more than its answer — can no longer be
 //! trusted to be in step with its requests, so it is killed (with its process group) and the
 //! slot's next request starts a new one. Dropping the pool (the compiled blueprint going away)
 //! kills the idle children; a busy one belongs to its attempt, which kills it if it is dropped.
@@ -13,6 +16,7 @@
 use std::cell::RefCell;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -83,8 +87,9 @@ impl Pool {
             Some(child) => child,
             None => self.start()?,
         };
-        let mut collector = Collector::answer(job.host.clone());
-        let line = request_line(&job);
+        let id = next_request_id();
+        let mut collector = Collector::answer(job.host.clone(), id);
+        let line = request_line(&job, id);
         let answer = child.answer(&line, &mut collector, &self.launch);
         let in_step = match self.timeout {
             None => answer.await,
@@ -137,7 +142,7 @@ impl Pool {
     fn start(&self) -> Result<KeptChild, WorkerError> {
         let mut command = self.launch.command(true);
         command.env("SWARM_AGENT", &self.agent);
-        let mut group = GroupChild::spawn(&mut command, self.launch.name()).map_err(WorkerError::new)?;
+        let mut group = GroupChild::spawn(&mut command, &self.launch).map_err(WorkerError::new)?;
         let (Some(stdin), Some(stdout), Some(stderr)) = group.pipes() else {
             unreachable!("keep-alive children have all three pipes")
         };
@@ -150,11 +155,19 @@ impl Pool {
     }
 }
 
-/// `{"agent":..,"attempt":..,"input":..,"task_id":..,"token":..}` and a newline.
-fn request_line(job: &Job) -> Vec<u8> {
+/// A request id no other request of this process had, so an answer can never be mistaken for
+/// another's, even across pools.
+fn next_request_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// `{"agent":..,"attempt":..,"id":..,"input":..,"task_id":..,"token":..}` and a newline.
+fn request_line(job: &Job, id: u64) -> Vec<u8> {
     let request = Value::from_pairs([
         ("agent", Value::String(job.agent.clone())),
         ("attempt", Value::int(i64::from(job.attempt))),
+        ("id", Value::int(id as i64)),
         ("input", job.input.clone()),
         ("task_id", Value::String(job.task_id.clone())),
         ("token", Value::from(job.host.token())),

@@ -23,7 +23,9 @@ pub struct Launch {
 impl Launch {
     /// Resolves `spec.program`: a bare name is looked up on the `PATH` the child will get (the
     /// spec's `env.PATH`, else the host's); a path is taken relative to `base_dir` (the
-    /// blueprint's directory) or, without one, to the current directory. So is `cwd`.
+    /// blueprint's directory) or, without one, to the current directory. So is `cwd`, which
+    /// must exist already when it is absolute or the blueprint's directory is known: a missing
+    /// one is then a compile error rather than a failure of every attempt.
     pub fn resolve(spec: &SubprocessSpec, base_dir: Option<&Path>) -> Result<Launch, String> {
         let path_var = match spec.env.iter().find(|(k, _)| k == "PATH") {
             Some((_, v)) => Some(OsStr::new(v).to_os_string()),
@@ -31,12 +33,28 @@ impl Launch {
         };
         let program = resolve_program(&spec.program, path_var.as_deref(), base_dir)?;
         let cwd = spec.cwd.as_ref().map(|c| relative_to(Path::new(c), base_dir));
+        if let (Some(given), Some(dir)) = (&spec.cwd, &cwd)
+            && (dir.is_absolute() || base_dir.is_some())
+            && let Some(why) = missing_dir(dir)
+        {
+            return Err(format!("cwd '{given}' {why} ({})", absolute(dir).display()));
+        }
         Ok(Launch { program, args: spec.args.clone(), env: spec.env.clone(), cwd })
     }
 
+    /// Why starting the program failed, naming the working directory when that is what is
+    /// missing (the OS reports a missing directory exactly like a missing program).
+    pub fn start_error(&self, error: &std::io::Error) -> String {
+        if let Some(dir) = &self.cwd
+            && let Some(why) = missing_dir(dir)
+        {
+            return format!("cannot start {}: its working directory {} {why}", self.name(), absolute(dir).display());
+        }
+        format!("cannot start {}: {error}", self.name())
+    }
+
     /// A command for the program in a process group of its own, stdout and stderr piped, stdin
-    /// piped or null. `process_group` keeps std on its `posix_spawn` fast path (a `pre_exec`
-    /// hook would force fork + exec).
+    /// piped or null. [`GroupChild::spawn`](super::process::GroupChild::spawn) starts it.
     pub fn command(&self, stdin: bool) -> Command {
         let mut command = Command::new(&self.program);
         command
@@ -91,6 +109,15 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// Why `dir` cannot be a working directory, if it cannot.
+fn missing_dir(dir: &Path) -> Option<&'static str> {
+    match std::fs::metadata(dir) {
+        Err(_) => Some("does not exist"),
+        Ok(meta) if !meta.is_dir() => Some("is not a directory"),
+        Ok(_) => None,
+    }
+}
+
 fn check_executable(path: &Path) -> Result<(), &'static str> {
     let meta = std::fs::metadata(path).map_err(|_| "does not exist")?;
     if !meta.is_file() {
@@ -130,5 +157,26 @@ mod tests {
         assert!(err.starts_with("program './missing.sh' does not exist"), "{err}");
         let err = resolve_program("/tmp", None, None).unwrap_err();
         assert!(err.contains("is not a file"), "{err}");
+    }
+
+    fn spec(cwd: &str) -> SubprocessSpec {
+        let json = serde_json::json!({"program": "sh", "cwd": cwd}).to_string();
+        SubprocessSpec::parse(&crate::value::from_json(&json).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_missing_cwd_is_named_when_the_blueprint_compiles_or_the_child_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Launch::resolve(&spec("work"), Some(dir.path())).unwrap_err();
+        let expected = format!("cwd 'work' does not exist ({})", dir.path().join("work").display());
+        assert_eq!(err, expected);
+        let err = Launch::resolve(&spec("/no/such/dir"), None).unwrap_err();
+        assert_eq!(err, "cwd '/no/such/dir' does not exist (/no/such/dir)");
+        // Relative to a current directory that may change before the child starts: checked then.
+        let launch = Launch::resolve(&spec("no-such-dir-here"), None).unwrap();
+        let e = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let message = launch.start_error(&e);
+        assert!(message.ends_with("/no-such-dir-here does not exist"), "{message}");
+        assert!(message.starts_with("cannot start /") && message.contains("its working directory /"), "{message}");
     }
 }

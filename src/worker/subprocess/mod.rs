@@ -36,9 +36,12 @@
 //! # Keep-alive requests
 //!
 //! With `keep_alive = true`, each attempt writes one line to a child's stdin,
-//! `{"agent":..,"attempt":..,"input":..,"task_id":..,"token":..}` (compact JSON, keys sorted),
-//! and reads output events (framed by `stream_mode`, NDJSON when none is given) up to the first
-//! `final`, which is the attempt's result (`ok = false` fails it). Children start on first use,
+//! `{"agent":..,"attempt":..,"id":..,"input":..,"task_id":..,"token":..}` (compact JSON, keys
+//! sorted), and reads output events (framed by `stream_mode`, NDJSON when none is given) up to
+//! the first `final`, which is the attempt's result (`ok = false` fails it). `id` is a number
+//! unique to the request, and every event of the answer must carry it back as `"id"`: an event
+//! with another id or none fails the attempt (the child answered out of turn, and is replaced).
+//! Children start on first use,
 //! with `SWARM_AGENT` set (the rest of the metadata is per request); a child whose answer went
 //! wrong (it exited, timed out, was cancelled, wrote garbage, more than its answer, or anything
 //! between requests) is killed, and the next request starts a new one. `timeout_ms` bounds each
@@ -49,6 +52,7 @@ pub mod launch;
 pub mod one_shot;
 pub mod output;
 pub mod process;
+pub mod reaper;
 pub mod stderr;
 pub mod stream;
 
@@ -74,7 +78,8 @@ pub enum StreamMode {
 }
 
 /// The environment variables the engine sets for every child; a spec may not set them.
-pub const RESERVED_ENV: [&str; 4] = ["SWARM_TASK_ID", "SWARM_ATTEMPT", "SWARM_AGENT", "SWARM_TOKEN"];
+/// `SWARM_OWNER` tags the child and everything it starts (see [`reaper`]).
+pub const RESERVED_ENV: [&str; 5] = ["SWARM_TASK_ID", "SWARM_ATTEMPT", "SWARM_AGENT", "SWARM_TOKEN", reaper::OWNER_ENV];
 /// The most children a keep-alive agent may keep (each is a process; a semaphore holds the count).
 pub const MAX_POOL_SIZE: u64 = 1024;
 

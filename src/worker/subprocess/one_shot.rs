@@ -69,7 +69,7 @@ impl Attempt {
             .env("SWARM_ATTEMPT", job.attempt.to_string())
             .env("SWARM_AGENT", &*job.agent)
             .env("SWARM_TOKEN", job.host.token());
-        let mut child = GroupChild::spawn(&mut command, self.launch.name()).map_err(WorkerError::new)?;
+        let mut child = GroupChild::spawn(&mut command, &self.launch).map_err(WorkerError::new)?;
         let tail = RefCell::new(StderrTail::default());
         let stdin_bytes = self.use_stdin.then_some(input);
         let talk = self.talk(&mut child, stdin_bytes, &job, &tail);

@@ -114,6 +114,8 @@ pub struct Collector {
     last_final: Option<Final>,
     /// A keep-alive answer ends at its first `final`; one-shot streams run to the end.
     answer: bool,
+    /// The request id every event of a keep-alive answer must carry back.
+    request: Option<u64>,
     /// Items that arrived after the `final` that ended an answer.
     after_final: bool,
 }
@@ -121,12 +123,13 @@ pub struct Collector {
 impl Collector {
     /// For a one-shot attempt: every event counts, and the last `final` wins.
     pub fn one_shot(host: Rc<dyn TaskHost>) -> Collector {
-        Collector { host, last_final: None, answer: false, after_final: false }
+        Collector { host, last_final: None, answer: false, request: None, after_final: false }
     }
 
-    /// For a keep-alive answer: the first `final` ends it; anything after it is noted, not used.
-    pub fn answer(host: Rc<dyn TaskHost>) -> Collector {
-        Collector { host, last_final: None, answer: true, after_final: false }
+    /// For a keep-alive answer to request `id`: every event must carry `"id": id`, and the
+    /// first `final` ends it; anything after it is noted, not used.
+    pub fn answer(host: Rc<dyn TaskHost>, id: u64) -> Collector {
+        Collector { host, last_final: None, answer: true, request: Some(id), after_final: false }
     }
 
     /// Takes one item; an error names its position and quotes its start.
@@ -135,7 +138,28 @@ impl Collector {
             self.after_final = true;
             return Ok(());
         }
-        match parse_event(bytes) {
+        let parsed = parse_event(bytes);
+        if let (Ok((event, _)), Some(id)) = (&parsed, self.request) {
+            // An event for another request is never taken as this one's: the child answered
+            // out of turn (a late or extra answer to an earlier request), so it is out of step.
+            match event.get("id") {
+                Some(Value::Number(Number::Int(n))) if u64::try_from(*n) == Ok(id) => {}
+                Some(other) => {
+                    return Err(format!(
+                        "{at}: the keep-alive child answered out of turn: request id {}, expected {id}: {}",
+                        other.to_json(),
+                        preview(bytes)
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "{at}: `id` is missing: every event of a keep-alive answer carries its request's id ({id}): {}",
+                        preview(bytes)
+                    ));
+                }
+            }
+        }
+        match parsed {
             Ok((_, Some(found))) => self.last_final = Some(found),
             Ok((event, None)) => self.host.emit(event),
             Err(problem) => return Err(format!("{at}: {problem}: {}", preview(bytes))),

@@ -1,35 +1,83 @@
-//! A running child in a process group of its own, and the guarantee that it does not outlive
-//! its owner: dropping a [`GroupChild`] whose exit was not collected (a cancelled or timed-out
-//! attempt, a keep-alive pool going away, the engine shutting down) sends SIGKILL to the whole
-//! group, so the grandchildren it started die with it; tokio then reaps the child.
+//! A running child in a process group of its own, and the guarantee that nothing it started
+//! outlives its owner: dropping a [`GroupChild`] whose exit was not collected (a cancelled or
+//! timed-out attempt, a keep-alive pool going away, the engine shutting down) sends SIGKILL to
+//! the whole group and to every other process that came from the child (see [`reaper`]), so
+//! grandchildren that called `setsid` die too; tokio then reaps the child. The child gets
+//! SIGKILL as well if the host dies first (`PR_SET_PDEATHSIG`), and every [`ChildLedger`]
+//! (the journal) hears of it while it runs, so a host started after a crash can kill what the
+//! dead one left.
+//!
+//! [`reaper`]: super::reaper
 
+use std::cell::RefCell;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::rc::{Rc, Weak};
 
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
+
+use super::launch::Launch;
+use super::reaper::{self, OWNER_ENV};
+
+/// Hears of every child the subprocess workers start on this thread, and of its end, so a
+/// record of the running ones survives the host (the journal keeps one).
+pub trait ChildLedger {
+    /// Child `pgid` (the leader of its group, started at `start` clock ticks after boot) runs.
+    fn child_started(&self, pgid: i64, start: i64);
+    /// Child `pgid` and its group are gone.
+    fn child_ended(&self, pgid: i64);
+}
+
+thread_local! {
+    static LEDGERS: RefCell<Vec<Weak<dyn ChildLedger>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Tells `ledger` of every child started on this thread from now on, while it lives.
+pub fn add_ledger(ledger: &Rc<dyn ChildLedger>) {
+    LEDGERS.with(|l| {
+        let mut ledgers = l.borrow_mut();
+        ledgers.retain(|w| w.strong_count() > 0);
+        ledgers.push(Rc::downgrade(ledger));
+    });
+}
+
+fn tell_ledgers(tell: impl Fn(&dyn ChildLedger)) {
+    let live: Vec<Rc<dyn ChildLedger>> = LEDGERS.with(|l| l.borrow().iter().filter_map(Weak::upgrade).collect());
+    for ledger in live {
+        tell(&*ledger);
+    }
+}
 
 /// A child that leads its own process group (started with `process_group(0)`).
 pub struct GroupChild {
     child: Child,
     /// The group's id: the child's pid.
     pgid: libc::pid_t,
+    /// The child's [`OWNER_ENV`] tag, which its descendants inherit.
+    tag: String,
     /// Set once the child's exit status has been collected (it is reaped).
     reaped: bool,
 }
 
 impl GroupChild {
-    /// Starts `command`, which must put the child in a new process group; `name` is how the
-    /// error names the program.
-    pub fn spawn(command: &mut Command, name: impl std::fmt::Display) -> Result<GroupChild, String> {
-        let child = command.spawn().map_err(|e| format!("cannot start {name}: {e}"))?;
+    /// Starts `command` (made by `launch`, so in a new process group), tagged, and set to die
+    /// with the host.
+    pub fn spawn(command: &mut Command, launch: &Launch) -> Result<GroupChild, String> {
+        let name = launch.name();
+        let tag = reaper::next_tag();
+        command.env(OWNER_ENV, &tag);
+        die_with_the_host(command);
+        let child = command.spawn().map_err(|e| launch.start_error(&e))?;
         let Some(pid) = child.id() else {
             // tokio reports no pid only after the exit was collected, which cannot have
             // happened yet; refuse rather than guess a group to kill later.
             return Err(format!("cannot start {name}: the child has no pid"));
         };
         let pgid = libc::pid_t::try_from(pid).map_err(|_| format!("cannot start {name}: pid {pid} out of range"))?;
-        Ok(GroupChild { child, pgid, reaped: false })
+        let start = reaper::start_time(pgid).unwrap_or(0) as i64;
+        tell_ledgers(|l| l.child_started(i64::from(pgid), start));
+        Ok(GroupChild { child, pgid, tag, reaped: false })
     }
 
     pub fn pid(&self) -> u32 {
@@ -49,8 +97,15 @@ impl GroupChild {
         // The child is reaped, so its pid could in principle be reused; but a process group id
         // stays reserved while any member lives, so this reaches exactly the leftovers if there
         // are any, and only a pid recycled within these microseconds could be hit otherwise.
-        kill_group(self.pgid);
+        self.kill_leftovers();
         Ok(status)
+    }
+
+    /// Kills what the child left behind once it is gone: its group, and the tagged processes
+    /// the host inherited from it.
+    fn kill_leftovers(&self) {
+        reaper::kill_everything_from(None, self.pgid, &self.tag);
+        tell_ledgers(|l| l.child_ended(i64::from(self.pgid)));
     }
 
     /// The exit status, if the child has exited (without waiting).
@@ -58,7 +113,7 @@ impl GroupChild {
         match self.child.try_wait() {
             Ok(Some(status)) => {
                 self.reaped = true;
-                kill_group(self.pgid);
+                self.kill_leftovers();
                 Some(status)
             }
             _ => None,
@@ -71,21 +126,36 @@ impl Drop for GroupChild {
         if self.reaped {
             return;
         }
-        kill_group(self.pgid);
+        // Still running: its descendants can be found through it before it dies.
+        reaper::kill_everything_from(Some(self.pgid), self.pgid, &self.tag);
+        tell_ledgers(|l| l.child_ended(i64::from(self.pgid)));
         // Reap it now if it is already gone; otherwise dropping the `Child` hands it to tokio's
         // orphan queue, which reaps it when its SIGCHLD arrives.
         let _ = self.child.try_wait();
     }
 }
 
-/// SIGKILL to every process in group `pgid`; a group that is already empty is fine.
-fn kill_group(pgid: libc::pid_t) {
-    // SAFETY: killpg takes plain integers and touches no memory of ours.
-    let result = unsafe { libc::killpg(pgid, libc::SIGKILL) };
-    if result != 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::ESRCH) {
-            tracing::warn!(pgid, "cannot kill the process group: {err}");
+/// Asks the kernel to SIGKILL the child when the host dies (Linux), so a host killed with
+/// SIGKILL does not leave it running. Strictly the signal comes when the thread that started
+/// the child ends: that is the engine's thread, which lives as long as the engine. The hook
+/// makes std fork and exec instead of taking its `posix_spawn` path, a small price for that.
+fn die_with_the_host(command: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        let host = std::process::id() as libc::pid_t;
+        // SAFETY: the hook runs in the forked child before exec and calls only prctl and
+        // getppid, which are async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The host died between the fork and the prctl: the signal will never come.
+                if libc::getppid() != host {
+                    return Err(io::Error::other("the host exited while the child started"));
+                }
+                Ok(())
+            });
         }
     }
 }
