@@ -18,7 +18,7 @@ use luaswarm::flow::FlowError;
 use luaswarm::host::Host;
 use luaswarm::value::Value;
 use luaswarm::worker::script::{HostBridges, Limits, PoolConfig, Script, ScriptRuntime, ScriptSpawner};
-use luaswarm::worker::{Job, Spawner, TaskHost};
+use luaswarm::worker::{Job, Spawner, SubTaskError, TaskHost};
 use support::{Runner, fanout, seq};
 
 const SCRIPT: &str = "return _CTX + 1";
@@ -91,8 +91,8 @@ impl TaskHost for NoHost {
     fn output_refs(&self) -> Vec<Arc<str>> {
         Vec::new()
     }
-    fn dispatch(&self, _: &str, _: Value) -> LocalBoxFuture<'static, Result<Value, FlowError>> {
-        Box::pin(async { Err(FlowError::eval("no dispatch here")) })
+    fn dispatch(&self, _: &str, _: Value) -> LocalBoxFuture<'static, Result<Value, SubTaskError>> {
+        Box::pin(async { Err(FlowError::eval("no dispatch here").into()) })
     }
 }
 

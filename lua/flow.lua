@@ -104,12 +104,28 @@ local function node(t)
   return t
 end
 
-local function positive_integer(builder, field, x, allow_zero)
+-- The host keeps these numbers as 32-bit counts or as milliseconds up to a year; a larger one
+-- is an error here, at the script's line, rather than a wrapped or refused number later.
+local MAX_COUNT = 4294967295
+local MAX_MS = 365 * 24 * 3600 * 1000
+
+local function positive_integer(builder, field, x, allow_zero, max)
   if x == nil then
     return nil
   end
-  if math.type(x) ~= "integer" or x < 0 or (x == 0 and not allow_zero) then
-    fail(builder, "`" .. field .. "` must be a " .. (allow_zero and "non-negative" or "positive") .. " integer")
+  max = max or MAX_COUNT
+  if math.type(x) ~= "integer" or x < 0 or (x == 0 and not allow_zero) or x > max then
+    fail(
+      builder,
+      "`"
+        .. field
+        .. "` must be a "
+        .. (allow_zero and "non-negative" or "positive")
+        .. " integer of at most "
+        .. max
+        .. ", got "
+        .. tostring(x)
+    )
   end
   return x
 end
@@ -238,17 +254,14 @@ local function retry_of(spec)
     return nil
   end
   check_fields("step", spec, set("max_attempts", "backoff_ms", "backoff_factor", "on"))
-  local max = spec.max_attempts
-  if math.type(max) ~= "integer" or max < 1 then
-    fail("step", "`retry.max_attempts` must be an integer >= 1")
+  if spec.max_attempts == nil then
+    fail("step", "`retry.max_attempts` is required (an integer >= 1)")
   end
-  local backoff = spec.backoff_ms or 0
-  if math.type(backoff) ~= "integer" or backoff < 0 then
-    fail("step", "`retry.backoff_ms` must be a non-negative integer")
-  end
+  local max = positive_integer("step", "retry.max_attempts", spec.max_attempts, false)
+  local backoff = positive_integer("step", "retry.backoff_ms", spec.backoff_ms or 0, true, MAX_MS)
   local factor = spec.backoff_factor or 1
-  if type(factor) ~= "number" or factor < 0 then
-    fail("step", "`retry.backoff_factor` must be a non-negative number")
+  if type(factor) ~= "number" or not (factor >= 0 and factor <= 1e6) then
+    fail("step", "`retry.backoff_factor` must be a number from 0 to 1000000, got " .. tostring(factor))
   end
   local on = spec.on or { "failed", "timeout" }
   for _, kind in ipairs(on) do
@@ -284,7 +297,7 @@ function F.step(spec)
     ref = spec.agent,
     ["in"] = unwrap(input),
     out = path_of("step", "out", out),
-    timeout_ms = positive_integer("step", "timeout_ms", spec.timeout_ms),
+    timeout_ms = positive_integer("step", "timeout_ms", spec.timeout_ms, false, MAX_MS),
     retry = retry_of(spec.retry),
   })
 end
@@ -340,9 +353,10 @@ function F.loop(spec)
   if spec.counter == nil then
     fail("loop", "`counter` is required (a path such as \"$.i\")")
   end
-  if math.type(spec.max) ~= "integer" or spec.max < 0 then
-    fail("loop", "`max` must be a non-negative integer")
+  if spec.max == nil then
+    fail("loop", "`max` is required (a non-negative integer)")
   end
+  positive_integer("loop", "max", spec.max, true)
   local cond = spec.cond
   if cond == nil then
     cond = true

@@ -575,7 +575,7 @@ fn boss(rig: &Rig, name: &str, child: &'static str) -> Rc<RefCell<Vec<Job>>> {
             let input = job.input.clone();
             match job.host.dispatch(child, input).await {
                 Ok(value) => Ok(Verdict::Pass(value)),
-                Err(err) => Err(WorkerError::new(err.message)),
+                Err(err) => Err(WorkerError::new(err.error.message)),
             }
         })
     });

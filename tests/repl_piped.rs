@@ -100,3 +100,32 @@ fn the_file_argument_is_loaded_first_and_a_console_operator_asks_at_the_prompt()
     assert_eq!(ctx["first"], "ship it");
     assert_eq!(ctx["second"], serde_json::json!({"ok": true}));
 }
+
+#[test]
+fn raised_tables_and_run_errors_are_pretty_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bp = dir.path().join("bp.lua");
+    std::fs::write(
+        &bp,
+        r#"local swarm = require("swarm")
+return swarm.blueprint({
+  id = "coded",
+  agents = { coded = function() error({ code = 7, message = "boom" }) end },
+  flow = swarm.flow.step({ agent = "coded", out = "$.x" }),
+})
+"#,
+    )
+    .unwrap();
+    let input = ["error({code = 7, message = 'boom'})", &format!(":load {}", bp.display()), ":run"].join("\n");
+    let out = repl(&format!("{input}\n"), &dir.path().join("history"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(r#"error: { code = 7, message = "boom" }"#), "{stderr}");
+    assert!(!stderr.contains("table: 0x"), "{stderr}");
+    // :run shows the run's error the same way (long, so one field per line).
+    let shown = &stderr[stderr.find("error: {\n  kind = ").unwrap_or_else(|| panic!("{stderr}"))..];
+    assert!(shown.contains(r#"kind = "failed","#) && shown.contains(r#"message = "boom","#), "{shown}");
+    assert!(
+        shown.contains(r#"step = "coded","#) && shown.contains(r#"value = { code = 7, message = "boom" },"#),
+        "{shown}"
+    );
+}

@@ -114,6 +114,45 @@ fn syntax_errors_and_bad_limits_are_compile_errors() {
     );
     assert!(bad(json!({"source": "return 1", "timeout_ms": 0})).unwrap().contains("`timeout_ms`"));
     assert!(bad(json!({"source": "return 1", "max_instructions": 1e6, "max_memory": 1e6, "timeout_ms": 10})).is_none());
+    // Every limit is range-checked, never truncated.
+    for (field, value) in [
+        ("max_result_bytes", json!(0)),
+        ("max_result_bytes", json!(1u64 << 33)),
+        ("max_memory", json!(1u64 << 50)),
+        ("max_instructions", json!(1.5)),
+        ("timeout_ms", json!(1u64 << 60)),
+    ] {
+        let mut spec = json!({"source": "return 1"});
+        spec[field] = value.clone();
+        let error = bad(spec).unwrap_or_else(|| panic!("{field} = {value} was taken"));
+        assert!(error.contains(&format!("`{field}` must be a whole number from 1 to")), "{error}");
+    }
+}
+
+#[test]
+fn what_a_script_hands_the_host_is_converted_within_max_result_bytes() {
+    let rig = Rig::new();
+    // Shared subtables count each time they are reached: refused fast, never expanded.
+    let dag = "local x = {1} for i = 1, 60 do x = {a = x, b = x} end";
+    let started = std::time::Instant::now();
+    let returned = rig.error(&format!("{dag} return x"), json!(null));
+    assert!(returned.contains("the script returned cannot convert $.a."), "{returned}");
+    assert!(returned.contains("larger than max_result_bytes (67108864 bytes"), "{returned}");
+    let raised = rig.error(&format!("{dag} error(x)"), json!(null));
+    assert!(raised.contains("larger than max_result_bytes"), "{raised}");
+    rig.host_lua("swarm.bridge('id', function(v) return v end)");
+    let bridged = rig.error(&format!("{dag} return host.id(x)"), json!(null));
+    assert!(
+        bridged.contains("host.id: argument 1: cannot convert") && bridged.contains("max_result_bytes"),
+        "{bridged}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+    // The spec sets its own budget.
+    let spec = json!({"source": "return string.rep('x', 2000)", "max_result_bytes": 1000});
+    let error = rig.call(spec, json!(null)).unwrap_err();
+    assert!(error.message.contains("larger than max_result_bytes (1000 bytes"), "{}", error.message);
+    let spec = json!({"source": "return string.rep('x', 500)", "max_result_bytes": 1000});
+    assert_eq!(rig.call(spec, json!(null)).unwrap().as_str().map(str::len), Some(500));
 }
 
 #[test]

@@ -64,3 +64,43 @@ return swarm.blueprint({
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("invalid_spec") && stderr(&out).contains("does not exist"), "{}", stderr(&out));
 }
+
+#[test]
+fn what_a_script_prints_is_kept_as_a_bounded_tail_not_written_out() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bp.lua"),
+        r#"local swarm = require("swarm")
+local loud = "for i = 1, 200000 do print('line ' .. i .. ' ' .. string.rep('x', 80)) end "
+return swarm.blueprint({
+  id = "chatty",
+  agents = {
+    quiet = { kind = "lua", spec = { source = loud .. "return 'done'" } },
+    loud = { kind = "lua", spec = { source = loud .. "error('gave up', 0)" } },
+  },
+  flow = swarm.flow.seq({
+    swarm.flow.step({ agent = "quiet", out = "$.quiet" }),
+    swarm.flow.step({ agent = "loud", out = "$.loud" }),
+  }),
+})
+"#,
+    )
+    .unwrap();
+    let out = swarm(dir.path(), &["run", "bp.lua", "--events", "ndjson"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    // About 18 MB were printed; the host's stderr holds the tails, not the stream.
+    assert!(err.len() < 200_000, "stderr has {} bytes", err.len());
+    assert!(err.contains("gave up; print (last 8 KiB of "), "{err}");
+    assert!(err.contains("line 200000 xxxx"), "the end of what it printed is kept");
+    // The step that passed shows its tail as a progress event.
+    let progress = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["kind"] == "worker_output" && e["output"]["stage"] == "print")
+        .unwrap_or_else(|| panic!("no print event in {err}"));
+    let note = progress["output"]["note"].as_str().unwrap();
+    let last_line = format!("line 200000 {}", "x".repeat(80));
+    assert!(note.starts_with('…') && note.ends_with(&last_line), "{note}");
+    assert!(note.len() < 9_000, "{}", note.len());
+}

@@ -51,8 +51,8 @@ fn a_huge_string_rep_hits_the_default_memory_limit() {
     let message = format!("memory limit of {} bytes exceeded", Limits::default().max_memory);
     breaches(&rig, "return string.rep('x', 2^30)", json!({}), &message, "max_memory");
     breaches(&rig, "return ('x'):rep(1e8)", json!({}), &message, "max_memory");
-    // Past 2^31 - 1 bytes Lua refuses before allocating anything.
-    assert_eq!(rig.error("return string.rep('x', 2^31)", json!(null)), "[agent s]:1: resulting string too large");
+    // Larger than the call may allocate: refused before anything is allocated.
+    breaches(&rig, "return string.rep('x', 2^31)", json!({}), &message, "max_memory");
 }
 
 #[test]
@@ -137,4 +137,39 @@ fn a_step_timeout_cancels_the_script_and_frees_its_vm() {
     // The one VM stopped the loop and is free for the next call.
     assert_eq!(rig.value("return 'free'", json!(null)), json!("free"));
     assert_eq!((rig.stats().vms_created, rig.stats().vms_retired), (1, 0));
+}
+
+#[test]
+fn string_rep_is_checked_before_it_runs_in_c() {
+    let rig = Rig::new();
+    // Nothing to copy 2^60 times: an empty string at once, never a VM stuck in C.
+    let started = Instant::now();
+    assert_eq!(rig.value("return string.rep('', 1 << 60)", json!(null)), json!(""));
+    assert_eq!(rig.value("return ('').rep('', 1 << 60, '')", json!(null)), json!(""));
+    assert_eq!(rig.value("return string.rep('ab', 3, ',')", json!(null)), json!("ab,ab,ab"));
+    assert_eq!(rig.value("return string.rep(5, 2)", json!(null)), json!("55"));
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    // Too large for the call's memory: the memory limit, before anything is allocated, and
+    // catchable like any allocation that fails.
+    breaches(
+        &rig,
+        "return string.rep('x', 1 << 60)",
+        json!({"max_memory": 1_000_000}),
+        "memory limit of 1000000 bytes exceeded",
+        "max_memory",
+    );
+    breaches(
+        &rig,
+        "return ('').rep('', 1 << 60, 'x')",
+        json!({"max_memory": 1_000_000}),
+        "memory limit of 1000000 bytes exceeded",
+        "max_memory",
+    );
+    let caught = "local ok = pcall(string.rep, 'x', 1e7) return ok";
+    assert_eq!(rig.value(caught, json!(null)), json!(true), "within the default 64 MiB");
+    let caught = "local ok, err = pcall(string.rep, 'x', 1e7) return {caught = not ok, err = err}";
+    let spec = json!({"source": caught, "max_memory": 1_000_000});
+    assert_eq!(rig.call(spec, json!(null)).unwrap(), json!({"caught": true, "err": "not enough memory"}));
+    assert!(rig.error("return string.rep('x', 1.5)", json!(null)).contains("number has no integer representation"));
+    assert_eq!(rig.stats().vms_retired, 0, "no VM was stuck");
 }

@@ -191,7 +191,8 @@ local Task = {}
 --- Sends an event (a `worker_output`) to the run's subscribers.
 ---@param event swarm.Json
 function Task.emit(event) end
---- Starts a sub-task on the same blueprint's agents and returns its value.
+--- Starts a sub-task on the same blueprint's agents and returns its value; a failure raises a
+--- `swarm.Error` table (`kind` `depth_exceeded`, `failed`, `timeout`, ...).
 ---@param agent string
 ---@param input any
 ---@return any

@@ -16,7 +16,7 @@ use crate::flow::{ErrorKind, FlowError};
 use crate::gate::registry::HeldToken;
 use crate::store::output::exceeds;
 use crate::value::Value;
-use crate::worker::{Job, Spawner, TaskHost, Verdict, WorkerResult};
+use crate::worker::{Job, Spawner, SubTaskError, TaskHost, Verdict, WorkerResult};
 
 /// What `begin_attempt` hands back: the job for the worker and what settling it needs.
 struct AttemptStart {
@@ -391,7 +391,7 @@ impl TaskHost for AttemptContext {
         }));
     }
 
-    fn dispatch(&self, agent: &str, input: Value) -> LocalBoxFuture<'static, Result<Value, FlowError>> {
+    fn dispatch(&self, agent: &str, input: Value) -> LocalBoxFuture<'static, Result<Value, SubTaskError>> {
         let engine = self.engine.clone();
         let run = self.run.clone();
         let parent = self.task_id.clone();

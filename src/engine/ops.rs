@@ -19,7 +19,7 @@ use crate::gate::registry::{Caller, Grant, HeldToken, Verified, VerifyContext};
 use crate::gate::token::CapToken;
 use crate::gate::{Role, TokenError, Verb};
 use crate::value::Value;
-use crate::worker::Verdict;
+use crate::worker::{SubTaskError, Verdict};
 
 /// The credential an operation is called with: a token the engine holds (the hot path) or
 /// one presented as text from outside.
@@ -210,15 +210,16 @@ impl Engine {
         token: &HeldToken,
         agent: &str,
         input: Value,
-    ) -> Result<Value, FlowError> {
-        let child = self
-            .start_task(Auth::Held(token), &run.id, agent, input, Some(parent))
-            .map_err(|e| e.into_flow().with_step(agent))?;
+    ) -> Result<Value, SubTaskError> {
+        let child = self.start_task(Auth::Held(token), &run.id, agent, input, Some(parent)).map_err(|e| {
+            let refused = Some(e.kind());
+            SubTaskError { error: e.into_flow().with_step(agent), refused }
+        })?;
         let mut abandon = AbandonOnDrop { engine: self.clone(), run: run.clone(), task_id: child.clone(), armed: true };
         let outcome = self.dispatch_attempt(Auth::Held(token), &child, 1).await;
         abandon.armed = false;
         self.settle(&child, &outcome);
-        outcome
+        Ok(outcome?)
     }
 
     /// `mint_worker_token`: a worker token bound to a task.

@@ -11,8 +11,12 @@ use mlua::{
 };
 
 use super::convert::{from_lua, to_lua};
+use super::engine_api::flow_error_table;
 use super::lua_error_message;
-use crate::flow::Externs;
+use super::numbers::amount;
+use super::raised::{Raised, raised};
+use crate::flow::ir::MAX_TIMEOUT_MS;
+use crate::flow::{ErrorKind, Externs, FlowError};
 use crate::interrupt::{Limit, StopReason};
 use crate::value::Value;
 use crate::worker::{Job, Spawner, TaskHost, Verdict, WorkerError, WorkerResult};
@@ -21,15 +25,31 @@ use crate::worker::{Job, Spawner, TaskHost, Verdict, WorkerError, WorkerResult};
 const BLOCK_MT: &str = "swarm.block_mt";
 /// Registry key of the table of `swarm.extern` functions.
 const EXTERNS: &str = "swarm.externs";
+/// Registry key of the `pcall` wrapper agents run under.
+const PROTECTED_CALL: &str = "swarm.protected_call";
+/// Registry key of `task.dispatch`.
+const DISPATCH: &str = "swarm.task_dispatch";
+
+/// `task:dispatch(agent, input)`: a Lua function, so a failure is raised as the error table
+/// itself; an error a Rust function raises reaches `pcall` as opaque userdata.
+const DISPATCH_LUA: &str = r#"
+local raw = ...
+local error = error
+return function(task, agent, input)
+  local ok, result = raw(task, agent, input)
+  if not ok then
+    error(result, 2)
+  end
+  return result
+end
+"#;
 
 /// Installs `swarm.sleep`, `swarm.block`, `swarm.extern`, `swarm.bridge` and the `host` global.
 pub(super) fn install(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
     swarm.set(
         "sleep",
-        lua.create_async_function(|_, ms: f64| async move {
-            if !(ms >= 0.0 && ms.is_finite()) {
-                return Err(mlua::Error::runtime(format!("swarm.sleep: expected milliseconds >= 0, got {ms}")));
-            }
+        lua.create_async_function(|_, ms: LuaValue| async move {
+            let ms = amount("swarm.sleep", "ms", &ms, MAX_TIMEOUT_MS, "milliseconds")?;
             tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
             Ok(())
         })?,
@@ -47,6 +67,20 @@ pub(super) fn install(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
             Ok(t)
         })?,
     )?;
+
+    let protected = lua
+        .load("local pcall = pcall return function(f, a, b) return pcall(f, a, b) end")
+        .set_name("=[swarm agent call]");
+    lua.set_named_registry_value(PROTECTED_CALL, protected.call::<Function>(())?)?;
+    let raw_dispatch =
+        lua.create_async_function(|lua, (task, agent, input): (LuaValue, LuaValue, LuaValue)| async move {
+            match dispatch(&lua, task, agent, input).await? {
+                Ok(value) => Ok((true, value)),
+                Err(error) => Ok((false, LuaValue::Table(error))),
+            }
+        })?;
+    let dispatch: Function = lua.load(DISPATCH_LUA).set_name("=[swarm task:dispatch]").call(raw_dispatch)?;
+    lua.set_named_registry_value(DISPATCH, dispatch)?;
 
     let externs = lua.create_table()?;
     lua.set_named_registry_value(EXTERNS, &externs)?;
@@ -156,8 +190,15 @@ impl Spawner for LuaFnSpawner {
     }
 }
 
+/// `pcall(f, a, b)` as a function the host calls with `call_async` (a Lua function, so a
+/// raised table comes back as itself rather than as mlua's text of it).
+pub fn protected_call(lua: &Lua) -> mlua::Result<Function> {
+    lua.named_registry_value(PROTECTED_CALL)
+}
+
 /// Calls an agent-shaped Lua function `f(input, second)` as a coroutine and marshals what it
-/// returns; a raised error fails the attempt with its first line.
+/// returns. It runs under a Lua `pcall`, so a raised table reaches here as itself (mlua would
+/// make it the text `table: 0x…`): the attempt fails with its `message` and the table as its value.
 pub(super) async fn call_agent(lua: &Lua, func: &Function, input: &Value, second: LuaValue) -> WorkerResult {
     let fail = |e: mlua::Error| match super::preempt::stopped(&e) {
         // Stopped where it could not yield, past its attempt's deadline: a timeout, so the
@@ -166,8 +207,18 @@ pub(super) async fn call_agent(lua: &Lua, func: &Function, input: &Value, second
         _ => WorkerError::new(lua_error_message(&e)),
     };
     let input = to_lua(lua, input).map_err(fail)?;
-    let returned: LuaValue = super::preempt::call_async(lua, func, (input, second)).await.map_err(fail)?;
-    marshal(lua, returned)
+    let protected = protected_call(lua).map_err(fail)?;
+    let (ok, returned): (bool, LuaValue) =
+        super::preempt::call_async(lua, &protected, (func, input, second)).await.map_err(fail)?;
+    match (ok, returned) {
+        (true, returned) => marshal(lua, returned),
+        // What the host raised (a limit, a cancellation): as if no pcall had caught it.
+        (false, LuaValue::Error(e)) => Err(fail(*e)),
+        (false, other) => {
+            let Raised { message, value } = raised(lua, &other, "the agent");
+            Err(WorkerError { message, value, timed_out: false })
+        }
+    }
 }
 
 /// A returned value passes; `swarm.block(v)` blocks with `v`.
@@ -198,6 +249,7 @@ impl UserData for LuaTask {
         fields.add_field_method_get("token", |_, this| Ok(this.job.host.token()));
         fields.add_field_method_get("runtime", |lua, this| to_lua(lua, &this.job.runtime));
         fields.add_field_method_get("operator", |_, this| Ok(this.job.operator.as_deref().map(str::to_string)));
+        fields.add_field_method_get("dispatch", |lua, _| lua.named_registry_value::<Function>(DISPATCH));
         // `task.emit(event)` and `task:emit(event)` both work: a leading task is skipped.
         fields.add_field_method_get("emit", |lua, this| {
             let host: Rc<dyn TaskHost> = this.job.host.clone();
@@ -217,13 +269,6 @@ impl UserData for LuaTask {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_async_method("dispatch", |lua, this, (agent, input): (String, LuaValue)| async move {
-            let input = from_lua(&lua, &input).map_err(|e| mlua::Error::runtime(format!("task:dispatch: {e}")))?;
-            match this.job.host.dispatch(&agent, input).await {
-                Ok(v) => to_lua(&lua, &v),
-                Err(e) => Err(mlua::Error::runtime(format!("task:dispatch('{agent}'): {e}"))),
-            }
-        });
         methods.add_meta_method("__tostring", |_, this, ()| Ok(format!("swarm.Task({})", this.job.task_id)));
     }
 }
@@ -231,4 +276,39 @@ impl UserData for LuaTask {
 /// Whether a userdata is an inline agent's task.
 pub fn is_task(ud: &AnyUserData) -> bool {
     ud.is::<LuaTask>()
+}
+
+/// Runs `task:dispatch(agent, input)`: the sub-task's value, or the error table to raise,
+/// `{kind, message, step, value?}` (kind `depth_exceeded`, `failed`, `timeout`, ...).
+async fn dispatch(
+    lua: &Lua,
+    task: LuaValue,
+    agent: LuaValue,
+    input: LuaValue,
+) -> mlua::Result<Result<LuaValue, Table>> {
+    let refuse = |message: String| -> mlua::Result<Result<LuaValue, Table>> {
+        let error = FlowError::new(ErrorKind::Dispatch, format!("task:dispatch: {message}"));
+        Ok(Err(flow_error_table(lua, &error, None)?))
+    };
+    let host = match &task {
+        LuaValue::UserData(ud) if ud.is::<LuaTask>() => ud.borrow::<LuaTask>()?.job.host.clone(),
+        other => return refuse(format!("call it as task:dispatch(agent, input), not with a {}", other.type_name())),
+    };
+    let agent = match &agent {
+        LuaValue::String(s) => s.to_string_lossy(),
+        other => return refuse(format!("the agent must be a name (a string), got {}", other.type_name())),
+    };
+    let input = match from_lua(lua, &input) {
+        Ok(input) => input,
+        Err(e) => return refuse(format!("the input for '{agent}': {e}")),
+    };
+    match host.dispatch(&agent, input).await {
+        Ok(value) => Ok(Ok(to_lua(lua, &value)?)),
+        Err(e) => {
+            let table = flow_error_table(lua, &e.error, None)?;
+            table.set("kind", e.kind())?;
+            table.set("message", format!("task:dispatch('{agent}'): {}", e.error.message))?;
+            Ok(Err(table))
+        }
+    }
 }

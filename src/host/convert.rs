@@ -5,7 +5,14 @@
 //! An empty table is an object unless it carries the array metatable (`swarm.array{}`).
 //! Going back, arrays get the array metatable so they stay arrays on the way out again, and
 //! `null` becomes `nil` in objects but `swarm.null` inside arrays, where a `nil` would end the list.
+//!
+//! Every conversion from Lua runs under a size budget (about the memory the value takes here),
+//! charged as it walks: a table reached twice is charged twice, so a table that shares its
+//! subtables (`x = {a = x, b = x}`, sixty times over) is refused after a few million nodes
+//! instead of expanding exponentially and exhausting the host. The budget is the VM's
+//! [`ResultLimit`] (the host's configuration, or a script call's `max_result_bytes`).
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use mlua::{Lua, LuaSerdeExt, Table, Value as LuaValue};
@@ -15,6 +22,40 @@ use crate::value::{Map, Number, Value};
 
 /// Deeper than this is almost certainly a cycle.
 const MAX_DEPTH: usize = 128;
+
+/// What one converted node costs the host, about: a [`Value`], or a map entry's bookkeeping.
+const NODE: usize = 16;
+
+/// The default budget of one conversion: 64 MiB.
+pub const DEFAULT_MAX_RESULT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The largest budget that may be configured: 4 GiB.
+pub const MAX_RESULT_BYTES_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+
+/// The conversion budget of a VM, kept in its app data; without one, the default applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResultLimit(pub u64);
+
+impl ResultLimit {
+    /// Sets the budget of every conversion from `lua` from now on.
+    pub fn install(lua: &Lua, max_bytes: u64) {
+        lua.set_app_data(ResultLimit(max_bytes));
+    }
+
+    /// The budget of conversions from `lua`.
+    pub fn of(lua: &Lua) -> u64 {
+        lua.app_data_ref::<ResultLimit>().map_or(DEFAULT_MAX_RESULT_BYTES, |limit| limit.0)
+    }
+}
+
+/// Checks a configured `max_result_bytes`: a whole number from 1 byte to 4 GiB.
+pub fn check_max_result_bytes(n: u64) -> Result<u64, String> {
+    if (1..=MAX_RESULT_BYTES_LIMIT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("`max_result_bytes` must be between 1 and {MAX_RESULT_BYTES_LIMIT} (4 GiB), got {n}"))
+    }
+}
 
 /// Why a Lua value has no JSON form; `path` says where inside the value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -52,89 +93,122 @@ impl Failure {
     }
 }
 
-/// Converts a Lua value to a [`Value`].
+/// Converts a Lua value to a [`Value`], within the VM's [`ResultLimit`].
 pub fn from_lua(lua: &Lua, value: &LuaValue) -> Result<Value, ConvertError> {
-    let array_mt = lua.array_metatable();
-    convert(value, &array_mt, 0).map_err(Failure::finish)
+    from_lua_within(lua, value, ResultLimit::of(lua))
 }
 
-fn convert(value: &LuaValue, array_mt: &Table, depth: usize) -> Result<Value, Failure> {
-    Ok(match value {
-        LuaValue::Nil => Value::Null,
-        LuaValue::LightUserData(ud) if ud.0.is_null() => Value::Null,
-        LuaValue::Boolean(b) => Value::Bool(*b),
-        LuaValue::Integer(i) => Value::Number(Number::Int(*i)),
-        LuaValue::Number(f) if f.is_finite() => Value::Number(Number::Float(*f)),
-        LuaValue::Number(f) => return Err(Failure::new(format!("{f} is not a JSON number"))),
-        LuaValue::String(s) => match s.to_str() {
-            Ok(text) => Value::String(Arc::from(&*text)),
-            Err(_) => return Err(Failure::new("the string is not valid UTF-8")),
-        },
-        LuaValue::Table(t) => {
-            if depth >= MAX_DEPTH {
-                return Err(Failure::new(format!("tables nest deeper than {MAX_DEPTH} (a cycle?)")));
-            }
-            table(t, array_mt, depth + 1)?
-        }
-        other => return Err(Failure::new(format!("a {} has no JSON form", other.type_name()))),
-    })
+/// Converts a Lua value to a [`Value`] of at most about `max_bytes` of JSON.
+pub fn from_lua_within(lua: &Lua, value: &LuaValue, max_bytes: u64) -> Result<Value, ConvertError> {
+    let walk = Walk { array_mt: lua.array_metatable(), max_bytes, left: Cell::new(max_bytes) };
+    walk.convert(value, 0).map_err(Failure::finish)
 }
 
-fn table(t: &Table, array_mt: &Table, depth: usize) -> Result<Value, Failure> {
-    let len = t.raw_len();
-    let is_array = t.metatable().is_some_and(|mt| mt.to_pointer() == array_mt.to_pointer());
-    if is_array {
-        return list(t, len, array_mt, depth);
-    }
-    let mut map = Map::new();
-    let mut list_items = 0usize;
-    let mut failure = None;
-    let walked = t.for_each::<LuaValue, LuaValue>(|key, item| {
-        let result = match &key {
-            LuaValue::String(s) => match s.to_str() {
-                Ok(k) => convert(&item, array_mt, depth).map(|v| {
-                    map.insert(Arc::from(&*k), v);
-                }),
-                Err(_) => Err(Failure::new("a key is not valid UTF-8")),
-            },
-            LuaValue::Integer(i) if *i >= 1 && (*i as usize) <= len => {
-                list_items += 1;
+/// One conversion: the array metatable to recognise lists, and what is left of the budget.
+struct Walk {
+    array_mt: Table,
+    max_bytes: u64,
+    left: Cell<u64>,
+}
+
+impl Walk {
+    /// Takes `bytes` from the budget, or fails once it is spent.
+    fn charge(&self, bytes: usize) -> Result<(), Failure> {
+        match self.left.get().checked_sub(bytes as u64) {
+            Some(left) => {
+                self.left.set(left);
                 Ok(())
             }
-            LuaValue::Integer(i) => Err(Failure::new(format!("index {i} leaves a gap in the list"))),
-            other => Err(Failure::new(format!("a {} key has no JSON form", other.type_name()))),
-        };
-        if let Err(f) = result {
-            failure = Some(match &key {
-                LuaValue::String(s) => f.inside(Segment::Key(s.to_string_lossy().into())),
-                _ => f,
-            });
-            return Err(mlua::Error::runtime("stop"));
-        }
-        Ok(())
-    });
-    if let Some(f) = failure {
-        return Err(f);
-    }
-    walked.map_err(|e| Failure::new(e.to_string()))?;
-    match (list_items, map.is_empty()) {
-        (0, _) => Ok(Value::Object(Arc::new(map))),
-        (n, true) if n == len => list(t, len, array_mt, depth),
-        (_, true) => Err(Failure::new("the list has holes (nil items); use swarm.null for a null item")),
-        (_, false) => {
-            let key = map.keys().min().map(|k| k.to_string()).unwrap_or_default();
-            Err(Failure::new(format!("the table mixes list items with keys (such as '{key}')")))
+            None => Err(Failure::new(format!(
+                "the value is larger than max_result_bytes ({} bytes; a table reached twice counts twice)",
+                self.max_bytes
+            ))),
         }
     }
-}
 
-fn list(t: &Table, len: usize, array_mt: &Table, depth: usize) -> Result<Value, Failure> {
-    let mut items = Vec::with_capacity(len);
-    for i in 1..=len {
-        let item: LuaValue = t.raw_get(i).map_err(|e| Failure::new(e.to_string()))?;
-        items.push(convert(&item, array_mt, depth).map_err(|f| f.inside(Segment::Index(i - 1)))?);
+    fn convert(&self, value: &LuaValue, depth: usize) -> Result<Value, Failure> {
+        // About what the converted value takes in the host, charged before anything is copied.
+        Ok(match value {
+            LuaValue::Nil => self.charge(NODE).map(|()| Value::Null)?,
+            LuaValue::LightUserData(ud) if ud.0.is_null() => self.charge(NODE).map(|()| Value::Null)?,
+            LuaValue::Boolean(b) => self.charge(NODE).map(|()| Value::Bool(*b))?,
+            LuaValue::Integer(i) => self.charge(NODE).map(|()| Value::Number(Number::Int(*i)))?,
+            LuaValue::Number(f) if f.is_finite() => self.charge(NODE).map(|()| Value::Number(Number::Float(*f)))?,
+            LuaValue::Number(f) => return Err(Failure::new(format!("{f} is not a JSON number"))),
+            LuaValue::String(s) => {
+                self.charge(NODE + s.as_bytes().len())?;
+                match s.to_str() {
+                    Ok(text) => Value::String(Arc::from(&*text)),
+                    Err(_) => return Err(Failure::new("the string is not valid UTF-8")),
+                }
+            }
+            LuaValue::Table(t) => {
+                if depth >= MAX_DEPTH {
+                    return Err(Failure::new(format!("tables nest deeper than {MAX_DEPTH} (a cycle?)")));
+                }
+                self.charge(2 * NODE)?;
+                self.table(t, depth + 1)?
+            }
+            other => return Err(Failure::new(format!("a {} has no JSON form", other.type_name()))),
+        })
     }
-    Ok(Value::array(items))
+
+    fn table(&self, t: &Table, depth: usize) -> Result<Value, Failure> {
+        let len = t.raw_len();
+        let is_array = t.metatable().is_some_and(|mt| mt.to_pointer() == self.array_mt.to_pointer());
+        if is_array {
+            return self.list(t, len, depth);
+        }
+        let mut map = Map::new();
+        let mut list_items = 0usize;
+        let mut failure = None;
+        let walked = t.for_each::<LuaValue, LuaValue>(|key, item| {
+            let result = match &key {
+                LuaValue::String(s) => match s.to_str() {
+                    Ok(k) => self.charge(2 * NODE + k.len()).and_then(|()| self.convert(&item, depth)).map(|v| {
+                        map.insert(Arc::from(&*k), v);
+                    }),
+                    Err(_) => Err(Failure::new("a key is not valid UTF-8")),
+                },
+                LuaValue::Integer(i) if *i >= 1 && (*i as usize) <= len => {
+                    list_items += 1;
+                    Ok(())
+                }
+                LuaValue::Integer(i) => Err(Failure::new(format!("index {i} leaves a gap in the list"))),
+                other => Err(Failure::new(format!("a {} key has no JSON form", other.type_name()))),
+            };
+            if let Err(f) = result {
+                failure = Some(match &key {
+                    LuaValue::String(s) => f.inside(Segment::Key(s.to_string_lossy().into())),
+                    _ => f,
+                });
+                return Err(mlua::Error::runtime("stop"));
+            }
+            Ok(())
+        });
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        walked.map_err(|e| Failure::new(e.to_string()))?;
+        match (list_items, map.is_empty()) {
+            (0, _) => Ok(Value::Object(Arc::new(map))),
+            (n, true) if n == len => self.list(t, len, depth),
+            (_, true) => Err(Failure::new("the list has holes (nil items); use swarm.null for a null item")),
+            (_, false) => {
+                let key = map.keys().min().map(|k| k.to_string()).unwrap_or_default();
+                Err(Failure::new(format!("the table mixes list items with keys (such as '{key}')")))
+            }
+        }
+    }
+
+    fn list(&self, t: &Table, len: usize, depth: usize) -> Result<Value, Failure> {
+        let mut items = Vec::with_capacity(len.min(1 << 16));
+        for i in 1..=len {
+            let item: LuaValue = t.raw_get(i).map_err(|e| Failure::new(e.to_string()))?;
+            items.push(self.convert(&item, depth).map_err(|f| f.inside(Segment::Index(i - 1)))?);
+        }
+        Ok(Value::array(items))
+    }
 }
 
 /// Converts a [`Value`] to a Lua value.
@@ -221,5 +295,32 @@ mod tests {
         let original = crate::value::from_json(r#"{"a":[1,null,{"b":[]}],"c":{},"d":1.5,"e":"ü"}"#).unwrap();
         let back = from_lua(&lua, &to_lua(&lua, &original).unwrap()).unwrap();
         assert_eq!(back.to_json(), original.to_json());
+    }
+
+    #[test]
+    fn shared_subtables_count_each_time_and_fail_fast() {
+        let lua = lua();
+        let started = std::time::Instant::now();
+        let err = eval(&lua, "local x = {1} for i = 1, 60 do x = {a = x, b = x} end return x").unwrap_err();
+        assert!(err.reason.contains("larger than max_result_bytes (67108864 bytes"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "refused fast, not expanded");
+        // The VM's limit applies; a big string is refused before it is copied.
+        ResultLimit::install(&lua, 1000);
+        let err = eval(&lua, "return {s = string.rep('x', 2000)}").unwrap_err();
+        assert_eq!(err.at, "$.s");
+        assert!(err.reason.contains("max_result_bytes (1000 bytes"), "{err}");
+        assert_eq!(
+            eval(&lua, "return {s = string.rep('x', 900)}").unwrap().get("s").unwrap().as_str().unwrap().len(),
+            900
+        );
+        let err = from_lua_within(&lua, &lua.load("return {1, 2, 3}").eval().unwrap(), 10).unwrap_err();
+        assert!(err.reason.contains("max_result_bytes (10 bytes"), "{err}");
+    }
+
+    #[test]
+    fn configured_budgets_are_range_checked() {
+        assert_eq!(check_max_result_bytes(1), Ok(1));
+        assert!(check_max_result_bytes(0).unwrap_err().contains("max_result_bytes"));
+        assert!(check_max_result_bytes(MAX_RESULT_BYTES_LIMIT + 1).is_err());
     }
 }

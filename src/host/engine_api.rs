@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use super::agent_api::LuaExterns;
 use super::convert::{from_lua, to_lua};
 use super::lua_error_message;
+use super::numbers::{amount, whole};
 use crate::blueprint::compile::CompiledBlueprint;
 use crate::engine::{Engine, EngineConfig, EngineError, Event, RunHandle, RunOptions, RunStatus, now_ms};
 use crate::flow::FlowError;
@@ -127,8 +128,14 @@ fn engine_config(_lua: &Lua, opts: Option<Table>) -> mlua::Result<(EngineConfig,
         let (key, value) = pair?;
         match (key.as_str(), value) {
             ("token_secret", LuaValue::String(s)) => config.token_secret = Some(s.to_str()?.to_string()),
-            ("max_spawn_depth", LuaValue::Integer(n)) if n >= 1 => config.max_spawn_depth = n as u32,
-            ("offload_bytes", LuaValue::Integer(n)) if n >= 0 => config.offload_bytes = n as usize,
+            ("max_spawn_depth", n @ (LuaValue::Integer(_) | LuaValue::Number(_))) => {
+                let n = whole("swarm.engine", "max_spawn_depth", &n, 1, u32::MAX.into())?;
+                config.max_spawn_depth = u32::try_from(n).expect("checked against u32::MAX");
+            }
+            ("offload_bytes", n @ (LuaValue::Integer(_) | LuaValue::Number(_))) => {
+                let n = whole("swarm.engine", "offload_bytes", &n, 0, MAX_OFFLOAD_BYTES)?;
+                config.offload_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+            }
             ("state", LuaValue::String(s)) => match &*s.to_str()? {
                 "memory" => state = None,
                 "" => {
@@ -149,42 +156,16 @@ fn engine_config(_lua: &Lua, opts: Option<Table>) -> mlua::Result<(EngineConfig,
 
 impl UserData for LuaEngine {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("start", |lua, this, (bp, init, opts): (LuaValue, LuaValue, Option<Table>)| {
-            let compiled = match super::load::compile_value(lua, bp)? {
-                Ok(compiled) => compiled,
-                Err(error) => return Ok((false, LuaValue::Table(error))),
-            };
-            let init = match &init {
-                LuaValue::Nil => Value::object(),
-                LuaValue::Table(_) => match from_lua(lua, &init) {
-                    Ok(v @ Value::Object(_)) => v,
-                    Ok(Value::Array(items)) if items.is_empty() => Value::object(),
-                    Ok(other) => {
-                        return Err(mlua::Error::runtime(format!(
-                            "engine:start: the init ctx must be a table with keys (a JSON object), got {}",
-                            other.type_name()
-                        )));
-                    }
-                    Err(e) => return Err(mlua::Error::runtime(format!("engine:start: init ctx: {e}"))),
-                },
-                other => {
-                    // `engine:start(require("bp"))` passes require's second result, the path.
-                    let hint = match other {
-                        LuaValue::String(_) => " (require returns the module and its path: wrap it, (require(\"bp\")))",
-                        _ => "",
-                    };
-                    return Err(mlua::Error::runtime(format!(
-                        "engine:start: the init ctx must be a table (a JSON object), got {}{hint}",
-                        other.type_name()
-                    )));
-                }
-            };
-            let on_event: Option<Function> = match &opts {
-                Some(o) => o.get("on_event")?,
-                None => None,
-            };
-            let run = start(lua, &this.0, compiled, init, on_event, RunOptions::default())?;
-            Ok((true, LuaValue::UserData(lua.create_userdata(run)?)))
+        // Never raises: a wrong argument comes back as an error table too, which `engine.lua`
+        // raises (an error a Rust function raises reaches `pcall` as opaque userdata).
+        methods.add_method("start", |lua, this, (bp, init, opts): (LuaValue, LuaValue, LuaValue)| {
+            start_method(lua, this, bp, init, opts).or_else(|e| {
+                let t = lua.create_table()?;
+                t.set("kind", "invalid_argument")?;
+                t.set("message", lua_error_message(&e))?;
+                t.set_metatable(Some(error_metatable(lua)?))?;
+                Ok((false, LuaValue::Table(t)))
+            })
         });
         methods.add_method("resume", |lua, this, (id, bp, opts): (String, LuaValue, Option<Table>)| {
             let on_event: Option<Function> = match &opts {
@@ -217,6 +198,58 @@ impl UserData for LuaEngine {
         });
         methods.add_meta_method("__tostring", |_, _, ()| Ok("swarm.Engine"));
     }
+}
+
+/// `engine:start(bp, init, opts)`: `true, run` or `false, error table`.
+fn start_method(
+    lua: &Lua,
+    this: &LuaEngine,
+    bp: LuaValue,
+    init: LuaValue,
+    opts: LuaValue,
+) -> mlua::Result<(bool, LuaValue)> {
+    let opts = match opts {
+        LuaValue::Nil => None,
+        LuaValue::Table(t) => Some(t),
+        other => {
+            return Err(mlua::Error::runtime(format!("engine:start: opts must be a table, got {}", other.type_name())));
+        }
+    };
+    let compiled = match super::load::compile_value(lua, bp)? {
+        Ok(compiled) => compiled,
+        Err(error) => return Ok((false, LuaValue::Table(error))),
+    };
+    let init = match &init {
+        LuaValue::Nil => Value::object(),
+        LuaValue::Table(_) => match from_lua(lua, &init) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(Value::Array(items)) if items.is_empty() => Value::object(),
+            Ok(other) => {
+                return Err(mlua::Error::runtime(format!(
+                    "engine:start: the init ctx must be a table with keys (a JSON object), got {}",
+                    other.type_name()
+                )));
+            }
+            Err(e) => return Err(mlua::Error::runtime(format!("engine:start: init ctx: {e}"))),
+        },
+        other => {
+            // `engine:start(require("bp"))` passes require's second result, the path.
+            let hint = match other {
+                LuaValue::String(_) => " (require returns the module and its path: wrap it, (require(\"bp\")))",
+                _ => "",
+            };
+            return Err(mlua::Error::runtime(format!(
+                "engine:start: the init ctx must be a table (a JSON object), got {}{hint}",
+                other.type_name()
+            )));
+        }
+    };
+    let on_event: Option<Function> = match &opts {
+        Some(o) => o.get("on_event")?,
+        None => None,
+    };
+    let run = start(lua, &this.0, compiled, init, on_event, RunOptions::default())?;
+    Ok((true, LuaValue::UserData(lua.create_userdata(run)?)))
 }
 
 /// `engine:resume(run_id [, bp] [, opts])`: continues an interrupted run of the engine's journal
@@ -389,6 +422,12 @@ pub fn engine_error_table(lua: &Lua, error: &EngineError) -> mlua::Result<Table>
     Ok(t)
 }
 
+/// The longest `ttl` a minted token may have: ten years, in seconds.
+const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// The largest `offload_bytes`: 4 GiB (a value that large is kept in the ctx anyway).
+const MAX_OFFLOAD_BYTES: u64 = 4 << 30;
+
 /// `engine:mint{role=, agent_id=, scopes=, ttl=, max_uses=, task=}`; `ttl` is in seconds.
 fn grant_from_lua(lua: &Lua, t: &Table) -> mlua::Result<Grant> {
     let bad = |m: String| mlua::Error::runtime(format!("engine:mint: {m}"));
@@ -414,17 +453,19 @@ fn grant_from_lua(lua: &Lua, t: &Table) -> mlua::Result<Grant> {
             _ => return Err(bad("`scopes` must be a list of strings".into())),
         },
     };
-    let ttl_ms = match t.get::<Option<f64>>("ttl")? {
-        Some(secs) if secs >= 0.0 && secs.is_finite() => Some((secs * 1000.0) as u64),
-        Some(_) => return Err(bad("`ttl` must be seconds >= 0".into())),
-        None => None,
+    let ttl_ms = match t.get::<LuaValue>("ttl")? {
+        LuaValue::Nil => None,
+        // Seconds, fractions allowed; at most ten years.
+        secs => Some((amount("engine:mint", "ttl", &secs, MAX_TTL_SECS, "seconds")? * 1000.0).round() as u64),
     };
-    let max_uses = match t.get::<Option<i64>>("max_uses")? {
-        Some(n) if n >= 0 => Some(n as u64),
-        Some(_) => return Err(bad("`max_uses` must be >= 0".into())),
-        None => None,
+    let max_uses = match t.get::<LuaValue>("max_uses")? {
+        LuaValue::Nil => None,
+        n => Some(whole("engine:mint", "max_uses", &n, 0, i64::MAX as u64)?),
     };
     let task: Option<String> = t.get("task")?;
-    let depth = t.get::<Option<u32>>("depth")?.unwrap_or(0);
+    let depth = match t.get::<LuaValue>("depth")? {
+        LuaValue::Nil => 0,
+        n => u32::try_from(whole("engine:mint", "depth", &n, 0, u32::MAX.into())?).expect("checked against u32::MAX"),
+    };
     Ok(Grant { role, agent_id, scopes, ttl_ms, max_uses, task, depth })
 }

@@ -8,8 +8,10 @@ mod gate_api;
 mod layer_api;
 pub mod load;
 mod module;
+pub mod numbers;
 mod operator_api;
 pub mod preempt;
+pub mod raised;
 pub mod requires;
 mod semaphore;
 mod stdlib;
@@ -57,6 +59,7 @@ pub struct HostBuilder {
     rust_fns: RustFnRegistry,
     engine: Option<EngineConfig>,
     scripts: PoolConfig,
+    max_result_bytes: Option<u64>,
 }
 
 impl HostBuilder {
@@ -83,9 +86,22 @@ impl HostBuilder {
         self
     }
 
-    pub fn build(self) -> Result<Host, HostError> {
+    /// How much a value crossing from Lua into the host may take (what an inline agent
+    /// returns or raises, bridge results, events, ...): 1 byte to 4 GiB, by default 64 MiB.
+    /// Also the default `max_result_bytes` of script agents.
+    pub fn max_result_bytes(mut self, bytes: u64) -> HostBuilder {
+        self.max_result_bytes = Some(bytes);
+        self
+    }
+
+    pub fn build(mut self) -> Result<Host, HostError> {
         let lua = Lua::new();
         preempt::install(&lua)?;
+        if let Some(bytes) = self.max_result_bytes {
+            let bytes = convert::check_max_result_bytes(bytes).map_err(HostError::Config)?;
+            convert::ResultLimit::install(&lua, bytes);
+            self.scripts.limits.max_result_bytes = bytes;
+        }
         let scripts = Rc::new(ScriptPool::new(self.scripts));
         lua.set_app_data(Scripts(scripts.clone()));
         let host = Host { lua, rust_fns: Rc::new(self.rust_fns), scripts };
@@ -105,6 +121,8 @@ pub enum HostError {
     Lua(#[from] mlua::Error),
     #[error("cannot set up the engine: {0}")]
     Engine(#[from] EngineError),
+    #[error("host configuration: {0}")]
+    Config(String),
 }
 
 impl Host {

@@ -149,8 +149,8 @@ mod tests {
             &self,
             _: &str,
             _: crate::value::Value,
-        ) -> LocalBoxFuture<'static, Result<crate::value::Value, crate::flow::FlowError>> {
-            Box::pin(async { Err(crate::flow::FlowError::eval("no host")) })
+        ) -> LocalBoxFuture<'static, Result<crate::value::Value, crate::worker::SubTaskError>> {
+            Box::pin(async { Err(crate::flow::FlowError::eval("no host").into()) })
         }
     }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::Session;
+use super::pretty::pretty;
 use crate::blueprint::graph::{GraphFormat, render};
 use crate::engine::{EventKind, RunStatus};
 use crate::host::agent_api::LuaExterns;
@@ -146,9 +147,17 @@ impl Session {
             (RunStatus::Finished, _) | (_, None) => {
                 self.printer.out(&serde_json::to_string_pretty(&outcome.ctx).expect("a ctx always encodes"))
             }
-            (_, Some(error)) => self
-                .printer
-                .err(&format!("error: {}", serde_json::json!({ "error": error, "run_id": &*outcome.run_id }))),
+            (_, Some(error)) => {
+                let mut shown = error.to_value();
+                if let Value::Object(map) = &mut shown {
+                    std::sync::Arc::make_mut(map).insert("run_id".into(), Value::string(&*outcome.run_id));
+                }
+                let text = match to_lua(self.host.lua(), &shown) {
+                    Ok(table) => pretty(&table),
+                    Err(_) => shown.to_json(),
+                };
+                self.printer.err(&format!("error: {text}"))
+            }
         }
     }
 

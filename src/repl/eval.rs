@@ -1,8 +1,10 @@
 //! Turning typed text into a chunk: an expression's value is shown (`return <text>` is tried
 //! first), a statement just runs, and text that ends mid-construct asks for more lines.
 
-use mlua::{Function, Lua};
+use mlua::{Function, Lua, MultiValue, Value};
 
+use super::pretty::pretty;
+use crate::host::agent_api::protected_call;
 use crate::host::lua_error_message;
 
 /// The chunk name in error messages (`repl:1: ...`).
@@ -27,6 +29,23 @@ pub fn compile(lua: &Lua, text: &str) -> Chunk {
         Err(e) if is_incomplete(&e) || as_expression_incomplete => Chunk::Incomplete,
         Err(e) => Chunk::Error(lua_error_message(&e)),
     }
+}
+
+/// Runs a chunk as a coroutine under `pcall`: its values, or its error as the REPL shows it (a
+/// raised table pretty-printed, not `table: 0x…`).
+pub async fn run(lua: &Lua, chunk: Function) -> Result<MultiValue, String> {
+    let protected = protected_call(lua).map_err(|e| lua_error_message(&e))?;
+    let mut values = crate::host::preempt::call_async::<MultiValue>(lua, &protected, chunk)
+        .await
+        .map_err(|e| lua_error_message(&e))?;
+    if values.pop_front() == Some(Value::Boolean(true)) {
+        return Ok(values);
+    }
+    Err(match values.pop_front().unwrap_or(Value::Nil) {
+        Value::Error(e) => lua_error_message(&e),
+        Value::String(s) => s.to_string_lossy(),
+        other => pretty(&other),
+    })
 }
 
 fn is_incomplete(error: &mlua::Error) -> bool {

@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use mlua::{Function, MultiValue, Variadic};
+use mlua::{Function, Variadic};
 use tokio::sync::{Mutex, Notify};
 
 use crate::engine::{Engine, EventKind, RunStatus};
 use crate::gate::{Grant, Role};
-use crate::host::{Host, lua_error_message};
+use crate::host::Host;
 use commands::{Current, Next};
 use editor::{Editor, Input, Printer};
 use eval::Chunk;
@@ -251,10 +251,10 @@ impl Session {
         // A Ctrl-C at the prompt was the prompt's; this chunk starts with a clean slate.
         crate::interrupt::acknowledge_signals();
         tokio::select! {
-            result = crate::host::preempt::call_async::<MultiValue>(self.host.lua(), &chunk, ()) => match result {
+            result = eval::run(self.host.lua(), chunk) => match result {
                 Ok(values) if values.is_empty() => {}
                 Ok(values) => self.printer.out(&pretty::pretty_all(values.iter())),
-                Err(e) => self.printer.err(&format!("error: {}", lua_error_message(&e))),
+                Err(shown) => self.printer.err(&format!("error: {shown}")),
             },
             _ = self.interrupted() => {
                 let cancelled = self.cancel_runs();

@@ -8,6 +8,8 @@ use super::script::{Limits, Script, ScriptRuntime, ScriptSpawner};
 use super::spec::SpecReader;
 use super::{BuildContext, Spawner, SpawnerFactory, UnavailableSpawner};
 use crate::blueprint::AgentDef;
+use crate::flow::ir::MAX_TIMEOUT_MS;
+use crate::host::convert::MAX_RESULT_BYTES_LIMIT;
 use crate::value::Value;
 
 /// Builds the spawner for the inline function registered under an id, if the host VM has one.
@@ -20,6 +22,11 @@ pub struct LuaAgentFactory {
     pub functions: Option<FunctionLookup>,
     pub scripts: Option<ScriptRuntime>,
 }
+
+/// The largest limits a script spec may set: 10^15 instructions, 1 TiB (and a year for
+/// `timeout_ms`, as for a step).
+pub const MAX_INSTRUCTIONS: u64 = 1_000_000_000_000_000;
+pub const MAX_MEMORY: u64 = 1 << 40;
 
 const SHAPE: &str = "{fn = \"<id>\"}, {source = \"...\"} or {file = \"path.lua\"}";
 
@@ -57,9 +64,12 @@ impl SpawnerFactory for LuaAgentFactory {
         };
         let defaults = self.scripts.as_ref().map_or_else(Limits::default, |s| s.pool.config().limits);
         let limits = Limits {
-            max_instructions: spec.positive("max_instructions")?.unwrap_or(defaults.max_instructions),
-            max_memory: spec.positive("max_memory")?.unwrap_or(defaults.max_memory),
-            timeout_ms: spec.positive("timeout_ms")?.unwrap_or(defaults.timeout_ms),
+            max_instructions: spec.bounded("max_instructions", MAX_INSTRUCTIONS)?.unwrap_or(defaults.max_instructions),
+            max_memory: spec.bounded("max_memory", MAX_MEMORY)?.unwrap_or(defaults.max_memory),
+            timeout_ms: spec.bounded("timeout_ms", MAX_TIMEOUT_MS)?.unwrap_or(defaults.timeout_ms),
+            max_result_bytes: spec
+                .bounded("max_result_bytes", MAX_RESULT_BYTES_LIMIT)?
+                .unwrap_or(defaults.max_result_bytes),
         };
         spec.finish()?;
         let script = Script::new(chunk_name, &source)?;

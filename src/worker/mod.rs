@@ -48,7 +48,29 @@ pub trait TaskHost {
     /// The ids of the outputs stored so far in this run (for `input_inject`).
     fn output_refs(&self) -> Vec<Arc<str>>;
     /// Starts a sub-task on the same blueprint's agents and waits for its value.
-    fn dispatch(&self, agent: &str, input: Value) -> LocalBoxFuture<'static, Result<Value, FlowError>>;
+    fn dispatch(&self, agent: &str, input: Value) -> LocalBoxFuture<'static, Result<Value, SubTaskError>>;
+}
+
+/// Why a sub-task gave no value: its flow error, and when the engine refused to start it, the
+/// refusal's own kind (`depth_exceeded`, `no_route`, ...) so a script need not parse the message.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{error}")]
+pub struct SubTaskError {
+    pub error: FlowError,
+    pub refused: Option<&'static str>,
+}
+
+impl SubTaskError {
+    /// The kind a script sees: the refusal's, else the flow error's.
+    pub fn kind(&self) -> &'static str {
+        self.refused.unwrap_or_else(|| self.error.kind.name())
+    }
+}
+
+impl From<FlowError> for SubTaskError {
+    fn from(error: FlowError) -> SubTaskError {
+        SubTaskError { error, refused: None }
+    }
 }
 
 /// How an attempt that did not fail ended.

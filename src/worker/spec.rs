@@ -64,6 +64,16 @@ impl<'a> SpecReader<'a> {
         }
     }
 
+    /// A whole number from 1 to `max`; anything else is an error naming the field and the range.
+    pub fn bounded(&mut self, key: &'static str, max: u64) -> Result<Option<u64>, String> {
+        let got = self.map.get(key).map(|v| v.preview(40));
+        match self.positive(key) {
+            Ok(Some(n)) if n <= max => Ok(Some(n)),
+            Ok(None) => Ok(None),
+            _ => Err(format!("`{key}` must be a whole number from 1 to {max}, got {}", got.unwrap_or_default())),
+        }
+    }
+
     pub fn strings(&mut self, key: &'static str) -> Result<Vec<String>, String> {
         match self.get(key) {
             None => Ok(Vec::new()),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use mlua::{HookTriggers, Lua, VmState};
 
+use crate::host::convert::DEFAULT_MAX_RESULT_BYTES;
 use crate::value::Value;
 
 /// The limits of one call; a spec sets each, the host supplies the rest (DESIGN §5).
@@ -21,11 +22,19 @@ pub struct Limits {
     pub max_memory: u64,
     /// Wall-clock time from the moment a VM picks the call up.
     pub timeout_ms: u64,
+    /// How much what the script returns, raises or passes to a bridge may take in the host
+    /// (see `crate::host::convert`).
+    pub max_result_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_instructions: 100_000_000, max_memory: 64 * 1024 * 1024, timeout_ms: 10_000 }
+        Limits {
+            max_instructions: 100_000_000,
+            max_memory: 64 * 1024 * 1024,
+            timeout_ms: 10_000,
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use super::ScriptFailure;
 use super::limits::Breach;
 use crate::host::convert::from_lua;
 use crate::host::lua_error_message;
+use crate::host::raised::Raised;
 use crate::value::Value;
 
 /// A failure outside the script's own code (setting up its globals, compiling).
@@ -25,17 +26,10 @@ pub(super) fn raised_failure(lua: &Lua, raised: LuaValue, max_memory: u64) -> Sc
         LuaValue::String(text) if text.as_bytes()[..] == b"not enough memory"[..] => Breach::Memory(max_memory).into(),
         LuaValue::String(text) => ScriptFailure::new(first_line(&text.to_string_lossy())),
         LuaValue::Error(e) => outside_failure(*e, max_memory),
-        LuaValue::Nil => ScriptFailure::new("the script raised nil"),
-        other => match from_lua(lua, &other) {
-            Ok(value) => {
-                let message = match value.get("message") {
-                    Some(Value::String(m)) => m.to_string(),
-                    _ => format!("the script raised {}", value.preview(200)),
-                };
-                ScriptFailure { message, value: Some(value) }
-            }
-            Err(_) => ScriptFailure::new(format!("the script raised a {}", other.type_name())),
-        },
+        other => {
+            let Raised { message, value } = crate::host::raised::raised(lua, &other, "the script");
+            ScriptFailure { message, value }
+        }
     }
 }
 

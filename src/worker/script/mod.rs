@@ -84,7 +84,8 @@ struct Call {
 
 /// What a VM (or the watchdog) tells the attempt waiting for a call.
 enum Reply {
-    Done(Result<Value, ScriptFailure>),
+    /// The call's outcome, and the tail of what it printed when it passed.
+    Done(Result<Value, ScriptFailure>, Option<String>),
     Bridge(BridgeRequest),
     /// The call overran `timeout_ms` (the value); the VM is being stopped.
     TimedOut(u64),
@@ -145,6 +146,7 @@ impl Spawner for ScriptSpawner {
         let runtime = self.runtime.clone();
         Box::pin(async move {
             let (reply, mut replies) = mpsc::unbounded_channel();
+            let host = job.host.clone();
             let control = Arc::new(CallControl::default());
             let call = Call {
                 script,
@@ -169,7 +171,16 @@ impl Spawner for ScriptSpawner {
                         .ok_or_else(|| WorkerError::new("the script VM stopped without answering"))?,
                 };
                 match reply {
-                    Reply::Done(result) => return result.map(Verdict::Pass).map_err(WorkerError::from),
+                    Reply::Done(result, printed) => {
+                        if let Some(text) = printed {
+                            host.emit(Value::from_pairs([
+                                ("type", Value::string("progress")),
+                                ("stage", Value::string("print")),
+                                ("note", Value::string(text.as_str())),
+                            ]));
+                        }
+                        return result.map(Verdict::Pass).map_err(WorkerError::from);
+                    }
                     Reply::TimedOut(ms) => return Err(ScriptFailure::from(Breach::Time(ms)).into()),
                     Reply::Bridge(request) => match runtime.bridges.serve(request, &mut replies).await {
                         BridgeServe::Answered => {}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::limits::{CallControl, Limits};
 use super::sandbox::Sandbox;
-use super::watchdog::{Watch, Watchdog};
+use super::watchdog::{Watch, Watchdog, current_tid};
 use super::{Call, Reply, ScriptFailure};
 
 /// How a host's script pool is set up.
@@ -49,6 +49,8 @@ pub struct PoolStats {
     pub vms_created: u64,
     /// VMs retired for not stopping after their deadline.
     pub vms_retired: u64,
+    /// Retired VMs whose threads are still inside the C function they were stuck in.
+    pub vms_stuck: u64,
     /// VMs rebuilt in place after failing below the script (a panic, a broken state).
     pub vms_rebuilt: u64,
     /// Calls a VM picked up.
@@ -108,6 +110,12 @@ impl ScriptPool {
             let _ = self.running.set(running);
         }
         let running = self.running.get().ok_or("the script pool did not start")?;
+        if running.shared.live() == 0 && running.shared.stuck() > MAX_STUCK {
+            return Err(format!(
+                "every script VM is stuck inside a C function ({} of them); calls resume when they return",
+                running.shared.stuck()
+            ));
+        }
         let control = call.control.clone();
         running.shared.queue.push(call);
         self.in_flight.set(self.in_flight.get() + 1);
@@ -131,6 +139,10 @@ impl Drop for ScriptPool {
         self.shutdown();
     }
 }
+
+/// How many retired VM threads may still be stuck in C before the pool stops replacing them:
+/// each holds a thread and its VM's memory until its C function returns.
+const MAX_STUCK: usize = 16;
 
 /// How long shutdown waits for VM threads to finish the calls they are cancelling.
 const SHUTDOWN_WAIT: Duration = Duration::from_millis(500);
@@ -163,9 +175,7 @@ impl Running {
         let watchdog = thread::Builder::new().name("swarm-script-watchdog".into()).spawn(move || {
             watching.watchdog.run(|| {
                 watching.retired.fetch_add(1, Ordering::SeqCst);
-                if let Err(e) = spawn_vm(&watching) {
-                    tracing::error!("cannot replace a retired script VM: {e}");
-                }
+                watching.replace_retired();
             })
         })?;
         *running.watchdog.borrow_mut() = Some(watchdog);
@@ -223,10 +233,33 @@ struct Shared {
 }
 
 impl Shared {
+    /// Retired VM threads that have not exited yet.
+    fn stuck(&self) -> usize {
+        lock(&self.threads).iter().filter(|(w, _)| w.is_retired() && !w.exited.load(Ordering::SeqCst)).count()
+    }
+
+    /// VM threads taking calls.
+    fn live(&self) -> usize {
+        lock(&self.threads).iter().filter(|(w, _)| !w.is_retired() && !w.exited.load(Ordering::SeqCst)).count()
+    }
+
+    /// Replaces a retired VM, unless [`MAX_STUCK`] retired threads are still running: then
+    /// the pool waits with fewer VMs until one returns (see `vm_thread`).
+    fn replace_retired(self: &Arc<Shared>) {
+        if self.stuck() > MAX_STUCK {
+            tracing::error!("{} script VMs are stuck in C functions; not replacing another", self.stuck());
+            return;
+        }
+        if let Err(e) = spawn_vm(self) {
+            tracing::error!("cannot replace a retired script VM: {e}");
+        }
+    }
+
     fn stats(&self) -> PoolStats {
         PoolStats {
             vms_created: self.created.load(Ordering::SeqCst),
             vms_retired: self.retired.load(Ordering::SeqCst),
+            vms_stuck: self.stuck() as u64,
             vms_rebuilt: self.rebuilt.load(Ordering::SeqCst),
             calls: self.calls.load(Ordering::SeqCst),
             compiles: self.compiles.load(Ordering::SeqCst),
@@ -250,7 +283,8 @@ fn spawn_vm(shared: &Arc<Shared>) -> std::io::Result<()> {
 }
 
 /// A VM thread: one sandbox, reused call after call, rebuilt if it cannot be made clean.
-fn vm_thread(shared: &Shared, watch: &Watch) {
+fn vm_thread(shared: &Arc<Shared>, watch: &Watch) {
+    watch.tid.store(current_tid(), Ordering::SeqCst);
     let mut sandbox = Sandbox::new().map_err(|e| e.to_string());
     let spin = shared.config.spin;
     let mut spinning = false;
@@ -274,9 +308,19 @@ fn vm_thread(shared: &Shared, watch: &Watch) {
         // Claim the spinning slot before answering: the host's next call, sent the moment
         // this answer lands, then finds a VM waiting for it instead of waking a sleeping one.
         // Not when a full collection comes first: another VM should take that call.
+        // What the script printed: on a failure, the end of it follows the message (as a
+        // child's stderr does); on success it goes to the attempt as a progress event.
+        let printed = sandbox.as_ref().map(Sandbox::take_printed).unwrap_or_default();
+        let (result, printed) = match result {
+            Err(mut failure) => {
+                failure.message = printed.append_as(failure.message, "print");
+                (Err(failure), None)
+            }
+            Ok(value) => (Ok(value), Some(printed.text()).filter(|text| !text.is_empty())),
+        };
         let quick_reset = clean && sandbox.as_ref().is_ok_and(|vm| !vm.needs_collection());
         spinning = quick_reset && shared.queue.claim_spin(spin);
-        let _ = call.reply.send(Reply::Done(result));
+        let _ = call.reply.send(Reply::Done(result, printed));
         drop(call);
         if shared.watchdog.end(watch) {
             shared.queue.release_spin(spinning);
@@ -288,9 +332,15 @@ fn vm_thread(shared: &Shared, watch: &Watch) {
         }
     }
     drop(sandbox);
-    let _exits = lock(&shared.exits.0);
-    watch.exited.store(true, Ordering::SeqCst);
-    shared.exits.1.notify_all();
+    {
+        let _exits = lock(&shared.exits.0);
+        watch.exited.store(true, Ordering::SeqCst);
+        shared.exits.1.notify_all();
+    }
+    // A retired thread that was not replaced (too many were stuck) hands its place back.
+    if watch.is_retired() && shared.live() < shared.config.vms.max(1) {
+        shared.replace_retired();
+    }
 }
 
 /// The calls waiting for a VM. An idle VM polls `pending` for a moment before it sleeps,

@@ -51,6 +51,29 @@ end
 
 -- The real string table stays behind string values' metatable; `string.dump` goes first.
 G.string.dump = nil
+
+-- `string.rep` builds its result in C, where no hook runs: `string.rep("", 1 << 60)` would copy
+-- nothing 2^60 times. An empty result is returned at once, and one larger than what the call
+-- may still allocate fails as running out of memory does, before anything is allocated.
+-- Replaced in the real table, so `("x"):rep(n)` is checked too.
+local raw_rep, tointeger = G.string.rep, G.math.tointeger
+local memory_left = native.memory_left
+function G.string.rep(s, n, sep)
+  local count = tointeger(n)
+  local ts, tsep = type(s), type(sep)
+  if count == nil or (ts ~= "string" and ts ~= "number") or (sep ~= nil and tsep ~= "string" and tsep ~= "number") then
+    -- A wrong argument: Lua's own error says which.
+    return raw_rep(s, n, sep)
+  end
+  local unit = #tostring(s) + (sep ~= nil and #tostring(sep) or 0)
+  if count <= 0 or unit == 0 then
+    return ""
+  end
+  if unit * (count + 0.0) > memory_left() then
+    error("not enough memory", 0)
+  end
+  return raw_rep(s, count, sep)
+end
 G.getmetatable("").__metatable = false
 
 --- A copy of a library table, to change some functions before it is frozen.

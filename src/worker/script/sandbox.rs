@@ -13,8 +13,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::limits::Meter;
 use super::marshal::{marshal, outside_failure, raised_failure};
 use super::{Call, Reply, Script, ScriptFailure, bridge};
-use crate::host::convert::to_lua;
+use crate::host::convert::{ResultLimit, to_lua};
 use crate::value::Value;
+use crate::worker::subprocess::stderr::StderrTail;
 
 const SANDBOX_LUA: &str = include_str!("sandbox.lua");
 
@@ -34,6 +35,10 @@ pub(super) struct CallSlot {
     agent: RefCell<Option<Arc<str>>>,
     /// The call seeded `math.random`; the VM reseeds before the next one.
     seeded: Cell<bool>,
+    /// The VM's memory limit during the call (what it held when the call began, plus `max_memory`).
+    memory_limit: Cell<usize>,
+    /// The last of what the call printed: kept like a child's stderr, never written out as it comes.
+    printed: RefCell<StderrTail>,
 }
 
 impl CallSlot {
@@ -115,6 +120,8 @@ impl Sandbox {
             reply: RefCell::new(None),
             agent: RefCell::new(None),
             seeded: Cell::new(false),
+            memory_limit: Cell::new(usize::MAX),
+            printed: RefCell::new(StderrTail::default()),
         });
 
         let native = lua.create_table()?;
@@ -125,10 +132,18 @@ impl Sandbox {
         native.set(
             "write_line",
             lua.create_function(move |_, line: mlua::LuaString| {
-                let agent = current.agent.borrow().clone().unwrap_or_else(|| Arc::from("?"));
-                eprintln!("[script {agent}] {}", line.to_string_lossy());
+                let mut printed = current.printed.borrow_mut();
+                printed.push(&line.as_bytes());
+                printed.push(b"\n");
                 Ok(())
             })?,
+        )?;
+        let current = slot.clone();
+        native.set(
+            "memory_left",
+            lua.create_function(
+                move |lua, ()| Ok(current.memory_limit.get().saturating_sub(lua.used_memory()) as f64),
+            )?,
         )?;
         let current = slot.clone();
         native.set(
@@ -176,7 +191,12 @@ impl Sandbox {
         // The budget counts from what the VM holds now, so garbage an earlier call left
         // behind is not charged to this one.
         let budget = usize::try_from(limits.max_memory).unwrap_or(usize::MAX);
-        let _ = self.lua.set_memory_limit(self.lua.used_memory().saturating_add(budget));
+        let memory_limit = self.lua.used_memory().saturating_add(budget);
+        let _ = self.lua.set_memory_limit(memory_limit);
+        self.slot.memory_limit.set(memory_limit);
+        // What the script returns, raises or hands a bridge is converted within this.
+        ResultLimit::install(&self.lua, limits.max_result_bytes);
+        self.take_printed();
         let outcome = self.call(call);
         let breach = self.slot.meter.end();
         self.slot.clear();
@@ -266,6 +286,11 @@ impl Sandbox {
         let table: Table = self.make_host.call(raw)?;
         self.host = Some((names.clone(), table.clone()));
         Ok(table)
+    }
+
+    /// What the last call printed (its bounded tail), leaving it empty for the next.
+    pub fn take_printed(&self) -> StderrTail {
+        std::mem::take(&mut *self.slot.printed.borrow_mut())
     }
 
     /// Scripts compiled since the last time this was asked.

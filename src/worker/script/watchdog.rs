@@ -4,7 +4,7 @@
 //! attempt itself, and a VM that has still not stopped a moment later is retired: the pool
 //! replaces it, and its thread exits whenever the C function returns.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,8 @@ pub struct Watch {
     retired: AtomicBool,
     /// Set as the thread's last act, so shutdown knows it can join without waiting.
     pub exited: AtomicBool,
+    /// The VM thread's kernel id, so a retired thread can be moved out of the way.
+    pub tid: AtomicI32,
 }
 
 impl Watch {
@@ -129,8 +131,9 @@ impl Watchdog {
                 let wake_at = match call.timed_out_at {
                     Some(at) if now >= at + self.retire_after => {
                         // Stuck in C: it stops when the C function returns; until then the
-                        // pool runs without it.
+                        // pool runs without it, and it runs only on a core nothing else wants.
                         watch.retired.store(true, Ordering::SeqCst);
+                        make_idle(watch.tid.load(Ordering::SeqCst));
                         retired += 1;
                         return false;
                     }
@@ -154,6 +157,37 @@ impl Watchdog {
                 },
                 None => self.wake.wait(watched).unwrap_or_else(|e| e.into_inner()),
             };
+        }
+    }
+}
+
+/// The calling thread's kernel id (what [`make_idle`] takes).
+pub fn current_tid() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::gettid() }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0
+    }
+}
+
+/// Moves a thread the pool gave up on to the idle scheduling class (`SCHED_IDLE`): it runs
+/// only when no other thread wants the core, so a script stuck in C cannot take one from the
+/// host or the VMs that replaced it. Elsewhere than on Linux, its nice value goes to the lowest.
+fn make_idle(tid: i32) {
+    if tid <= 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `tid` is a thread of this process (it may have exited: then this fails harmlessly).
+        let set = unsafe { libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) };
+        if set != 0 {
+            tracing::warn!("cannot lower the priority of a stuck script VM: {}", std::io::Error::last_os_error());
         }
     }
 }

@@ -75,6 +75,8 @@ pub enum StreamMode {
 
 /// The environment variables the engine sets for every child; a spec may not set them.
 pub const RESERVED_ENV: [&str; 4] = ["SWARM_TASK_ID", "SWARM_ATTEMPT", "SWARM_AGENT", "SWARM_TOKEN"];
+/// The most children a keep-alive agent may keep (each is a process; a semaphore holds the count).
+pub const MAX_POOL_SIZE: u64 = 1024;
 
 /// A checked `subprocess` spec.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,9 +111,9 @@ impl SubprocessSpec {
         };
         let env = r.string_map("env")?;
         let cwd = r.string("cwd")?.map(str::to_string);
-        let timeout_ms = r.positive("timeout_ms")?;
+        let timeout_ms = r.bounded("timeout_ms", crate::flow::ir::MAX_TIMEOUT_MS)?;
         let keep_alive = r.boolean("keep_alive")?.unwrap_or(false);
-        let pool_size = r.positive("pool_size")?;
+        let pool_size = r.bounded("pool_size", MAX_POOL_SIZE)?;
         r.finish()?;
         if pool_size.is_some() && !keep_alive {
             return Err("`pool_size` only applies with `keep_alive = true`".into());

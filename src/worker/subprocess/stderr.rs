@@ -59,14 +59,19 @@ impl StderrTail {
 
     /// `message`, followed by the tail when there is one.
     pub fn append_to(&self, message: String) -> String {
+        self.append_as(message, "stderr")
+    }
+
+    /// `message`, followed by the tail, introduced as `label` (`stderr`, `print`).
+    pub fn append_as(&self, message: String, label: &str) -> String {
         let text = self.text();
         if text.is_empty() {
             return message;
         }
         if self.total > TAIL_BYTES as u64 {
-            format!("{message}; stderr (last {} KiB of {} bytes): {text}", TAIL_BYTES / 1024, self.total)
+            format!("{message}; {label} (last {} KiB of {} bytes): {text}", TAIL_BYTES / 1024, self.total)
         } else {
-            format!("{message}; stderr: {text}")
+            format!("{message}; {label}: {text}")
         }
     }
 }
