@@ -49,7 +49,10 @@ printf '%s' "$body"
 served=0
 while IFS= read -r request; do
   served=$((served + 1))
-  printf '{"type":"final","content":{"kind":"inline","value":{"served":%d}},"ok":true}\n' "$served"
+  # Every event of an answer carries the request's id back.
+  id=${request#*\"id\":}
+  id=${id%%,*}
+  printf '{"type":"final","id":%s,"content":{"kind":"inline","value":{"served":%d}},"ok":true}\n' "$id" "$served"
 done
 ]], { keep_alive = true, pool_size = 1, timeout_ms = 5000 }),
   },
