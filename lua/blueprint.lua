@@ -1,4 +1,4 @@
--- swarm.blueprint: turns what a script wrote into the blueprint wire shape (DESIGN §3).
+-- swarm.blueprint: turns what a script wrote into the blueprint wire shape (docs/agents.md).
 --
 -- Agents may be a list of agent tables or a map name -> agent table | function. An inline
 -- function becomes `{kind = "lua", spec = {fn = "<blueprint id>/<agent name>"}}` and is kept

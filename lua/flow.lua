@@ -1,4 +1,4 @@
--- swarm.flow: builders for the flow IR (DESIGN §2, §4).
+-- swarm.flow: builders for the flow IR (docs/flows.md).
 --
 -- Every builder returns a plain table in exactly the JSON wire shape, so what a script builds
 -- is what `swarm compile` prints. Expressions carry a metatable for their methods and the

@@ -1,5 +1,5 @@
-//! luaswarm: a Lua-first host for agent swarms. See `DESIGN.md` in the shared folder and the
-//! README for the pipeline: Lua module → blueprint → compile → link → dispatch → evaluate.
+//! luaswarm: a Lua-first host for agent swarms. The pipeline: Lua module → blueprint → compile
+//! → link → dispatch → evaluate. The README and docs/ describe what a user sees.
 
 pub mod blueprint;
 pub mod cli;

@@ -1,5 +1,5 @@
 //! The compiler's five errors, their precedence, `file:line` for Lua blueprints, and the
-//! `strict_kind` / `strict_refs` / default-spawner switches (DESIGN §3).
+//! `strict_kind` / `strict_refs` / default-spawner switches (docs/agents.md).
 
 use std::path::Path;
 use std::rc::Rc;

@@ -1,4 +1,4 @@
-//! Embedding: a host with its own Rust agents and engine configuration (DESIGN §5, §6).
+//! Embedding: a host with its own Rust agents and engine configuration.
 
 use std::rc::Rc;
 

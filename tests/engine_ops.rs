@@ -1,4 +1,4 @@
-//! The engine's operations behind the gate (DESIGN §6): every verb's operation refuses the roles
+//! The engine's operations behind the gate: every verb's operation refuses the roles
 //! the table forbids and works for the roles it allows; external verdicts; the senior loop;
 //! sessions; worker tokens bound to their task and its sub-tasks; spawn depth.
 

@@ -1,4 +1,4 @@
-//! Runs on the engine (DESIGN §6): the task state machine, cancel stopping workers, pause and
+//! Runs on the engine (docs/engine.md): the task state machine, cancel stopping workers, pause and
 //! resume, the event stream, retries and timeouts as attempts of one task, and memory that
 //! does not grow with finished steps.
 

@@ -1,5 +1,5 @@
 //! The capability gate through the public API: the role × verb table, and every way a token can
-//! be refused, each asserting the exact error kind (DESIGN §6).
+//! be refused, each asserting the exact error kind (docs/engine.md, "Tokens").
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -46,7 +46,7 @@ fn kind_of(reg: &mut TokenRegistry, text: &str, verb: Verb, ctx: VerifyContext<'
 // ---------------------------------------------------------------------------------------------
 // The gate
 
-/// DESIGN §6's table, drawn as a grid (o = operator, w = worker, b = observer, s = senior), a
+/// The documented gate table as a grid (o = operator, w = worker, b = observer, s = senior), a
 /// second copy independent of `Gate::default` and of the unit test's list.
 const GRID: &str = "
     verb               o w b s
@@ -406,7 +406,7 @@ fn a_worker_answering_a_query_is_a_role_violation() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Verification order: when several checks would fail, the first in DESIGN §6's order is named.
+// Verification order: when several checks would fail, the first in the documented order is named.
 
 #[test]
 fn order_signature_before_expiry() {

@@ -1,5 +1,5 @@
 ---@meta swarm
--- LuaLS definitions for the `swarm` module (DESIGN §4), one to one with what the module table
+-- LuaLS definitions for the `swarm` module (see docs/), one to one with what the module table
 -- exposes; `swarm types DIR` writes this file, `swarm init` points a `.luarc.json` at it.
 
 ---@alias swarm.Json nil|boolean|number|string|table|lightuserdata

@@ -1,7 +1,7 @@
 //! Stage 1: a blueprint becomes a routing table, agent name → spawner, built by a factory
 //! registry keyed by agent kind.
 //!
-//! Every problem is collected, not just the first, and reported in the order DESIGN §3 sets:
+//! Every problem is collected, not just the first, and reported in this order:
 //! `unresolved_operator_ref`, `duplicate_agent`, `unknown_kind`, `invalid_spec`,
 //! `unresolved_ref`. Each names the agent or step and, where known, the `file:line` that
 //! declared it.

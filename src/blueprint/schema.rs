@@ -1,4 +1,4 @@
-//! The blueprint schema (DESIGN §3): plain data that round-trips through JSON.
+//! The blueprint schema (docs/agents.md): plain data that round-trips through JSON.
 //!
 //! A blueprint from a Lua module also carries a [`SourceMap`] (never serialized) so compile
 //! errors can point at the `file:line` where an agent or step was declared.

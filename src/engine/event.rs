@@ -1,4 +1,4 @@
-//! Engine events (DESIGN §6): a broadcast channel for live subscribers plus a bounded trace.
+//! Engine events (docs/engine.md): a broadcast channel for live subscribers plus a bounded trace.
 //! Every event carries its run's id and a per-run sequence number, and round-trips through
 //! serde so a journal can store and replay it.
 

@@ -1,4 +1,4 @@
-//! The engine (DESIGN §6): runs, tasks and attempts behind the role × verb gate.
+//! The engine (docs/engine.md): runs, tasks and attempts behind the role × verb gate.
 //!
 //! Everything lives on the host thread (a `LocalSet`), so state is a `RefCell` borrowed in
 //! short, synchronous sections: no borrow is ever held across an `.await` or a call into a

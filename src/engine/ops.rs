@@ -1,4 +1,4 @@
-//! The engine's operations: one per verb of the gate table (DESIGN §6), each checking its
+//! The engine's operations: one per verb of the gate table (docs/engine.md), each checking its
 //! verb against the caller's token before it does anything.
 //!
 //! A worker token is bound to the task its attempt runs; it may act on that task and on the

@@ -1,5 +1,5 @@
 //! Tasks: one per dispatched step (or sub-dispatch), each with attempts, and the state machine
-//! of DESIGN §6: `pending → running → pass | blocked | failed | timeout`, `running ⇄ suspended`,
+//! (docs/engine.md): `pending → running → pass | blocked | failed | timeout`, `running ⇄ suspended`,
 //! any non-terminal state → `cancelled`. A terminal state is never left again, so a late
 //! result cannot overwrite `cancelled`.
 

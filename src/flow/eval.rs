@@ -1,4 +1,4 @@
-//! The async node evaluator (DESIGN §2).
+//! The async node evaluator (docs/flows.md, "Nodes").
 //!
 //! The ctx is mutated in place: a step evaluates its input, awaits the dispatcher and writes
 //! the result at `out` without ever copying the ctx, so a flow of N steps costs O(N), not the

@@ -1,4 +1,4 @@
-//! Expression evaluation (DESIGN §2): pure functions of the ctx and the externs.
+//! Expression evaluation (docs/flows.md, "Expressions"): pure functions of the ctx and the externs.
 //!
 //! Numbers follow Lua 5.4: integers stay integers under `+ - *` (wrapping, as Lua does), `/` is
 //! always a float, `%` takes the sign of the divisor. Equality never raises, because a Lua

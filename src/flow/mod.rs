@@ -1,4 +1,4 @@
-//! The flow IR and its evaluator (DESIGN §2).
+//! The flow IR and its evaluator (docs/flows.md).
 
 mod at;
 pub mod dispatch;

@@ -1,11 +1,11 @@
-//! The capability gate (DESIGN §6): which role may call which engine verb, and the signed
+//! The capability gate (docs/engine.md): which role may call which engine verb, and the signed
 //! capability tokens that carry a role to the engine.
 //!
 //! - [`Role`] and [`Verb`] (this file) are the vocabulary.
 //! - [`Gate`] (`table.rs`) is the role × verb table every engine operation consults.
 //! - [`CapToken`] and [`SigningKey`] (`token.rs`) are the HMAC-signed token and its key.
 //! - [`TokenRegistry`] (`registry.rs`) mints tokens, keeps their server-side records and runs
-//!   the full verification in the order DESIGN §6 fixes.
+//!   the full verification in a fixed order (docs/engine.md, "Tokens").
 //! - [`scrub`](scrub::scrub) (`scrub.rs`) replaces tokens in text with their fingerprints.
 //!
 //! Secrets stay out of text: no error, `Debug` output or map key holds a token, nonce, signature
@@ -63,7 +63,7 @@ macro_rules! named_enum {
             pub const COUNT: usize = Self::ALL.len();
             const NAMES: [&'static str; Self::COUNT] = [$($name),+];
 
-            /// The snake_case name, as in DESIGN §6, serde and Lua.
+            /// The snake_case name, as in docs/engine.md, serde and Lua.
             pub fn name(self) -> &'static str {
                 Self::NAMES[self as usize]
             }

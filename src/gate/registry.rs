@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::token::{hex_into, hex_str};
 use super::{CapToken, Gate, Role, SigningKey, Verb};
 
-/// Why a token was refused. Each variant is one error kind of DESIGN §6.
+/// Why a token was refused. Each variant is one error kind of docs/engine.md, "Tokens".
 ///
 /// Messages never hold the token, its nonce or its signature; callers that need to say which
 /// token failed log [`CapToken::fingerprint`].
@@ -49,7 +49,7 @@ pub enum TokenError {
 }
 
 impl TokenError {
-    /// The error kind's stable name, as in DESIGN §6.
+    /// The error kind's stable name, as in docs/engine.md.
     pub fn kind(&self) -> &'static str {
         match self {
             TokenError::BadSignature => "bad_signature",
@@ -278,7 +278,7 @@ impl TokenRegistry {
         self.verify_token(&token, verb, ctx, now_ms)
     }
 
-    /// Verifies an already decoded token for `verb`. The checks run in DESIGN §6's order, so the
+    /// Verifies an already decoded token for `verb`. The checks run in a fixed order, so the
     /// error names the first one that fails: signature, expiry, role × verb, the record
     /// (unknown, revoked, uses exhausted), task binding, spawn depth. Only a verification that
     /// passes every check counts as a use.

@@ -7,7 +7,7 @@ use super::{Role, Verb};
 /// The role × verb table every engine operation consults.
 ///
 /// A fixed-size bool matrix rather than a map of sets: `allows` runs on every engine step, and
-/// here it is two array indexes with no hashing. `Gate::default()` is DESIGN §6's table; a host
+/// here it is two array indexes with no hashing. `Gate::default()` is the documented table; a host
 /// may replace it (build one from [`Gate::empty`] and [`Gate::set`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Gate {
@@ -45,7 +45,7 @@ impl Gate {
 }
 
 impl Default for Gate {
-    /// DESIGN §6's table.
+    /// The table of docs/engine.md, "The gate".
     fn default() -> Gate {
         use Verb::*;
         Gate::empty()
@@ -104,9 +104,9 @@ impl fmt::Debug for Gate {
 mod tests {
     use super::*;
 
-    /// DESIGN §6's table written out again by name, independently of `Gate::default`, so a typo
+    /// The documented table written out again by name, independently of `Gate::default`, so a typo
     /// in either one fails the matrix test.
-    const DESIGN: [(&str, &[&str]); 4] = [
+    const DOCUMENTED: [(&str, &[&str]); 4] = [
         (
             "operator",
             &[
@@ -147,7 +147,7 @@ mod tests {
     fn default_matches_design_for_every_role_and_verb() {
         let gate = Gate::default();
         let mut checked = 0;
-        for (role_name, verbs) in DESIGN {
+        for (role_name, verbs) in DOCUMENTED {
             let role: Role = role_name.parse().unwrap();
             for verb in Verb::ALL {
                 let expected = verbs.contains(&verb.name());
@@ -158,7 +158,8 @@ mod tests {
         assert_eq!(checked, Role::COUNT * Verb::COUNT);
         // Every name in the literal table is a real verb (else `contains` above could never match),
         // and every verb belongs to some role, so the table also pins the verb names.
-        let named: Vec<Verb> = DESIGN.iter().flat_map(|(_, verbs)| verbs.iter().map(|n| n.parse().unwrap())).collect();
+        let named: Vec<Verb> =
+            DOCUMENTED.iter().flat_map(|(_, verbs)| verbs.iter().map(|n| n.parse().unwrap())).collect();
         for verb in Verb::ALL {
             assert!(named.contains(&verb), "{verb} is in no role's list");
         }

@@ -1,5 +1,5 @@
 //! `swarm.layer(name, {before = fn(ctx), after = fn(ctx, result), wrap = fn(ctx, next)})`:
-//! middleware written in Lua (DESIGN §8).
+//! middleware written in Lua (docs/layers.md).
 //!
 //! `ctx` is `{task_id, attempt, agent, runtime, operator, input}`; what `before` (or `wrap`,
 //! before it calls `next`) leaves in `ctx.agent` and `ctx.runtime` is what the attempt goes on

@@ -1,4 +1,4 @@
-//! Stage 2, linking: layers wrap the compiled routing table (DESIGN §8).
+//! Stage 2, linking: layers wrap the compiled routing table (docs/layers.md).
 //!
 //! A layer wraps a [`Spawner`] in another spawner, as tower's `Layer` wraps a service. The
 //! engine's [`LayerRegistry`] holds base layers (they wrap every blueprint, in registration

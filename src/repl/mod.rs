@@ -1,4 +1,4 @@
-//! The interactive REPL (`swarm repl [FILE]`, DESIGN §9) on the host VM and its engine.
+//! The interactive REPL (`swarm repl [FILE]`, docs/cli.md) on the host VM and its engine.
 //!
 //! Threads: the line editor runs on a thread of its own (`editor`), and everything else — the
 //! Lua VM, the engine, printing — on the host thread, inside the `LocalSet`. The host asks

@@ -1,4 +1,4 @@
-//! Stores: where large step outputs go (DESIGN §7) and the run journal (DESIGN §9).
+//! Stores: where large step outputs go and the run journal (docs/engine.md).
 
 pub mod journal;
 pub mod output;

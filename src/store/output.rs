@@ -1,5 +1,5 @@
 //! The output store: large step outputs live here and the ctx holds a short reference,
-//! `{ref = "out-…", size = N}` (DESIGN §7). In memory for now.
+//! `{ref = "out-…", size = N}` (docs/engine.md, "Large outputs"). In memory for now.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! `lua` agents: `{fn = "<id>"}` names a function kept in the host VM (what an inline function
 //! in a Lua blueprint becomes); `{source = "..."}` or `{file = "path.lua"}` is an isolated
-//! script with optional limits (DESIGN §5), run on the host's pool of sandboxed VMs.
+//! script with optional limits (docs/agents.md), run on the host's pool of sandboxed VMs.
 
 use std::rc::Rc;
 

@@ -21,7 +21,7 @@ use crate::flow::FlowError;
 use crate::value::Value;
 
 /// One attempt of a task: what the worker gets, and what middleware layers see and may edit
-/// on its way there (DESIGN §8: `{task_id, attempt, agent, runtime, operator}`).
+/// on its way there (docs/layers.md: `{task_id, attempt, agent, runtime, operator}`).
 #[derive(Clone)]
 pub struct Job {
     pub task_id: Arc<str>,

@@ -1,4 +1,4 @@
--- std.layers: ready-made middleware, written on the public `swarm` API (DESIGN §8).
+-- std.layers: ready-made middleware, written on the public `swarm` API (docs/layers.md).
 --
 -- Each function returns a layer definition for `swarm.layer`:
 --

@@ -1,5 +1,5 @@
 -- swarm.blueprint normalizes agents, operators and layers, and swarm.compile reports
--- structured errors with file:line (DESIGN §3, §4).
+-- structured errors with file:line.
 local swarm = require("swarm")
 local expect = require("support.expect")
 local F = swarm.flow

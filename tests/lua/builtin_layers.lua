@@ -1,4 +1,4 @@
--- The built-in layers and the output store (DESIGN §7, §8).
+-- The built-in layers and the output store (docs/layers.md, docs/engine.md).
 local swarm = require("swarm")
 local expect = require("support.expect")
 local F = swarm.flow

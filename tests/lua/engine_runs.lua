@@ -1,5 +1,5 @@
 -- swarm.run, engine:start / run:wait / run:cancel, inline agents and what they can do
--- (DESIGN §4, §6).
+-- (docs/engine.md).
 local swarm = require("swarm")
 local expect = require("support.expect")
 local F = swarm.flow

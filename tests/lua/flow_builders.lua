@@ -1,4 +1,4 @@
--- swarm.flow builders emit exactly the wire format (DESIGN §2, §4).
+-- swarm.flow builders emit exactly the wire format (docs/flows.md).
 local swarm = require("swarm")
 local expect = require("support.expect")
 local F = swarm.flow

@@ -1,4 +1,4 @@
--- swarm.engine{state = PATH} journals to SQLite, and engine:resume's refusals (DESIGN §4, §9).
+-- swarm.engine{state = PATH} journals to SQLite, and engine:resume's refusals (docs/engine.md).
 -- Resuming a run killed with SIGKILL is tested through real processes in tests/journal_lua.rs.
 local swarm = require("swarm")
 local expect = require("support.expect")

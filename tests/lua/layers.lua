@@ -1,4 +1,4 @@
--- Middleware in Lua: swarm.layer with before / after / wrap (DESIGN §8).
+-- Middleware in Lua: swarm.layer with before / after / wrap (docs/layers.md).
 local swarm = require("swarm")
 local expect = require("support.expect")
 local F = swarm.flow

@@ -1,5 +1,5 @@
 -- Operators: Lua operators registered with swarm.operator, the rendered system prompt, and
--- what an operator may answer (DESIGN §3, §5).
+-- what an operator may answer (docs/agents.md).
 local swarm = require("swarm")
 local expect = require("support.expect")
 local F = swarm.flow

@@ -1,5 +1,5 @@
 -- Script agents (`{source = ...}`: sandboxed Lua on the host's VM pool) in Lua blueprints
--- (DESIGN §3, §5).
+-- (docs/agents.md).
 local swarm = require("swarm")
 local expect = require("support.expect")
 local F = swarm.flow

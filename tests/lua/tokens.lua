@@ -1,8 +1,8 @@
--- swarm.gate, engine:mint / verify / revoke, swarm.token.decode / encode (DESIGN §4, §6).
+-- swarm.gate, engine:mint / verify / revoke, swarm.token.decode / encode (docs/engine.md).
 local swarm = require("swarm")
 local expect = require("support.expect")
 
--- The gate table as DESIGN §6 has it.
+-- The gate table as docs/engine.md has it.
 assert(swarm.gate.allowed("worker", "post_result"))
 assert(swarm.gate.allowed("operator", "mint_worker_token"))
 assert(swarm.gate.allowed("observer", "read_trace"))

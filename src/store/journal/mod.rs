@@ -1,4 +1,4 @@
-//! The run journal (DESIGN §9): runs, tasks, attempts, events and outputs in SQLite, so a run
+//! The run journal (docs/engine.md): runs, tasks, attempts, events and outputs in SQLite, so a run
 //! interrupted by a crash can be shown afterwards and resumed without re-running the steps that
 //! finished.
 //!

@@ -13,7 +13,7 @@ use mlua::{HookTriggers, Lua, VmState};
 use crate::host::convert::DEFAULT_MAX_RESULT_BYTES;
 use crate::value::Value;
 
-/// The limits of one call; a spec sets each, the host supplies the rest (DESIGN §5).
+/// The limits of one call; a spec sets each, the host supplies the rest (docs/agents.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Lua VM instructions, counted in steps of at most 1,000.

@@ -1,4 +1,4 @@
-//! Script agents (`{source = "..."}` or `{file = "path.lua"}`, DESIGN §5): untrusted Lua run
+//! Script agents (`{source = "..."}` or `{file = "path.lua"}`, docs/agents.md): untrusted Lua run
 //! in sandboxed VMs, each on its own thread, taken from a warm pool so a step never pays for a
 //! fresh VM.
 //!

@@ -1,4 +1,4 @@
--- The environment every script call reads through, built once per VM (DESIGN §5).
+-- The environment every script call reads through, built once per VM (docs/agents.md).
 --
 -- Each call gets a fresh globals table whose metatable points at `base`, so whatever a call
 -- assigns stays in its own table. `base` itself is reachable from no script: the metatable is

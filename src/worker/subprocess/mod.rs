@@ -1,11 +1,11 @@
-//! `subprocess` agents (DESIGN §5): a program started for every attempt, or kept alive and fed
+//! `subprocess` agents (docs/agents.md): a program started for every attempt, or kept alive and fed
 //! one request per line.
 //!
 //! Where things live: the spec and the factory are here; [`launch`] resolves the program and
 //! builds its command; [`process`] owns a running child and kills its process group when it is
 //! dropped; [`stderr`] keeps the bounded tail of what a child writes to stderr; [`stream`] cuts
 //! stdout into items (NDJSON lines, SSE events, length-prefixed frames); [`output`] reads an item
-//! as an output event (DESIGN §7); [`one_shot`] runs one attempt in a fresh process;
+//! as an output event; [`one_shot`] runs one attempt in a fresh process;
 //! [`keep_alive`] serves attempts from a pool of long-lived children.
 //!
 //! # What a child must write
@@ -67,7 +67,7 @@ use keep_alive::KeepAliveSpawner;
 use launch::Launch;
 use one_shot::ProcessSpawner;
 
-/// How a child's stdout carries output events (DESIGN §5, §7).
+/// How a child's stdout carries output events (docs/agents.md, "Subprocesses").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamMode {
     /// stdout is one JSON document (or raw text).

@@ -1,4 +1,4 @@
-//! Output events (DESIGN §7) read from a child's stream: each item is checked, progress,
+//! Output events (docs/agents.md) read from a child's stream: each item is checked, progress,
 //! partial and artifact events go to the engine as `worker_output`, and the `final` becomes the
 //! attempt's result.
 

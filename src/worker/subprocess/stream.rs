@@ -1,4 +1,4 @@
-//! Cutting a child's stdout into items, in the three framings of DESIGN §5: NDJSON lines, SSE
+//! Cutting a child's stdout into items, in the three framings of docs/agents.md: NDJSON lines, SSE
 //! events and length-prefixed frames. Decoders are fed bytes as they arrive, in chunks that may
 //! end anywhere (inside a line, a `\r\n`, a length prefix or a payload), and hand each complete
 //! item to a callback with its position for error messages. They know nothing of JSON.
