@@ -197,3 +197,18 @@ swarm.every(30, function() print("tick v1") end)
     swarm.wait_until("the old version still ticks", |out, _| out.matches("tick v1").count() >= ticks + 2);
     assert!(!swarm.stdout().contains("v2 loaded"), "{}", swarm.stdout());
 }
+
+#[test]
+fn an_out_of_range_timer_period_is_refused_at_its_line_and_the_server_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.lua");
+    std::fs::write(&script, "local swarm = require('swarm')\nswarm.every(1e300, function() end)\n").unwrap();
+    let mut swarm = Swarm::start(dir.path(), &["serve", "s.lua", "--state", "memory"]);
+    swarm.wait_stderr("swarm.every", 1);
+    assert!(swarm.stderr().contains("s.lua:2: swarm.every: `ms` must be milliseconds from 0 to"), "{}", swarm.stderr());
+    // Still serving: the next good save loads.
+    std::fs::write(&script, counter("fixed")).unwrap();
+    swarm.wait_stdout("tick fixed 1", 1);
+    swarm.signal("TERM");
+    assert!(swarm.wait_exit().success(), "{}", swarm.stderr());
+}

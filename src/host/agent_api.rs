@@ -48,8 +48,8 @@ end
 pub(super) fn install(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
     swarm.set(
         "sleep",
-        lua.create_async_function(|_, ms: LuaValue| async move {
-            let ms = amount("swarm.sleep", "ms", &ms, MAX_TIMEOUT_MS, "milliseconds")?;
+        lua.create_async_function(|lua, ms: LuaValue| async move {
+            let ms = amount(&lua, "swarm.sleep", "ms", &ms, MAX_TIMEOUT_MS, "milliseconds")?;
             tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
             Ok(())
         })?,

@@ -120,7 +120,7 @@ fn journaled_engine(config: EngineConfig, path: &Path) -> mlua::Result<Engine> {
 }
 
 /// The engine's options, and the journal file `state` names (`None` for `"memory"`).
-fn engine_config(_lua: &Lua, opts: Option<Table>) -> mlua::Result<(EngineConfig, Option<PathBuf>)> {
+fn engine_config(lua: &Lua, opts: Option<Table>) -> mlua::Result<(EngineConfig, Option<PathBuf>)> {
     let mut config = EngineConfig::default();
     let mut state = None;
     let Some(opts) = opts else { return Ok((config, state)) };
@@ -129,11 +129,11 @@ fn engine_config(_lua: &Lua, opts: Option<Table>) -> mlua::Result<(EngineConfig,
         match (key.as_str(), value) {
             ("token_secret", LuaValue::String(s)) => config.token_secret = Some(s.to_str()?.to_string()),
             ("max_spawn_depth", n @ (LuaValue::Integer(_) | LuaValue::Number(_))) => {
-                let n = whole("swarm.engine", "max_spawn_depth", &n, 1, u32::MAX.into())?;
+                let n = whole(lua, "swarm.engine", "max_spawn_depth", &n, 1, u32::MAX.into())?;
                 config.max_spawn_depth = u32::try_from(n).expect("checked against u32::MAX");
             }
             ("offload_bytes", n @ (LuaValue::Integer(_) | LuaValue::Number(_))) => {
-                let n = whole("swarm.engine", "offload_bytes", &n, 0, MAX_OFFLOAD_BYTES)?;
+                let n = whole(lua, "swarm.engine", "offload_bytes", &n, 0, MAX_OFFLOAD_BYTES)?;
                 config.offload_bytes = usize::try_from(n).unwrap_or(usize::MAX);
             }
             ("state", LuaValue::String(s)) => match &*s.to_str()? {
@@ -491,16 +491,17 @@ fn grant_from_lua(lua: &Lua, t: &Table) -> mlua::Result<Grant> {
     let ttl_ms = match t.get::<LuaValue>("ttl")? {
         LuaValue::Nil => None,
         // Seconds, fractions allowed; at most ten years.
-        secs => Some((amount("engine:mint", "ttl", &secs, MAX_TTL_SECS, "seconds")? * 1000.0).round() as u64),
+        secs => Some((amount(lua, "engine:mint", "ttl", &secs, MAX_TTL_SECS, "seconds")? * 1000.0).round() as u64),
     };
     let max_uses = match t.get::<LuaValue>("max_uses")? {
         LuaValue::Nil => None,
-        n => Some(whole("engine:mint", "max_uses", &n, 0, i64::MAX as u64)?),
+        n => Some(whole(lua, "engine:mint", "max_uses", &n, 0, i64::MAX as u64)?),
     };
     let task: Option<String> = t.get("task")?;
     let depth = match t.get::<LuaValue>("depth")? {
         LuaValue::Nil => 0,
-        n => u32::try_from(whole("engine:mint", "depth", &n, 0, u32::MAX.into())?).expect("checked against u32::MAX"),
+        n => u32::try_from(whole(lua, "engine:mint", "depth", &n, 0, u32::MAX.into())?)
+            .expect("checked against u32::MAX"),
     };
     Ok(Grant { role, agent_id, scopes, ttl_ms, max_uses, task, depth })
 }

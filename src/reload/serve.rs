@@ -18,6 +18,7 @@ use mlua::{Function, Lua, Table, UserData, UserDataMethods, Value as LuaValue};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::flow::ir::MAX_TIMEOUT_MS;
 use crate::host::preempt::call_async;
 
 use super::{Loaded, files_of};
@@ -116,8 +117,9 @@ fn install(lua: &Lua, state: &Value) -> mlua::Result<()> {
     let swarm: Table = lua.globals().get::<Table>("package")?.get::<Table>("loaded")?.get("swarm")?;
     swarm.set(
         "every",
-        lua.create_function(|lua, (ms, func): (f64, Function)| {
-            if !(ms >= 1.0 && ms.is_finite()) {
+        lua.create_function(|lua, (ms, func): (LuaValue, Function)| {
+            let ms = crate::host::numbers::amount(lua, "swarm.every", "ms", &ms, MAX_TIMEOUT_MS, "milliseconds")?;
+            if ms < 1.0 {
                 return Err(mlua::Error::runtime(format!("swarm.every: expected milliseconds >= 1, got {ms}")));
             }
             let timer = Rc::new(Timer {
