@@ -84,9 +84,9 @@ impl Event {
     /// Replaces every token in the event's text with its fingerprint (see
     /// [`crate::gate::scrub`]): the engine publishes and journals no token.
     pub fn scrub_tokens(&mut self) {
-        use crate::gate::scrub::{scrub, scrub_string, scrub_value};
+        use crate::gate::scrub::{scrub, scrub_flow_error, scrub_string, scrub_value};
         match &mut self.kind {
-            EventKind::RunFinished { error: Some(error), .. } => error.scrub_tokens(),
+            EventKind::RunFinished { error: Some(error), .. } => scrub_flow_error(error),
             EventKind::AttemptFinished { error: Some(error), .. } => scrub_string(error),
             EventKind::WorkerOutput { output, .. } => {
                 scrub_value(output);

@@ -67,15 +67,6 @@ pub struct FlowError {
 }
 
 impl FlowError {
-    /// Replaces every token in the message and value with its fingerprint (see
-    /// [`crate::gate::scrub`]).
-    pub fn scrub_tokens(&mut self) {
-        crate::gate::scrub::scrub_string(&mut self.message);
-        if let Some(value) = &mut self.value {
-            crate::gate::scrub::scrub_value(value);
-        }
-    }
-
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> FlowError {
         FlowError { kind, message: message.into(), step: None, value: None, pointer: None, file: None, line: None }
     }

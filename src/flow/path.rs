@@ -5,26 +5,13 @@
 //! stable. Reads of a missing path are errors; writes create missing or null objects on the
 //! way and refuse to write through anything else.
 
-use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::value::path::{Path, Segment};
 use crate::value::{Map, Value};
-
-/// One step of a path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Segment {
-    Key(Arc<str>),
-    Index(usize),
-}
-
-/// A parsed ctx path.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Path {
-    segments: Vec<Segment>,
-}
 
 /// Why a path string does not parse; `at` is the byte offset of the problem.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -51,31 +38,6 @@ pub enum PathError {
 }
 
 impl Path {
-    /// The whole ctx, `$`.
-    pub fn root() -> Path {
-        Path::default()
-    }
-
-    pub fn segments(&self) -> &[Segment] {
-        &self.segments
-    }
-
-    pub fn is_root(&self) -> bool {
-        self.segments.is_empty()
-    }
-
-    /// This path with one more key.
-    pub fn key(mut self, key: &str) -> Path {
-        self.segments.push(Segment::Key(key.into()));
-        self
-    }
-
-    /// This path with one more array index.
-    pub fn index(mut self, index: usize) -> Path {
-        self.segments.push(Segment::Index(index));
-        self
-    }
-
     /// The value at this path.
     pub fn read<'v>(&self, root: &'v Value) -> Result<&'v Value, PathError> {
         let mut cur = root;
@@ -173,20 +135,6 @@ impl Path {
     }
 }
 
-impl fmt::Display for Path {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("$")?;
-        for seg in &self.segments {
-            match seg {
-                Segment::Key(k) if is_plain_key(k) => write!(f, ".{k}")?,
-                Segment::Key(k) => write!(f, "[\"{k}\"]")?,
-                Segment::Index(i) => write!(f, "[{i}]")?,
-            }
-        }
-        Ok(())
-    }
-}
-
 fn did_you_mean(hint: &Option<String>) -> String {
     hint.as_ref().map(|h| format!(" (did you mean {h}?)")).unwrap_or_default()
 }
@@ -224,11 +172,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
         std::mem::swap(&mut prev, &mut row);
     }
     prev[b.len()]
-}
-
-/// A key prints in dot form unless it would not parse back that way.
-fn is_plain_key(key: &str) -> bool {
-    !key.is_empty() && !key.contains(['.', '[', ']', '"'])
 }
 
 impl FromStr for Path {

@@ -11,6 +11,7 @@
 //! Secrets stay out of text: no error, `Debug` output or map key holds a token, nonce, signature
 //! or key; diagnostics use [`CapToken::fingerprint`].
 
+mod error;
 pub mod registry;
 pub mod scrub;
 pub mod table;

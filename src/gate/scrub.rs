@@ -15,6 +15,7 @@ use base64::alphabet::URL_SAFE;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 use super::CapToken;
+use crate::flow::FlowError;
 use crate::value::Value;
 
 /// How every encoded token begins: URL-safe base64 of `{"agent_id":` (12 bytes, so exactly 16
@@ -128,6 +129,14 @@ fn may_hold_token(value: &Value) -> bool {
 pub fn scrub_string(text: &mut String) {
     if let Cow::Owned(clean) = scrub(text) {
         *text = clean;
+    }
+}
+
+/// Replaces every token in a flow error's message and value with its fingerprint.
+pub fn scrub_flow_error(error: &mut FlowError) {
+    scrub_string(&mut error.message);
+    if let Some(value) = &mut error.value {
+        scrub_value(value);
     }
 }
 

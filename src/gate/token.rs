@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Role;
-use super::registry::TokenError;
+use super::error::TokenError;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -10,15 +10,15 @@ use mlua::{
     WeakLua,
 };
 
-use super::convert::{from_lua, to_lua};
 use super::engine_api::flow_error_table;
-use super::lua_error_message;
 use super::numbers::amount;
-use super::raised::{Raised, raised};
 use crate::flow::ir::MAX_TIMEOUT_MS;
 use crate::flow::{ErrorKind, Externs, FlowError};
 use crate::interrupt::{Limit, StopReason};
 use crate::value::Value;
+use crate::value::lua::lua_error_message;
+use crate::value::lua::{from_lua, to_lua};
+use crate::value::raised::{Raised, raised};
 use crate::worker::{Job, Spawner, TaskHost, Verdict, WorkerError, WorkerResult};
 
 /// Registry key of the metatable that marks `swarm.block(v)` results.
@@ -200,7 +200,7 @@ pub fn protected_call(lua: &Lua) -> mlua::Result<Function> {
 /// returns. It runs under a Lua `pcall`, so a raised table reaches here as itself (mlua would
 /// make it the text `table: 0x…`): the attempt fails with its `message` and the table as its value.
 pub(super) async fn call_agent(lua: &Lua, func: &Function, input: &Value, second: LuaValue) -> WorkerResult {
-    let fail = |e: mlua::Error| match super::preempt::stopped(&e) {
+    let fail = |e: mlua::Error| match crate::interrupt::lua::stopped(&e) {
         // Stopped where it could not yield, past its attempt's deadline: a timeout, so the
         // step's retry policy treats it as one.
         Some(reason @ StopReason::Deadline(Limit::Attempt, _)) => WorkerError::timed_out(reason.to_string()),
@@ -209,7 +209,7 @@ pub(super) async fn call_agent(lua: &Lua, func: &Function, input: &Value, second
     let input = to_lua(lua, input).map_err(fail)?;
     let protected = protected_call(lua).map_err(fail)?;
     let (ok, returned): (bool, LuaValue) =
-        super::preempt::call_async(lua, &protected, (func, input, second)).await.map_err(fail)?;
+        crate::interrupt::lua::call_async(lua, &protected, (func, input, second)).await.map_err(fail)?;
     match (ok, returned) {
         (true, returned) => marshal(lua, returned),
         // What the host raised (a limit, a cancellation): as if no pcall had caught it.
@@ -223,7 +223,7 @@ pub(super) async fn call_agent(lua: &Lua, func: &Function, input: &Value, second
 
 /// A returned value passes; `swarm.block(v)` blocks with `v`.
 fn marshal(lua: &Lua, returned: LuaValue) -> WorkerResult {
-    let bad = |e: crate::host::convert::ConvertError| WorkerError::new(format!("the agent returned {e}"));
+    let bad = |e: crate::value::lua::ConvertError| WorkerError::new(format!("the agent returned {e}"));
     if let LuaValue::Table(t) = &returned
         && let Some(mt) = t.metatable()
         && let Ok(block_mt) = lua.named_registry_value::<Table>(BLOCK_MT)

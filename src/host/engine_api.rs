@@ -12,8 +12,6 @@ use mlua::{Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Valu
 use tokio::task::JoinHandle;
 
 use super::agent_api::LuaExterns;
-use super::convert::{from_lua, to_lua};
-use super::lua_error_message;
 use super::numbers::{amount, whole};
 use crate::blueprint::compile::CompiledBlueprint;
 use crate::engine::{Engine, EngineConfig, EngineError, Event, RunHandle, RunOptions, RunStatus, now_ms};
@@ -21,6 +19,8 @@ use crate::flow::FlowError;
 use crate::gate::{Grant, Role, Verb};
 use crate::store::journal::{self, SqliteJournal, blueprint_digest, prepare_restart};
 use crate::value::Value;
+use crate::value::lua::lua_error_message;
+use crate::value::lua::{from_lua, to_lua};
 
 /// The engine a VM uses when a script does not make its own.
 struct DefaultEngine(RefCell<Option<Engine>>);
@@ -358,7 +358,7 @@ fn pump_events(lua: &Lua, engine: &Engine, handle: &RunHandle, callback: Functio
         while let Some(event) = events.recv().await {
             let Some(lua) = lua.try_upgrade() else { return };
             let delivered = match event_to_lua(&lua, &event) {
-                Ok(table) => super::preempt::call_async::<()>(&lua, &callback, table).await,
+                Ok(table) => crate::interrupt::lua::call_async::<()>(&lua, &callback, table).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = delivered {

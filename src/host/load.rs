@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use mlua::{Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value as LuaValue};
 
-use super::convert::{from_lua, to_lua};
 use super::{SOURCES_KEY, compiler_for, lua_error_message};
 use crate::blueprint::compile::{CompileErrors, CompiledBlueprint};
 use crate::blueprint::{Blueprint, Location, SourceMap};
 use crate::interrupt::{self, Limit};
 use crate::value::Value;
+use crate::value::lua::{from_lua, to_lua};
 use crate::worker::rust_fn::RustFnRegistry;
 
 /// Why a file or table did not yield a blueprint.
@@ -59,7 +59,7 @@ pub fn load_file(lua: &Lua, path: &Path, load_timeout: Duration) -> Result<Bluep
 
 /// A failed load: a stop by the time limit or a signal names the file, as a Lua error does.
 pub fn load_error(file: &str, err: &mlua::Error) -> LoadError {
-    match super::preempt::stopped(err) {
+    match crate::interrupt::lua::stopped(err) {
         Some(reason) => LoadError::Lua(format!("{file}: {reason}")),
         None => LoadError::Lua(lua_error_message(err)),
     }

@@ -2,7 +2,6 @@
 //! the modules scripts write into blueprints.
 
 pub mod agent_api;
-pub mod convert;
 pub mod engine_api;
 mod gate_api;
 mod layer_api;
@@ -10,8 +9,6 @@ pub mod load;
 mod module;
 pub mod numbers;
 mod operator_api;
-pub mod preempt;
-pub mod raised;
 pub mod requires;
 mod semaphore;
 mod stdlib;
@@ -35,6 +32,9 @@ use crate::worker::script::{HostBridges, PoolConfig, ScriptPool, ScriptRuntime};
 use crate::worker::subprocess::SubprocessFactory;
 use agent_api::LuaFnSpawner;
 
+/// The conversion between Lua values and [`Value`]s (it lives with the value type).
+pub use crate::value::lua as convert;
+pub use crate::value::lua::lua_error_message;
 pub use load::{DEFAULT_LOAD_TIMEOUT, LoadError};
 
 /// Registry key of the table holding inline agent functions by id.
@@ -96,7 +96,7 @@ impl HostBuilder {
 
     pub fn build(mut self) -> Result<Host, HostError> {
         let lua = Lua::new();
-        preempt::install(&lua)?;
+        crate::interrupt::lua::install(&lua)?;
         if let Some(bytes) = self.max_result_bytes {
             let bytes = convert::check_max_result_bytes(bytes).map_err(HostError::Config)?;
             convert::ResultLimit::install(&lua, bytes);
@@ -257,20 +257,4 @@ fn compiler_with(
         .register("subprocess", SubprocessFactory)
         .register("operator", OperatorFactory { lua: operators, console });
     compiler
-}
-
-/// mlua appends Lua's traceback to runtime errors; people need the first line, not the stack.
-fn without_traceback(message: &str) -> &str {
-    message.split("\nstack traceback:").next().unwrap_or(message)
-}
-
-/// The message of a Lua error without mlua's wrapping or the traceback: what a person needs.
-pub fn lua_error_message(err: &mlua::Error) -> String {
-    match err {
-        mlua::Error::SyntaxError { message, .. } => message.clone(),
-        mlua::Error::RuntimeError(message) => without_traceback(message).to_string(),
-        mlua::Error::CallbackError { cause, .. } => lua_error_message(cause),
-        mlua::Error::WithContext { cause, .. } => lua_error_message(cause),
-        other => other.to_string(),
-    }
 }

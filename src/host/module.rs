@@ -4,10 +4,10 @@ use std::rc::Rc;
 
 use mlua::{Function, Lua, LuaSerdeExt, MultiValue, Table, Value as LuaValue};
 
-use super::convert::{from_lua, to_lua};
 use super::{FUNCTIONS_KEY, SOURCES_KEY};
 use crate::flow::Path;
 use crate::value::from_json;
+use crate::value::lua::{from_lua, to_lua};
 use crate::worker::rust_fn::RustFnRegistry;
 
 const FLOW_LUA: &str = include_str!("../../lua/flow.lua");

@@ -7,7 +7,7 @@ use futures::future::LocalBoxFuture;
 use mlua::{Function, Lua, Table, Value as LuaValue, WeakLua};
 
 use super::agent_api::call_agent;
-use super::lua_error_message;
+use crate::value::lua::lua_error_message;
 use crate::worker::operator::{LuaOperatorLookup, OperatorSetup, render_prompt};
 use crate::worker::{Job, Spawner, WorkerError, WorkerResult};
 

@@ -63,7 +63,7 @@ impl UserData for LuaSemaphore {
             let permits = this.permits.clone();
             async move {
                 let _permit = permits.acquire_owned().await.map_err(mlua::Error::external)?;
-                super::preempt::call_async::<MultiValue>(&lua, &f, args).await
+                crate::interrupt::lua::call_async::<MultiValue>(&lua, &f, args).await
             }
         });
         methods.add_method("available", |_, this, ()| Ok(this.permits.available_permits()));

@@ -19,16 +19,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::flow::ir::MAX_TIMEOUT_MS;
-use crate::host::preempt::call_async;
+use crate::interrupt::lua::call_async;
 
 use super::{Loaded, files_of};
 use crate::engine::{Engine, RunStatus};
 use crate::flow::{Path as CtxPath, Segment};
-use crate::host::convert::{from_lua, to_lua};
 use crate::host::engine_api::{runs_in_flight, set_default_engine};
 use crate::host::load::{add_module_dir, call_module, load_error};
 use crate::host::{Host, lua_error_message};
 use crate::value::Value;
+use crate::value::lua::{from_lua, to_lua};
 
 /// How long a stopping host waits for timer and hook bodies after cancelling the runs they
 /// wait on, before it abandons them.

@@ -9,7 +9,7 @@ use super::pretty::pretty;
 use crate::blueprint::graph::{GraphFormat, render};
 use crate::engine::{EventKind, RunStatus};
 use crate::host::agent_api::LuaExterns;
-use crate::host::convert::to_lua;
+use crate::value::lua::to_lua;
 use crate::value::{Value, from_json};
 
 /// Name, argument, what it does.

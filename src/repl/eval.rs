@@ -5,7 +5,7 @@ use mlua::{Function, Lua, MultiValue, Value};
 
 use super::pretty::pretty;
 use crate::host::agent_api::protected_call;
-use crate::host::lua_error_message;
+use crate::value::lua::lua_error_message;
 
 /// The chunk name in error messages (`repl:1: ...`).
 const CHUNK_NAME: &str = "=repl";
@@ -35,7 +35,7 @@ pub fn compile(lua: &Lua, text: &str) -> Chunk {
 /// raised table pretty-printed, not `table: 0x…`).
 pub async fn run(lua: &Lua, chunk: Function) -> Result<MultiValue, String> {
     let protected = protected_call(lua).map_err(|e| lua_error_message(&e))?;
-    let mut values = crate::host::preempt::call_async::<MultiValue>(lua, &protected, chunk)
+    let mut values = crate::interrupt::lua::call_async::<MultiValue>(lua, &protected, chunk)
         .await
         .map_err(|e| lua_error_message(&e))?;
     if values.pop_front() == Some(Value::Boolean(true)) {

@@ -9,8 +9,8 @@ use super::spec::SpecReader;
 use super::{BuildContext, Spawner, SpawnerFactory, UnavailableSpawner};
 use crate::blueprint::AgentDef;
 use crate::flow::ir::MAX_TIMEOUT_MS;
-use crate::host::convert::MAX_RESULT_BYTES_LIMIT;
 use crate::value::Value;
+use crate::value::lua::MAX_RESULT_BYTES_LIMIT;
 
 /// Builds the spawner for the inline function registered under an id, if the host VM has one.
 pub type FunctionLookup = Rc<dyn Fn(&str) -> Option<Rc<dyn Spawner>>>;

@@ -13,9 +13,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::Reply;
 use super::sandbox::CallSlot;
-use crate::host::convert::{from_lua, to_lua};
-use crate::host::lua_error_message;
 use crate::value::Value;
+use crate::value::lua::lua_error_message;
+use crate::value::lua::{from_lua, to_lua};
 
 /// A script's call of one bridge, on its way to the host thread.
 pub(super) struct BridgeRequest {
@@ -92,7 +92,7 @@ impl HostBridges {
         let args =
             args.iter().map(|a| to_lua(&lua, a)).collect::<mlua::Result<MultiValue>>().map_err(|e| e.to_string())?;
         let result: LuaValue =
-            crate::host::preempt::call_async(&lua, &bridge, args).await.map_err(|e| lua_error_message(&e))?;
+            crate::interrupt::lua::call_async(&lua, &bridge, args).await.map_err(|e| lua_error_message(&e))?;
         from_lua(&lua, &result).map_err(|e| format!("its result: {e}"))
     }
 }

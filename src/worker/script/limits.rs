@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use mlua::{HookTriggers, Lua, VmState};
 
-use crate::host::convert::DEFAULT_MAX_RESULT_BYTES;
 use crate::value::Value;
+use crate::value::lua::DEFAULT_MAX_RESULT_BYTES;
 
 /// The limits of one call; a spec sets each, the host supplies the rest (docs/agents.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

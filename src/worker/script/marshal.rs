@@ -5,10 +5,10 @@ use mlua::{Lua, Value as LuaValue};
 
 use super::ScriptFailure;
 use super::limits::Breach;
-use crate::host::convert::from_lua;
-use crate::host::lua_error_message;
-use crate::host::raised::Raised;
 use crate::value::Value;
+use crate::value::lua::from_lua;
+use crate::value::lua::lua_error_message;
+use crate::value::raised::Raised;
 
 /// A failure outside the script's own code (setting up its globals, compiling).
 pub(super) fn outside_failure(e: mlua::Error, max_memory: u64) -> ScriptFailure {
@@ -27,7 +27,7 @@ pub(super) fn raised_failure(lua: &Lua, raised: LuaValue, max_memory: u64) -> Sc
         LuaValue::String(text) => ScriptFailure::new(first_line(&text.to_string_lossy())),
         LuaValue::Error(e) => outside_failure(*e, max_memory),
         other => {
-            let Raised { message, value } = crate::host::raised::raised(lua, &other, "the script");
+            let Raised { message, value } = crate::value::raised::raised(lua, &other, "the script");
             ScriptFailure { message, value }
         }
     }

@@ -13,8 +13,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::limits::Meter;
 use super::marshal::{marshal, outside_failure, raised_failure};
 use super::{Call, Reply, Script, ScriptFailure, bridge};
-use crate::host::convert::{ResultLimit, to_lua};
 use crate::value::Value;
+use crate::value::lua::{ResultLimit, to_lua};
 use crate::worker::subprocess::stderr::StderrTail;
 
 const SANDBOX_LUA: &str = include_str!("sandbox.lua");

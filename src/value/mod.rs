@@ -7,6 +7,10 @@
 //! there). Objects are hash maps, so a step's write costs the same with ten keys or a
 //! hundred thousand; keys are sorted when a value is encoded, so JSON output is canonical.
 
+pub mod lua;
+pub mod path;
+pub mod raised;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;

@@ -4,14 +4,14 @@
 
 use mlua::{FromLuaMulti, Function, HookTriggers, IntoLuaMulti, Lua, VmState};
 
-use crate::interrupt::{self, Decision, Stopped};
+use super::{self as interrupt, Decision, Stopped};
 
 /// The hook runs every this many VM instructions: often enough to stop a tight loop within a
 /// fraction of a millisecond, rarely enough to cost little (see `benches/engine.rs`).
 const HOOK_EVERY: u32 = 4096;
 
 /// Installs the hook on `lua` and every coroutine created in it from now on.
-pub(super) fn install(lua: &Lua) -> mlua::Result<()> {
+pub fn install(lua: &Lua) -> mlua::Result<()> {
     lua.set_global_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), |lua, _debug| {
         match interrupt::decide(|| lua.current_thread().to_pointer()) {
             Decision::Continue => Ok(VmState::Continue),

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use mlua::{Lua, LuaSerdeExt, Table, Value as LuaValue};
 
-use crate::flow::{Path, Segment};
+use super::path::{Path, Segment};
 use crate::value::{Map, Number, Value};
 
 /// Deeper than this is almost certainly a cycle.
@@ -241,6 +241,22 @@ fn push(lua: &Lua, value: &Value, array_mt: &Table, in_array: bool) -> mlua::Res
             LuaValue::Table(t)
         }
     })
+}
+
+/// mlua appends Lua's traceback to runtime errors; people need the first line, not the stack.
+fn without_traceback(message: &str) -> &str {
+    message.split("\nstack traceback:").next().unwrap_or(message)
+}
+
+/// The message of a Lua error without mlua's wrapping or the traceback: what a person needs.
+pub fn lua_error_message(err: &mlua::Error) -> String {
+    match err {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(message) => without_traceback(message).to_string(),
+        mlua::Error::CallbackError { cause, .. } => lua_error_message(cause),
+        mlua::Error::WithContext { cause, .. } => lua_error_message(cause),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

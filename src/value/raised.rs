@@ -4,9 +4,8 @@
 
 use mlua::{Lua, Value as LuaValue};
 
-use super::convert::from_lua;
-use super::lua_error_message;
-use crate::value::Value;
+use super::Value;
+use super::lua::{from_lua, lua_error_message};
 
 /// A raised value, read.
 #[derive(Debug, PartialEq)]

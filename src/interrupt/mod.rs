@@ -18,6 +18,8 @@
 //! The state is per OS thread: every host VM on a thread shares it, and only one of them runs
 //! Lua at a time.
 
+pub mod lua;
+
 use std::cell::RefCell;
 use std::ffi::c_void;
 use std::future::Future;
