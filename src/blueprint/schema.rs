@@ -194,6 +194,13 @@ impl Blueprint {
         serde_json::to_string_pretty(&value).expect("a JSON value always encodes")
     }
 
+    /// SHA-256 of [`Blueprint::to_json_pretty`], the first 16 bytes in hex: what a journaled run
+    /// records, to tell on resume whether its blueprint changed.
+    pub fn digest(&self) -> std::sync::Arc<str> {
+        use sha2::Digest;
+        crate::engine::journal::hex16(&sha2::Sha256::digest(self.to_json_pretty().as_bytes()))
+    }
+
     pub fn agent(&self, name: &str) -> Option<&AgentDef> {
         self.agents.iter().find(|a| a.name == name)
     }

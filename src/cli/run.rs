@@ -20,8 +20,9 @@ use crate::engine::{Engine, EngineConfig, Event, RunHandle, RunOptions, RunOutco
 use crate::host::Host;
 use crate::host::agent_api::LuaExterns;
 use crate::host::engine_api::set_default_engine;
+use crate::host::journaled_engine;
 use crate::reload::{self, BlueprintVersion, FileWatcher, Shutdown, WatchMode};
-use crate::store::journal::{SqliteJournal, blueprint_digest, journaled_engine};
+use crate::store::journal::SqliteJournal;
 use crate::value::{Value, from_json};
 
 /// How `swarm run` reports progress on stderr.
@@ -113,7 +114,7 @@ pub(super) async fn run_on_engine(
         Err(code) => return code,
     };
     if let Some(expected) = expect_digest
-        && *blueprint_digest(&compiled.blueprint) != *expected
+        && *compiled.blueprint.digest() != *expected
     {
         eprintln!(
             "swarm: {} changed since the run started; steps whose pointer or input no longer match run again",

@@ -9,12 +9,12 @@ use futures::future::LocalBoxFuture;
 
 use super::event::{AttemptStatus, EventKind, elapsed_ms};
 use super::ops::Auth;
+use super::outputs::exceeds;
 use super::run::Run;
 use super::task::{External, TaskState};
 use super::{Engine, EngineError, now_ms};
 use crate::flow::{ErrorKind, FlowError};
 use crate::gate::registry::HeldToken;
-use crate::store::output::exceeds;
 use crate::value::Value;
 use crate::worker::{Job, Spawner, SubTaskError, TaskHost, Verdict, WorkerResult};
 

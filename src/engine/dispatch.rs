@@ -13,10 +13,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::Engine;
+use super::journal::{StepRecord, input_hash};
 use super::ops::Auth;
 use super::run::Run;
 use crate::flow::{Dispatcher, ErrorKind, FlowError, Step};
-use crate::store::journal::{StepRecord, input_hash};
 use crate::value::Value;
 
 pub(crate) struct EngineDispatcher {

@@ -11,7 +11,9 @@ mod attempt;
 mod dispatch;
 mod error;
 pub mod event;
+pub mod journal;
 mod ops;
+pub mod outputs;
 mod run;
 pub mod task;
 
@@ -26,8 +28,8 @@ use tokio::sync::watch;
 use crate::gate::Gate;
 use crate::gate::registry::TokenRegistry;
 use crate::gate::token::SigningKey;
-use crate::store::journal::Journal;
-use crate::store::{MemoryOutputStore, OutputStore};
+use journal::Journal;
+use outputs::{MemoryOutputStore, OutputStore};
 
 pub use error::EngineError;
 pub use event::{AttemptStatus, Event, EventBus, EventKind, RunStatus};

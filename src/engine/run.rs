@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::dispatch::EngineDispatcher;
 use super::event::{AttemptStatus, Event, EventKind, RunStatus, elapsed_ms};
+use super::journal::{Journal, Recorded, RunStart, StepKey};
 use super::task::TaskState;
 use super::{Engine, now_ms};
 use crate::blueprint::compile::CompiledBlueprint;
@@ -22,7 +23,6 @@ use crate::flow::{ErrorKind, Evaluator, Externs, FlowError, Node, Step};
 use crate::gate::Role;
 use crate::gate::registry::Grant;
 use crate::gate::registry::HeldToken;
-use crate::store::journal::{Journal, Recorded, RunStart, StepKey, blueprint_digest};
 use crate::value::Value;
 
 /// How a run starts beyond its blueprint and ctx.
@@ -339,7 +339,7 @@ async fn drive(guard: DoneGuard, init: Value) {
             blueprint: run.compiled.blueprint.id.as_str().into(),
             file: run.file.clone(),
             input: init.clone(),
-            digest: blueprint_digest(&run.compiled.blueprint),
+            digest: run.compiled.blueprint.digest(),
             resumed: j.resumed,
         });
     }

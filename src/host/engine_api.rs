@@ -17,7 +17,7 @@ use crate::blueprint::compile::CompiledBlueprint;
 use crate::engine::{Engine, EngineConfig, EngineError, Event, RunHandle, RunOptions, RunStatus, now_ms};
 use crate::flow::FlowError;
 use crate::gate::{Grant, Role, Verb};
-use crate::store::journal::{self, SqliteJournal, blueprint_digest, prepare_restart};
+use crate::store::journal::{self, SqliteJournal, prepare_restart};
 use crate::value::Value;
 use crate::value::lua::lua_error_message;
 use crate::value::lua::{from_lua, to_lua};
@@ -116,7 +116,7 @@ pub(super) fn install_output(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
 fn journaled_engine(config: EngineConfig, path: &Path) -> mlua::Result<Engine> {
     let journal = SqliteJournal::open(path)
         .map_err(|e| mlua::Error::runtime(format!("swarm.engine: cannot open the journal {e}")))?;
-    journal::journaled_engine(config, Rc::new(journal)).map_err(|e| mlua::Error::runtime(format!("swarm.engine: {e}")))
+    super::journaled_engine(config, Rc::new(journal)).map_err(|e| mlua::Error::runtime(format!("swarm.engine: {e}")))
 }
 
 /// The engine's options, and the journal file `state` names (`None` for `"memory"`).
@@ -323,7 +323,7 @@ fn resume(
             return Err(e);
         }
     };
-    if restart.digest.as_deref().is_some_and(|d| *d != *blueprint_digest(&compiled.blueprint)) {
+    if restart.digest.as_deref().is_some_and(|d| *d != *compiled.blueprint.digest()) {
         eprintln!(
             "swarm: the blueprint of run {id} changed since it started; steps whose pointer or input no longer match run again"
         );

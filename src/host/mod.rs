@@ -203,6 +203,21 @@ impl Drop for Host {
     }
 }
 
+/// An engine journaling to `journal`, with its large outputs stored in the same file: what
+/// `swarm run`, `swarm serve` and `swarm.engine{state = PATH}` make. The error is ready to show.
+pub fn journaled_engine(
+    mut config: EngineConfig,
+    journal: Rc<crate::store::journal::SqliteJournal>,
+) -> Result<Engine, String> {
+    // The children the engine's workers start are journaled while they run.
+    let ledger: Rc<dyn crate::worker::subprocess::process::ChildLedger> = journal.clone();
+    crate::worker::subprocess::process::add_ledger(&ledger);
+    let outputs = crate::store::journal::SqliteOutputStore::new(journal.clone())
+        .map_err(|e| format!("cannot open the journal {e}"))?;
+    config.journal = Some(crate::engine::JournalRef(journal));
+    Engine::with_output_store(config, Rc::new(outputs)).map_err(|e| e.to_string())
+}
+
 /// The compiler for a VM: every built-in agent kind, with `lua` agents resolved in `lua`.
 pub(crate) fn compiler_for(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> Compiler {
     let functions: Option<Table> = lua.named_registry_value(FUNCTIONS_KEY).ok();

@@ -1,6 +1,7 @@
 //! Stores: where large step outputs go and the run journal (docs/engine.md).
 
 pub mod journal;
-pub mod output;
 
-pub use output::{MemoryOutputStore, OutputRecord, OutputStore};
+/// The output-store port is the engine's (with its in-memory store); the SQLite one beside the
+/// journal implements it.
+pub use crate::engine::outputs::{self as output, MemoryOutputStore, OutputRecord, OutputStore};

@@ -1,15 +1,14 @@
 //! Reading the journal: `swarm runs list/show/events`, and what resume needs.
 
-use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::JournalError;
 use crate::engine::Event;
-use crate::value::{Value, from_json};
+use crate::engine::journal::Recorded;
+use crate::value::from_json;
 
 /// A run as `swarm runs list` shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -49,12 +48,6 @@ pub struct StepRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<serde_json::Value>,
 }
-
-/// A step's replay key: its node pointer and its input's hash.
-pub type StepKey = (Arc<str>, Arc<str>);
-
-/// Recorded step results by key, in occurrence order.
-pub type Recorded = HashMap<StepKey, VecDeque<Value>>;
 
 /// A read connection on a journal file.
 pub struct Reader {

@@ -174,7 +174,7 @@ impl SqliteJournal {
         } else if !self.send(Msg::Flush(tx)) {
             return Ack::failed("the journal writer stopped");
         }
-        Ack(Some(rx))
+        Ack::pending(rx)
     }
 
     /// Journals a stored output (the SQLite output store writes through here).
