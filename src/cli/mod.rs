@@ -10,7 +10,6 @@ mod repl;
 mod run;
 mod runs;
 mod serve;
-pub(crate) mod stdout;
 pub mod types;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +22,9 @@ use clap::{Parser, Subcommand};
 use crate::blueprint::Blueprint;
 use crate::blueprint::compile::CompiledBlueprint;
 use crate::host::Host;
+use crate::repl::Ended;
 use crate::reload::WatchMode;
+use crate::stdout::{self, StdoutError};
 use crate::store::journal::SqliteJournal;
 
 /// luaswarm: write agent swarms as Lua modules; check, compile, draw and run them.
@@ -157,6 +158,27 @@ pub fn main() -> ExitCode {
         Command::Types { dir } => types::run(&dir),
     };
     ExitCode::from(code)
+}
+
+/// The exit code once a command has written its output: `ok` if it all got out or the reader
+/// left, [`EXIT_RUN_FAILED`] (with a note on stderr naming `command`) if it was lost.
+fn exit_after_output(written: Result<(), StdoutError>, command: &str, ok: u8) -> u8 {
+    match written {
+        Ok(()) | Err(StdoutError::Closed) => ok,
+        Err(StdoutError::Failed(e)) => {
+            stdout::report(command, &e);
+            EXIT_RUN_FAILED
+        }
+    }
+}
+
+/// The exit code of a REPL session that `ended` so.
+fn repl_exit_code(ended: Ended) -> u8 {
+    match ended {
+        Ended::Clean => 0,
+        Ended::Failed => EXIT_RUN_FAILED,
+        Ended::NotStarted => EXIT_USAGE,
+    }
 }
 
 /// Loads `file` in `host` (its module may run for `load_timeout`), printing the error and

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use super::run::{EventsFormat, run_on_engine, runtime};
-use super::stdout::{self, StdoutError};
+use crate::stdout::{self, StdoutError};
 use super::{EXIT_RUN_FAILED, EXIT_USAGE};
 use crate::engine::RunOptions;
 use crate::store::journal::{Reader, RunRow, SqliteJournal, prepare_restart, release_restart};
@@ -131,8 +131,8 @@ fn read(reader: &Reader, command: RunsCommand) -> Result<u8, Box<dyn std::error:
         }
     };
     Ok(match read {
-        Read::Text(text, code) => stdout::exit_code(stdout::print(&text), "runs", code),
-        Read::Written(written) => stdout::exit_code(written, "runs", 0),
+        Read::Text(text, code) => super::exit_after_output(stdout::print(&text), "runs", code),
+        Read::Written(written) => super::exit_after_output(written, "runs", 0),
     })
 }
 
