@@ -20,7 +20,7 @@ pub fn run(file: &Path, format: Format, load_timeout: Duration) -> u8 {
                 Format::Mermaid => GraphFormat::Mermaid,
                 Format::Dot => GraphFormat::Dot,
             };
-            super::stdout::exit_code(super::stdout::print(&render(&bp, format)), "graph", 0)
+            super::exit_after_output(crate::stdout::print(&render(&bp, format)), "graph", 0)
         }
         Err(code) => code,
     }

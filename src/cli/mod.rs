@@ -3,6 +3,7 @@
 
 mod check;
 mod compile;
+mod examples;
 mod graph;
 mod init;
 mod progress;
@@ -10,7 +11,6 @@ mod repl;
 mod run;
 mod runs;
 mod serve;
-pub(crate) mod stdout;
 pub mod types;
 
 use std::path::{Path, PathBuf};
@@ -24,11 +24,13 @@ use crate::blueprint::Blueprint;
 use crate::blueprint::compile::CompiledBlueprint;
 use crate::host::Host;
 use crate::reload::WatchMode;
+use crate::repl::Ended;
+use crate::stdout::{self, StdoutError};
 use crate::store::journal::SqliteJournal;
 
 /// luaswarm: write agent swarms as Lua modules; check, compile, draw and run them.
 #[derive(Parser)]
-#[command(name = "swarm", version, about, long_about = None)]
+#[command(name = "swarm", version, about, long_about = None, after_help = examples::SWARM)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -54,16 +56,19 @@ struct Global {
 #[derive(Subcommand)]
 enum Command {
     /// Check a blueprint: load it, compile it, and report every problem with file:line.
+    #[command(after_help = examples::CHECK)]
     Check {
         /// A Lua module returning a blueprint, or a JSON blueprint.
         file: PathBuf,
     },
     /// Print a blueprint as canonical JSON (which `swarm check` accepts back).
+    #[command(after_help = examples::COMPILE)]
     Compile {
         /// A Lua module returning a blueprint, or a JSON blueprint.
         file: PathBuf,
     },
     /// Run a blueprint: the final ctx as JSON on stdout, progress on stderr.
+    #[command(after_help = examples::RUN)]
     Run {
         /// A Lua module returning a blueprint, or a JSON blueprint.
         file: PathBuf,
@@ -82,12 +87,14 @@ enum Command {
     },
     /// Journaled runs: list them, show one, print its events, resume an interrupted one, rerun
     /// one from a step.
+    #[command(after_help = examples::RUNS)]
     Runs {
         #[command(subcommand)]
         command: Option<runs::RunsCommand>,
     },
     /// Serve a script: its timers (`swarm.every`) start runs on a long-lived engine, and every
     /// save reloads it with `swarm.state` kept. SIGINT/SIGTERM cancel runs in flight and exit.
+    #[command(after_help = examples::SERVE)]
     Serve {
         /// A Lua script that registers timers, layers and bridges.
         file: PathBuf,
@@ -99,6 +106,7 @@ enum Command {
         repl: bool,
     },
     /// Draw a blueprint's flow as a Mermaid or Graphviz diagram.
+    #[command(after_help = examples::GRAPH)]
     Graph {
         /// A Lua module returning a blueprint, or a JSON blueprint.
         file: PathBuf,
@@ -107,14 +115,17 @@ enum Command {
         format: graph::Format,
     },
     /// Start a project: DIR/main.lua, DIR/.luarc.json and the editor definitions in DIR/types.
+    #[command(after_help = examples::INIT)]
     Init {
         /// Where (default: the current directory).
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
     /// Write the LuaLS definitions of `swarm` and `std.*` to DIR, for editor completion.
+    #[command(after_help = examples::TYPES)]
     Types { dir: PathBuf },
     /// An interactive Lua prompt with `swarm` loaded, on a live engine (:help lists commands).
+    #[command(after_help = examples::REPL)]
     Repl {
         /// A blueprint to load first (it becomes the current one, and the global `bp`).
         file: Option<PathBuf>,
@@ -157,6 +168,27 @@ pub fn main() -> ExitCode {
         Command::Types { dir } => types::run(&dir),
     };
     ExitCode::from(code)
+}
+
+/// The exit code once a command has written its output: `ok` if it all got out or the reader
+/// left, [`EXIT_RUN_FAILED`] (with a note on stderr naming `command`) if it was lost.
+fn exit_after_output(written: Result<(), StdoutError>, command: &str, ok: u8) -> u8 {
+    match written {
+        Ok(()) | Err(StdoutError::Closed) => ok,
+        Err(StdoutError::Failed(e)) => {
+            stdout::report(command, &e);
+            EXIT_RUN_FAILED
+        }
+    }
+}
+
+/// The exit code of a REPL session that `ended` so.
+fn repl_exit_code(ended: Ended) -> u8 {
+    match ended {
+        Ended::Clean => 0,
+        Ended::Failed => EXIT_RUN_FAILED,
+        Ended::NotStarted => EXIT_USAGE,
+    }
 }
 
 /// Loads `file` in `host` (its module may run for `load_timeout`), printing the error and

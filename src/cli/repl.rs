@@ -12,5 +12,5 @@ pub fn run(file: Option<&Path>, load_timeout: Duration) -> u8 {
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, crate::repl::run(file, load_timeout))
+    super::repl_exit_code(local.block_on(&runtime, crate::repl::run(file, load_timeout)))
 }

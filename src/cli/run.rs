@@ -216,7 +216,7 @@ impl Running {
         match (outcome.status, &outcome.error) {
             (RunStatus::Finished, _) | (_, None) => {
                 let text = serde_json::to_string_pretty(&outcome.ctx).expect("a ctx always encodes");
-                super::stdout::exit_code(super::stdout::println(&text), "run", 0)
+                super::exit_after_output(crate::stdout::println(&text), "run", 0)
             }
             (_, Some(error)) => {
                 let mut err = std::io::stderr().lock();

@@ -11,27 +11,31 @@ use std::time::Duration;
 use clap::Subcommand;
 
 use super::run::{EventsFormat, run_on_engine, runtime};
-use super::stdout::{self, StdoutError};
 use super::{EXIT_RUN_FAILED, EXIT_USAGE};
 use crate::engine::RunOptions;
+use crate::stdout::{self, StdoutError};
 use crate::store::journal::{Reader, RunRow, SqliteJournal, prepare_restart, release_restart};
 
 #[derive(Subcommand)]
 pub enum RunsCommand {
     /// Every run, newest first: id, blueprint, status, started, duration, steps.
+    #[command(after_help = super::examples::RUNS_LIST)]
     List {
         #[arg(long)]
         json: bool,
     },
     /// One run: its steps with status, attempts and timing, then its final ctx or error.
+    #[command(after_help = super::examples::RUNS_SHOW)]
     Show {
         id: String,
         #[arg(long)]
         json: bool,
     },
     /// A run's journaled events, one JSON object per line.
+    #[command(after_help = super::examples::RUNS_EVENTS)]
     Events { id: String },
     /// Continue an interrupted run under its id; steps that finished are replayed, not re-run.
+    #[command(after_help = super::examples::RUNS_RESUME)]
     Resume {
         id: String,
         /// Stream every engine event to stderr in this format.
@@ -40,6 +44,7 @@ pub enum RunsCommand {
     },
     /// Run an ended run again as a new run from STEP (an agent name or a node pointer such as
     /// /children/2): the steps it ran before STEP are replayed from the journal.
+    #[command(after_help = super::examples::RUNS_RERUN)]
     Rerun {
         id: String,
         #[arg(long, value_name = "STEP")]
@@ -131,8 +136,8 @@ fn read(reader: &Reader, command: RunsCommand) -> Result<u8, Box<dyn std::error:
         }
     };
     Ok(match read {
-        Read::Text(text, code) => stdout::exit_code(stdout::print(&text), "runs", code),
-        Read::Written(written) => stdout::exit_code(written, "runs", 0),
+        Read::Text(text, code) => super::exit_after_output(stdout::print(&text), "runs", code),
+        Read::Written(written) => super::exit_after_output(written, "runs", 0),
     })
 }
 

@@ -22,7 +22,7 @@ use rustyline::{
 };
 use tokio::sync::mpsc;
 
-use crate::cli::stdout::StdoutError;
+use crate::stdout::StdoutError;
 
 /// How long the completer waits for the host; a host busy in a long synchronous Lua call
 /// yields no candidates rather than a frozen line.
@@ -93,7 +93,7 @@ impl Printer {
                 if self.stdout_gone() {
                     return;
                 }
-                if let Err(e) = crate::cli::stdout::println(text) {
+                if let Err(e) = crate::stdout::println(text) {
                     *self.stdout.borrow_mut() = Some(e);
                 }
             }

@@ -57,6 +57,19 @@ struct RunRecord {
     finished: Option<(RunStatus, u64)>,
 }
 
+/// How a session ended; the command line turns it into an exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// `:quit` or the end of input, with nothing failed (or on a terminal, where failures are
+    /// the person's to see).
+    Clean,
+    /// Piped input with a chunk or command that failed (as a script would fail), or stdout
+    /// that could not be written.
+    Failed,
+    /// The session never started: the Lua VM or the engine could not be set up.
+    NotStarted,
+}
+
 /// Where the history lives: `SWARM_HISTORY`, else the user's state directory.
 pub fn history_file() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("SWARM_HISTORY") {
@@ -71,26 +84,26 @@ pub fn history_file() -> Option<PathBuf> {
 
 /// Runs a session until `:quit` or the end of input; `file` is loaded first, and every
 /// blueprint module `:load` runs may take `load_timeout`. Must run inside a `LocalSet`.
-/// Returns the exit code: on piped input, 1 if any chunk or command failed (as a script
-/// would); on a terminal, 0.
-pub async fn run(file: Option<&Path>, load_timeout: Duration) -> u8 {
+/// Returns how it ended: on piped input, [`Ended::Failed`] if any chunk or command failed (as
+/// a script would); on a terminal, [`Ended::Clean`].
+pub async fn run(file: Option<&Path>, load_timeout: Duration) -> Ended {
     run_on(file.map(Path::to_path_buf), None, load_timeout).await
 }
 
 /// [`run`] on a given engine (`swarm serve --repl` shares its engine), or a new one.
-pub async fn run_on(file: Option<PathBuf>, engine: Option<Engine>, load_timeout: Duration) -> u8 {
+pub async fn run_on(file: Option<PathBuf>, engine: Option<Engine>, load_timeout: Duration) -> Ended {
     let host = match Host::new() {
         Ok(h) => h,
         Err(e) => {
             eprintln!("swarm repl: cannot start the Lua VM: {e}");
-            return crate::cli::EXIT_USAGE;
+            return Ended::NotStarted;
         }
     };
     let engine = match engine.map_or_else(|| Engine::new(Default::default()), Ok) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("swarm repl: {e}");
-            return crate::cli::EXIT_USAGE;
+            return Ended::NotStarted;
         }
     };
     crate::host::engine_api::set_default_engine(host.lua(), engine.clone());
@@ -118,7 +131,7 @@ pub async fn run_on(file: Option<PathBuf>, engine: Option<Engine>, load_timeout:
     };
     if let Err(e) = session.prepare() {
         eprintln!("swarm repl: cannot set up the session: {e}");
-        return crate::cli::EXIT_USAGE;
+        return Ended::NotStarted;
     }
     if interactive {
         session.printer.err("swarm repl: Lua 5.4 with `swarm` loaded; :help for commands, :quit to leave");
@@ -130,11 +143,11 @@ pub async fn run_on(file: Option<PathBuf>, engine: Option<Engine>, load_timeout:
     session.editor.lock().await.finish();
     match session.printer.stdout_lost() {
         Some(e) => {
-            crate::cli::stdout::report("repl", &e);
-            crate::cli::EXIT_RUN_FAILED
+            crate::stdout::report("repl", &e);
+            Ended::Failed
         }
-        None if session.failed.get() && !interactive => crate::cli::EXIT_RUN_FAILED,
-        None => 0,
+        None if session.failed.get() && !interactive => Ended::Failed,
+        None => Ended::Clean,
     }
 }
 

@@ -1,6 +1,7 @@
-//! Everything the commands print on stdout goes through here, never `println!`, which panics
-//! when stdout is a pipe whose reader left (`swarm compile FILE | head -1`) and hides a disk
-//! that filled up (`> /dev/full`) until the process exits with 0.
+//! Everything the commands and the REPL print on stdout goes through here, never `println!`,
+//! which panics when stdout is a pipe whose reader left (`swarm compile FILE | head -1`) and
+//! hides a disk that filled up (`> /dev/full`) until the process exits with 0. Part of the
+//! binary's front end (the `cli` feature), below both the command line and the REPL.
 //!
 //! Rust ignores SIGPIPE, so a reader that left shows up as an `EPIPE` write error. That one
 //! is not a failure: the reader had what it wanted, and the command ends quietly with 0, as
@@ -40,18 +41,6 @@ pub fn print(text: &str) -> Result<(), StdoutError> {
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())
-}
-
-/// The exit code once a command has written its output: `ok` if it all got out or the reader
-/// left, [`super::EXIT_RUN_FAILED`] (with a note on stderr naming `command`) if it was lost.
-pub fn exit_code(written: Result<(), StdoutError>, command: &str, ok: u8) -> u8 {
-    match written {
-        Ok(()) | Err(StdoutError::Closed) => ok,
-        Err(StdoutError::Failed(e)) => {
-            report(command, &e);
-            super::EXIT_RUN_FAILED
-        }
-    }
 }
 
 /// Says on stderr that `command`'s output was lost.
