@@ -11,12 +11,12 @@ use super::event::{AttemptStatus, EventKind, elapsed_ms};
 use super::ops::Auth;
 use super::outputs::exceeds;
 use super::run::Run;
+use super::spawner::{Job, Spawner, SubTaskError, TaskHost, Verdict, WorkerResult};
 use super::task::{External, TaskState};
 use super::{Engine, EngineError, now_ms};
 use crate::flow::{ErrorKind, FlowError};
 use crate::gate::registry::HeldToken;
 use crate::value::Value;
-use crate::worker::{Job, Spawner, SubTaskError, TaskHost, Verdict, WorkerResult};
 
 /// What `begin_attempt` hands back: the job for the worker and what settling it needs.
 struct AttemptStart {

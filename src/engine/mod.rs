@@ -15,6 +15,7 @@ pub mod journal;
 mod ops;
 pub mod outputs;
 mod run;
+pub mod spawner;
 pub mod task;
 
 use std::cell::RefCell;

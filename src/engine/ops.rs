@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::event::{Event, EventKind};
 use super::run::Run;
+use super::spawner::{SubTaskError, Verdict};
 use super::task::{External, Task, TaskSnapshot};
 use super::{Engine, EngineError, State, now_ms};
 use crate::flow::FlowError;
@@ -19,7 +20,6 @@ use crate::gate::registry::{Caller, Grant, HeldToken, Verified, VerifyContext};
 use crate::gate::token::CapToken;
 use crate::gate::{Role, TokenError, Verb};
 use crate::value::Value;
-use crate::worker::{SubTaskError, Verdict};
 
 /// The credential an operation is called with: a token the engine holds (the hot path) or
 /// one presented as text from outside.

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::engine::spawner::Verdict;
 use crate::gate::HeldToken;
 use crate::value::Value;
-use crate::worker::Verdict;
 
 /// Where a task is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

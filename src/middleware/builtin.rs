@@ -19,8 +19,8 @@ use futures::future::LocalBoxFuture;
 use super::registry::{LayerFactory, LayerRegistry, fixed};
 use super::{LayerFn, SpawnerLayer};
 use crate::blueprint::Blueprint;
+use crate::engine::spawner::{Job, Spawner, Verdict, WorkerError, WorkerResult};
 use crate::value::{Map, Number, Value};
-use crate::worker::{Job, Spawner, Verdict, WorkerError, WorkerResult};
 
 /// Picks an agent for a job, or keeps it (`None`).
 pub type ResolveFn = Rc<dyn Fn(&Job) -> LocalBoxFuture<'static, Result<Option<String>, String>>>;

@@ -10,7 +10,7 @@ mod registry;
 
 use std::rc::Rc;
 
-use crate::worker::Spawner;
+use crate::engine::spawner::Spawner;
 
 pub use registry::{LayerFactory, LayerRegistry, LinkError, fixed};
 

@@ -80,8 +80,8 @@ mod tests {
     use futures::future::LocalBoxFuture;
 
     use super::*;
+    use crate::engine::spawner::{Job, Spawner, WorkerResult};
     use crate::middleware::LayerFn;
-    use crate::worker::{Job, Spawner, WorkerResult};
 
     /// Records its name on the way in, then delegates.
     struct Mark {
@@ -118,7 +118,7 @@ mod tests {
         impl Spawner for Bottom {
             fn spawn(&self, _job: Job) -> LocalBoxFuture<'static, WorkerResult> {
                 self.0.borrow_mut().push("worker");
-                Box::pin(async { Ok(crate::worker::Verdict::Pass(crate::value::Value::Null)) })
+                Box::pin(async { Ok(crate::engine::spawner::Verdict::Pass(crate::value::Value::Null)) })
             }
         }
         let stack = registry.stack(&bp).unwrap().wrap(Rc::new(Bottom(trail.clone())));
@@ -136,7 +136,7 @@ mod tests {
     }
 
     struct NoHost;
-    impl crate::worker::TaskHost for NoHost {
+    impl crate::engine::spawner::TaskHost for NoHost {
         fn token(&self) -> String {
             String::new()
         }
@@ -149,7 +149,7 @@ mod tests {
             &self,
             _: &str,
             _: crate::value::Value,
-        ) -> LocalBoxFuture<'static, Result<crate::value::Value, crate::worker::SubTaskError>> {
+        ) -> LocalBoxFuture<'static, Result<crate::value::Value, crate::engine::spawner::SubTaskError>> {
             Box::pin(async { Err(crate::flow::FlowError::eval("no host").into()) })
         }
     }
