@@ -4,20 +4,16 @@
 use std::path::Path;
 use std::rc::Rc;
 
+use crate::util::bin::write;
+
 use luaswarm::blueprint::Blueprint;
 use luaswarm::blueprint::compile::{CompileErrorKind, CompileErrors, CompiledBlueprint};
 use luaswarm::host::Host;
 use luaswarm::worker::{Job, Spawner, Verdict, WorkerResult};
 
-fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 fn compile_lua(source: &str) -> Result<CompiledBlueprint, CompileErrors> {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "bp.lua", source);
+    let path = std::path::PathBuf::from(write(dir.path(), "bp.lua", source));
     let host = Host::new().unwrap();
     let bp = host.load_file(&path).unwrap();
     host.compiler().compile(Rc::new(bp), Some(dir.path()))
@@ -219,11 +215,11 @@ return swarm.blueprint({ id = "fns", agents = { f = function() end }, flow = swa
 #[test]
 fn json_blueprints_name_the_file_and_the_node() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(
+    let path = std::path::PathBuf::from(write(
         dir.path(),
         "bp.json",
         r#"{"id":"j","flow":{"kind":"seq","children":[{"kind":"step","ref":"x","in":{"op":"lit","value":1},"out":{"op":"path","at":"$.y"}}]}}"#,
-    );
+    ));
     let host = Host::new().unwrap();
     let bp = host.load_file(&path).unwrap();
     let errors = host.detached_compiler().compile(Rc::new(bp), None).err().unwrap();

@@ -1,20 +1,11 @@
 //! The console operator through the real binary: the rendered prompt on stderr, the answers
 //! read from stdin (text, or JSON over several lines).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use crate::util::bin::{command, root, with_input};
 
 fn run_with_stdin(answers: &str) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args(["run", "tests/fixtures/console.lua", "--input", r#"{"release":{"name":"swarm","version":"1.0"}}"#])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(answers.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    let args = ["run", "tests/fixtures/console.lua", "--input", r#"{"release":{"name":"swarm","version":"1.0"}}"#];
+    with_input(command(root(), &args), answers)
 }
 
 #[test]

@@ -9,17 +9,10 @@
 //!   as subsets, arrays element by element, everything else exactly).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use crate::util::bin::{root, swarm};
 
 use serde_json::Value;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn swarm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_swarm")).args(args).current_dir(root()).output().expect("the swarm binary runs")
-}
 
 /// What an example's header comment asks for.
 #[derive(Default)]

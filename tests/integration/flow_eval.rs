@@ -7,6 +7,8 @@ use std::cell::{Cell, RefCell};
 use luaswarm::Value;
 use luaswarm::flow::{Dispatcher, ErrorKind, Evaluator, ExternTable, FlowError, Node, Step};
 use serde_json::{Value as J, json};
+
+use crate::util::flow::{assert_json, lit, p, seq, step};
 use tokio::time::{Duration, Instant, sleep};
 
 // ---------------------------------------------------------------------------------------------
@@ -161,22 +163,6 @@ impl Dispatcher for Fake {
 // ---------------------------------------------------------------------------------------------
 // Wire-shape builders and running.
 
-fn p(at: &str) -> J {
-    json!({"op": "path", "at": at})
-}
-
-fn lit(value: J) -> J {
-    json!({"op": "lit", "value": value})
-}
-
-fn step(agent: &str, input: J, out: &str) -> J {
-    json!({"kind": "step", "ref": agent, "in": input, "out": p(out)})
-}
-
-fn seq(children: Vec<J>) -> J {
-    json!({"kind": "seq", "children": children})
-}
-
 fn assign(at: &str, value: J) -> J {
     json!({"kind": "assign", "at": p(at), "value": value})
 }
@@ -209,11 +195,6 @@ async fn run(fake: &Fake, flow: J, ctx: J) -> (Result<(), FlowError>, Value) {
     let mut ctx = Value::from(ctx);
     let outcome = Evaluator::new(fake, &table).run(&node, &mut ctx).await;
     (outcome, ctx)
-}
-
-#[track_caller]
-fn assert_json(got: &Value, want: J) {
-    assert_eq!(got.to_json(), Value::from(want).to_json());
 }
 
 #[track_caller]

@@ -7,19 +7,13 @@ use luaswarm::Value;
 use luaswarm::flow::{ErrorKind, Expr, ExternTable, NoExterns, eval_expr};
 use serde_json::{Value as J, json};
 
+use crate::util::flow::{lit, p};
+
 fn ctx() -> Value {
     Value::from(json!({
         "n": 5, "f": 2.5, "s": "héllo", "z": null, "t": true, "no": false,
         "arr": [1, "two", {"k": 3}], "obj": {"a": 1, "b": 2}, "empty": []
     }))
-}
-
-fn p(at: &str) -> J {
-    json!({"op": "path", "at": at})
-}
-
-fn lit(value: J) -> J {
-    json!({"op": "lit", "value": value})
 }
 
 fn bin(op: &str, lhs: J, rhs: J) -> J {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::util::killed::{Killed, lines};
+use crate::util::live::{Killed, lines};
 
 fn swarm_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_swarm")).args(args).current_dir(dir).output().expect("the swarm binary runs")
@@ -187,7 +187,7 @@ fn kill_and_resume(flow: &str, kill_at: usize, total: usize) {
     let dir = tempfile::tempdir().unwrap();
     let side = dir.path().join("side.txt");
     let file = script(dir.path(), "long", &side, flow);
-    crate::util::killed::kill_at(dir.path(), &["run", file.to_str().unwrap()], &side, kill_at);
+    crate::util::live::kill_at(dir.path(), &["run", file.to_str().unwrap()], &side, kill_at);
 
     let runs = json(&swarm_in(dir.path(), &["runs", "list", "--json"]).stdout);
     let id = runs[0]["id"].as_str().unwrap().to_string();
@@ -302,7 +302,7 @@ fn two_resumers_started_together_run_the_run_once() {
 
 /// Starts `file` and SIGKILLs it once `kill_at` lines are in `side`; the run's id.
 fn start_and_kill(dir: &Path, file: &Path, side: &Path, kill_at: usize) -> String {
-    crate::util::killed::kill_at(dir, &["run", file.to_str().unwrap()], side, kill_at);
+    crate::util::live::kill_at(dir, &["run", file.to_str().unwrap()], side, kill_at);
     let runs = json(&swarm_in(dir, &["runs", "list", "--json"]).stdout);
     runs[0]["id"].as_str().unwrap().to_string()
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::util::killed::lines;
+use crate::util::live::lines;
 
 use luaswarm::host::{Host, lua_error_message};
 use mlua::Table;
@@ -88,7 +88,7 @@ fn a_run_of_swarm_run_killed_mid_seq_resumes_from_lua_with_its_recorded_file() {
     let side = dir.path().join("side.txt");
     let file = blueprint(dir.path(), &side);
     let journal = dir.path().join("state.db");
-    crate::util::killed::kill_at(
+    crate::util::live::kill_at(
         dir.path(),
         &["run", file.to_str().unwrap(), "--state", journal.to_str().unwrap()],
         &side,
@@ -127,7 +127,7 @@ fn a_run_started_from_a_script_resumes_with_the_blueprint_passed_in() {
         ),
     )
     .unwrap();
-    crate::util::killed::kill_at(dir.path(), &["serve", script.to_str().unwrap()], &side, 3);
+    crate::util::live::kill_at(dir.path(), &["serve", script.to_str().unwrap()], &side, 3);
     let before = lines(&side);
     let id = runs(dir.path(), &journal)[0]["id"].as_str().unwrap().to_string();
 
@@ -148,7 +148,7 @@ fn swarm_serve_journals_beside_its_script_and_a_killed_run_resumes_from_lua() {
     blueprint(dir.path(), &side);
     let script = dir.path().join("served.lua");
     std::fs::write(&script, "RUN = require('swarm').default_engine():start((require('long')))\n").unwrap();
-    crate::util::killed::kill_at(dir.path(), &["serve", script.to_str().unwrap()], &side, 2);
+    crate::util::live::kill_at(dir.path(), &["serve", script.to_str().unwrap()], &side, 2);
     let before = lines(&side);
     let journal = dir.path().join(".swarm").join("state.db");
     let listed = runs(dir.path(), &journal);
@@ -166,7 +166,7 @@ fn swarm_serve_with_state_memory_journals_nothing() {
     blueprint(dir.path(), &side);
     let script = dir.path().join("served.lua");
     std::fs::write(&script, "RUN = require('swarm').default_engine():start((require('long')))\n").unwrap();
-    crate::util::killed::kill_at(dir.path(), &["serve", script.to_str().unwrap(), "--state", "memory"], &side, 2);
+    crate::util::live::kill_at(dir.path(), &["serve", script.to_str().unwrap(), "--state", "memory"], &side, 2);
     assert!(!dir.path().join(".swarm").exists(), "no journal beside the script");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers.len(), 3, "only long.lua, served.lua and side.txt: {leftovers:?}");
@@ -181,10 +181,10 @@ fn resuming_a_run_another_process_resumes_raises_already_running_with_its_pid() 
     let file = blueprint(dir.path(), &side);
     let journal = dir.path().join("state.db");
     let state = journal.to_str().unwrap();
-    crate::util::killed::kill_at(dir.path(), &["run", file.to_str().unwrap(), "--state", state], &side, 2);
+    crate::util::live::kill_at(dir.path(), &["run", file.to_str().unwrap(), "--state", state], &side, 2);
     let id = runs(dir.path(), &journal)[0]["id"].as_str().unwrap().to_string();
     let at_kill = lines(&side).len();
-    let resumer = crate::util::killed::Killed(
+    let resumer = crate::util::live::Killed(
         Command::new(env!("CARGO_BIN_EXE_swarm"))
             .args(["runs", "--state", state, "resume", &id])
             .current_dir(dir.path())
@@ -193,11 +193,7 @@ fn resuming_a_run_another_process_resumes_raises_already_running_with_its_pid() 
             .spawn()
             .unwrap(),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while lines(&side).len() <= at_kill {
-        assert!(std::time::Instant::now() < deadline, "the other process never resumed the run");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    crate::util::wait_for("the other process resuming the run", || lines(&side).len() > at_kill);
 
     let host = Host::new().unwrap();
     let source = format!(

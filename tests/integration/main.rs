@@ -20,7 +20,7 @@ mod gate;
 mod interrupt_cli;
 mod journal_cli;
 mod journal_lua;
-mod lua_conformance;
+mod lua_scripts;
 mod repl_piped;
 mod repl_pty;
 mod round_trip;

@@ -3,18 +3,12 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use crate::util::bin::{command, root, with_input};
+
 fn repl(input: &str, history: &std::path::Path) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .arg("repl")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("SWARM_HISTORY", history)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the swarm binary runs");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    let mut repl = command(root(), &["repl"]);
+    repl.env("SWARM_HISTORY", history);
+    with_input(repl, input)
 }
 
 #[test]
@@ -79,18 +73,10 @@ fn a_session_evaluates_loads_runs_and_reports() {
 #[test]
 fn the_file_argument_is_loaded_first_and_a_console_operator_asks_at_the_prompt() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
-        .args(["repl", "tests/fixtures/console.lua"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("SWARM_HISTORY", dir.path().join("history"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut repl = command(root(), &["repl", "tests/fixtures/console.lua"]);
+    repl.env("SWARM_HISTORY", dir.path().join("history"));
     let input = ":run {\"release\":{\"name\":\"swarm\",\"version\":\"2.0\"}}\nship it\n{\n\"ok\": true\n}\n";
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_input(repl, input);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");

@@ -7,7 +7,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const DEADLINE: Duration = Duration::from_secs(30);
+use crate::util::{DEADLINE, wait_for};
 
 struct Terminal {
     child: Child,
@@ -113,11 +113,7 @@ fn completion_multi_line_blocks_and_ctrl_c_on_a_terminal() {
     term.expect("cancelled");
 
     term.send(":quit\r");
-    let deadline = Instant::now() + DEADLINE;
-    while term.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the REPL did not quit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("the REPL quitting", || term.child.try_wait().unwrap().is_some());
 
     let saved = std::fs::read_to_string(&history).unwrap();
     let entries: Vec<&str> = saved.lines().filter(|l| *l != "#V2").collect();

@@ -63,10 +63,7 @@ fn no_script_thread_keeps_a_core_after_its_call() {
     assert_eq!(stats.vms_stuck, 1, "{stats:?}");
     assert_eq!(policies_of("swarm-script-1"), [SCHED_IDLE], "the stuck thread runs at idle priority");
     // The replacement is counted before its thread has started: wait for the thread.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while policies_of("swarm-script-2").is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    crate::util::wait_for("the replacement's thread starting", || !policies_of("swarm-script-2").is_empty());
     assert_eq!(policies_of("swarm-script-2"), [0], "its replacement runs normally");
     assert_eq!(rig.value("return 'next'", json!(null)), json!("next"));
 }

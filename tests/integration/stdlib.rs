@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use crate::util::bin::write;
+
 use luaswarm::host::{Host, lua_error_message};
 use luaswarm::value::Value;
 
@@ -22,12 +24,6 @@ return swarm.blueprint({
   flow = swarm.flow.step({ agent = "a" }),
 })
 "#;
-
-fn write(dir: &Path, relative: &str, text: &str) {
-    let path = dir.join(relative);
-    std::fs::create_dir_all(path.parent().expect("a parent folder")).expect("create the folder");
-    std::fs::write(path, text).expect("write the file");
-}
 
 /// Loads `probe.lua` from `dir` in a fresh host; returns its metadata.
 fn probe(dir: &Path) -> Value {

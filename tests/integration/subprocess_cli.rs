@@ -53,13 +53,10 @@ fn the_keep_alive_example_serves_every_step_from_one_child_and_kills_it_at_exit(
     let pid = &replies[0]["pid"];
     assert!(replies.iter().all(|r| &r["pid"] == pid), "one child: {replies:?}");
     // swarm has exited; its child must stop running the loop (SIGKILL takes a moment).
-    let start = std::time::Instant::now();
-    while String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
-        .contains("served=0")
-    {
-        assert!(start.elapsed() < std::time::Duration::from_secs(20), "the keep-alive child outlived swarm");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    crate::util::wait_for("the keep-alive child stopping after swarm", || {
+        !String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+            .contains("served=0")
+    });
 }
 
 #[test]

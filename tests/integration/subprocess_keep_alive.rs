@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::rc::Rc;
 
+use crate::util::flow::{self, lit, seq, try_catch};
 use crate::util::procs::*;
 use luaswarm::blueprint::compile::CompiledBlueprint;
 use luaswarm::engine::RunStatus;
@@ -59,22 +60,9 @@ fn pool(rig: &Rig, scratch: &Scratch, extra: J, flow: J) -> Rc<CompiledBlueprint
     rig.compile(json!([{"name": "k", "spec": spec}]), flow)
 }
 
-fn seq(children: Vec<J>) -> J {
-    json!({"kind": "seq", "children": children})
-}
-
-/// `try` around `body`, the error at `err_at`, and nothing to catch with.
-fn try_(body: J, err_at: &str) -> J {
-    json!({"kind": "try", "body": body, "catch": seq(vec![]), "err_at": {"op": "path", "at": err_at}})
-}
-
-fn step_at(agent: &str, input: J, out: &str) -> J {
-    json!({"kind": "step", "ref": agent, "in": {"op": "lit", "value": input}, "out": {"op": "path", "at": out}})
-}
-
 /// Two `pair` requests at once, their answers collected at `$.all`.
 fn pair_fanout() -> J {
-    let body = step_at("k", json!({"pair": true}), "$.r");
+    let body = flow::step("k", lit(json!({"pair": true})), "$.r");
     json!({"kind": "fanout", "items": {"op": "lit", "value": [1, 2]}, "bind": {"op": "path", "at": "$.item"},
         "body": body, "join": "all", "out": {"op": "path", "at": "$.all"}, "collect": {"op": "path", "at": "$.r"}})
 }
@@ -94,7 +82,7 @@ async fn one_child_serves_request_after_request() {
     let scratch = Scratch::new("reuse");
     within(async {
         let rig = Rig::new();
-        let flow = seq((1..=3).map(|i| step_at("k", json!({"i": i}), &format!("$.r{i}"))).collect());
+        let flow = seq((1..=3).map(|i| flow::step("k", lit(json!({"i": i})), &format!("$.r{i}"))).collect());
         let compiled = pool(&rig, &scratch, json!({}), flow);
         let (outcome, events) = rig.run(&compiled).await;
         let ctx = ctx_json(&outcome);
@@ -139,7 +127,7 @@ async fn a_child_that_dies_mid_request_is_replaced() {
     let scratch = Scratch::new("die");
     within(async {
         let rig = Rig::new();
-        let flow = seq(vec![step_at("k", json!({"first": true}), "$.a"), step_at("k", json!({"die": true}), "$.b")]);
+        let flow = seq(vec![flow::step("k", lit(json!({"first": true})), "$.a"), flow::step("k", lit(json!({"die": true})), "$.b")]);
         let compiled = pool(&rig, &scratch, json!({}), flow);
         let (outcome, _) = rig.run(&compiled).await;
         let first = outcome.ctx.get("a").unwrap().get("pid").unwrap().to_json();
@@ -166,7 +154,10 @@ async fn a_timed_out_request_kills_its_child_and_the_next_gets_a_new_one() {
     let scratch = Scratch::new("ka-timeout");
     within(async {
         let rig = Rig::new();
-        let flow = seq(vec![try_(step_at("k", json!({"hang": true}), "$.a"), "$.err"), step_at("k", json!({}), "$.b")]);
+        let flow = seq(vec![
+            try_catch(flow::step("k", lit(json!({"hang": true})), "$.a"), "$.err"),
+            flow::step("k", lit(json!({})), "$.b"),
+        ]);
         let compiled = pool(&rig, &scratch, json!({"timeout_ms": 1000}), flow);
         let ctx = ctx_json(&rig.run(&compiled).await.0);
         let message = ctx["err"]["message"].as_str().unwrap();
@@ -187,7 +178,7 @@ async fn cancelling_a_request_kills_its_child() {
     let scratch = Scratch::new("ka-cancel");
     within(async {
         let rig = Rig::new();
-        let compiled = pool(&rig, &scratch, json!({}), step_at("k", json!({"hang": true}), "$.a"));
+        let compiled = pool(&rig, &scratch, json!({}), flow::step("k", lit(json!({"hang": true})), "$.a"));
         let (run, mut tap) = rig.start(&compiled, json!({}));
         // The hang's pid file is the last thing the child writes before it waits.
         let hang = scratch.path().join("hang.pid");
@@ -216,10 +207,10 @@ async fn garbage_in_an_answer_fails_the_request_and_replaces_the_child() {
     within(async {
         let rig = Rig::new();
         let flow = seq(vec![
-            step_at("k", json!({"first": true}), "$.a"),
-            try_(step_at("k", json!({"garbage": true}), "$.b"), "$.err"),
-            step_at("k", json!({"chatty": true}), "$.c"),
-            step_at("k", json!({"after": true}), "$.d"),
+            flow::step("k", lit(json!({"first": true})), "$.a"),
+            try_catch(flow::step("k", lit(json!({"garbage": true})), "$.b"), "$.err"),
+            flow::step("k", lit(json!({"chatty": true})), "$.c"),
+            flow::step("k", lit(json!({"after": true})), "$.d"),
         ]);
         let compiled = pool(&rig, &scratch, json!({}), flow);
         let ctx = ctx_json(&rig.run(&compiled).await.0);
@@ -260,7 +251,7 @@ async fn a_child_that_writes_between_requests_is_replaced() {
     within(async {
         let rig = Rig::new();
         let mut go = fifo(&scratch, "go");
-        let compiled = pool(&rig, &scratch, json!({}), step_at("k", json!({"late": true}), "$.a"));
+        let compiled = pool(&rig, &scratch, json!({}), flow::step("k", lit(json!({"late": true})), "$.a"));
         let first = ctx_json(&rig.run(&compiled).await.0)["a"]["pid"].clone();
         // Now idle, the child writes once more; the pool must notice before reusing it.
         go.write_all(b"go\n").unwrap();
@@ -283,9 +274,9 @@ async fn an_answer_for_another_request_is_refused_and_its_child_replaced() {
     within(async {
         let rig = Rig::new();
         let flow = seq(vec![
-            step_at("k", json!({"first": true}), "$.a"),
-            try_(step_at("k", json!({"stale": true}), "$.b"), "$.err"),
-            step_at("k", json!({"after": true}), "$.c"),
+            flow::step("k", lit(json!({"first": true})), "$.a"),
+            try_catch(flow::step("k", lit(json!({"stale": true})), "$.b"), "$.err"),
+            flow::step("k", lit(json!({"after": true})), "$.c"),
         ]);
         let compiled = pool(&rig, &scratch, json!({}), flow);
         let ctx = ctx_json(&rig.run(&compiled).await.0);
@@ -311,8 +302,8 @@ async fn an_extra_final_never_answers_the_next_request() {
         let rig = Rig::new();
         let mut flow = Vec::new();
         for i in 0..6 {
-            flow.push(step_at("k", json!({"extra": true, "i": i}), &format!("$.x{i}")));
-            flow.push(try_(step_at("k", json!({"next": i}), &format!("$.n{i}")), &format!("$.e{i}")));
+            flow.push(flow::step("k", lit(json!({"extra": true, "i": i})), &format!("$.x{i}")));
+            flow.push(try_catch(flow::step("k", lit(json!({"next": i})), &format!("$.n{i}")), &format!("$.e{i}")));
         }
         let compiled = pool(&rig, &scratch, json!({}), seq(flow));
         let ctx = ctx_json(&rig.run(&compiled).await.0);

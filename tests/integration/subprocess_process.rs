@@ -2,8 +2,6 @@
 //! directory), how plain mode reads what it gives back, and that cancel, timeouts and shutdown
 //! kill its whole process group — grandchildren included — and leave nothing behind.
 
-use std::time::Duration;
-
 use crate::util::procs::*;
 use luaswarm::Value;
 use luaswarm::engine::{Auth, EventKind, RunStatus};
@@ -239,13 +237,11 @@ fn shutting_the_engine_down_kills_the_group() {
     drop(runtime);
     drop((run, compiled, rig));
     let (child, grandchild) = (scratch.pid("child.pid"), scratch.pid("gc.pid"));
-    let start = std::time::Instant::now();
     // With no runtime left to reap it, the child may stay a zombie until the process exits;
     // what matters is that neither process runs.
-    while scratch.running(child) || scratch.running(grandchild) {
-        assert!(start.elapsed() < DEADLINE, "the child or grandchild survived the shutdown");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    crate::util::wait_for("the child and grandchild dying with the engine", || {
+        !scratch.running(child) && !scratch.running(grandchild)
+    });
     assert!(scratch.marked().is_empty(), "{:?}", scratch.marked());
 }
 

@@ -4,20 +4,11 @@
 //! the next `swarm` opens the journal.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::util::bin::{stderr, stdout_json, swarm_in, write};
-use crate::util::killed::Killed;
-use crate::util::procs::{DEADLINE, Scratch};
-
-/// Waits until `done()` holds, failing the test at the deadline.
-fn until(what: &str, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < DEADLINE, "{what} did not happen within {DEADLINE:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use crate::util::live::Killed;
+use crate::util::procs::Scratch;
+use crate::util::wait_for;
 
 /// A blueprint of one agent per `(name, sh script)`, run in order; `$DIR` is the scratch
 /// directory. `setsid` forks when it must, so a grandchild that left with it writes its own pid.
@@ -63,7 +54,7 @@ fn a_setsid_grandchild_dies_with_the_step_that_left_it() {
     assert_eq!(ctx["leave"]["left"], true);
     assert_eq!(ctx["look"]["alive"], false, "the grandchild outlived its step");
     let grandchild = scratch.pid("gc.pid");
-    until("the grandchild dying", || !scratch.running(grandchild));
+    wait_for("the grandchild dying", || !scratch.running(grandchild));
 }
 
 #[test]
@@ -91,15 +82,15 @@ fn a_killed_host_leaves_no_step_process_behind() {
             .unwrap(),
     );
     let written = |name: &str| std::fs::read_to_string(scratch.path().join(name)).is_ok_and(|t| t.ends_with('\n'));
-    until("the step starting its family", || written("sid.pid"));
+    wait_for("the step starting its family", || written("sid.pid"));
     let (child, grandchild, loner) = (scratch.pid("child.pid"), scratch.pid("gc.pid"), scratch.pid("sid.pid"));
     host.0.kill().unwrap();
     host.0.wait().unwrap();
-    until("the child dying with its host", || !scratch.running(child));
+    wait_for("the child dying with its host", || !scratch.running(child));
     // The next swarm to open the journal kills what is left, before it does anything else.
     let out = swarm_in(scratch.path(), &["runs", "--state", state, "list"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    until("the grandchild dying", || !scratch.running(grandchild));
-    until("the grandchild in its own session dying", || !scratch.running(loner));
+    wait_for("the grandchild dying", || !scratch.running(grandchild));
+    wait_for("the grandchild in its own session dying", || !scratch.running(loner));
     assert!(scratch.marked().is_empty(), "{:?}", scratch.marked());
 }

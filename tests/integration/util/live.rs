@@ -1,6 +1,7 @@
-//! A long-lived `swarm` child for the hot-reload tests: its output is collected by threads,
-//! tests poll it for markers with a deadline, and the process is killed when the guard drops
-//! (a failing test included).
+//! Long-lived `swarm` children. [`Swarm`], for the hot-reload and server tests: its output is
+//! collected by threads, tests poll it for markers with a deadline, and the process is killed
+//! when the guard drops (a failing test included). [`kill_at`], for the journal tests: a run
+//! whose steps append a line each to a side file, killed with SIGKILL once it has enough.
 
 use std::io::Read;
 use std::path::Path;
@@ -9,8 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long a marker may take to appear: generous, since CI machines are slow and busy.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+use super::{DEADLINE, wait_for};
 
 pub struct Swarm {
     child: Child,
@@ -145,4 +145,38 @@ pub fn save_by_rename(path: &Path, text: &str) {
     let tmp = path.with_extension("lua.tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lines of `path`; none while it does not exist.
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
+}
+
+/// Spawns `swarm args` in `dir` and SIGKILLs it once `side` has `kill_at` lines.
+pub fn kill_at(dir: &Path, args: &[&str], side: &Path, kill_at: usize) {
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(&format!("the run reaching {kill_at} steps"), || {
+        assert!(child.0.try_wait().unwrap().is_none(), "the run ended before it was killed");
+        lines(side).len() >= kill_at
+    });
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
 }

@@ -1,13 +1,59 @@
-//! What the integration tests share, by concern.
+//! What the integration tests share, by concern: [`bin`] runs the real binary to its end,
+//! [`live`] keeps it running while a test talks to it, [`procs`] starts and checks processes
+//! for the subprocess agents, [`rig`] and [`script`] are engines to run blueprints on,
+//! [`flow`] writes flows in their JSON wire shape and [`lua`] runs the `tests/lua` scripts.
+//!
+//! Nothing here sleeps in the hope that something has happened: waits poll a condition until
+//! a generous [`DEADLINE`], or wait on an event.
 
 pub mod bin;
-pub mod killed;
+pub mod flow;
 pub mod live;
+pub mod lua;
 pub mod procs;
 pub mod rig;
 pub mod script;
 
+use std::future::Future;
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tokio::task::LocalSet;
+
+/// How long anything a test waits for may take before the test fails: generous, since CI
+/// machines are slow and busy.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Waits until `done()` holds, failing the test at the [`DEADLINE`].
+#[track_caller]
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < DEADLINE, "{what} did not happen within {DEADLINE:?}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// [`wait_for`] on an async test's runtime, which goes on running meanwhile.
+pub async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < DEADLINE, "{what} did not happen within {DEADLINE:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Runs `test` inside a `LocalSet` (the engine's home), failing it if it has not finished
+/// after two minutes: virtual minutes for the tests on tokio's paused clock (an idle paused
+/// runtime jumps straight there, so a hang fails at once), real ones for the rest.
+pub async fn within<F: Future>(test: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(120), LocalSet::new().run_until(test))
+        .await
+        .expect("the test hung (two minutes passed)")
+}
 
 /// Set in a child that [`alone`] starts: the name of the one test it runs.
 const ALONE: &str = "SWARM_TEST_ALONE";

@@ -7,7 +7,6 @@
 //! lines. A [`Scratch`] kills whatever still carries its marker when it is dropped, so a failing
 //! test does not leave processes behind either.
 
-use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::rc::Rc;
@@ -21,17 +20,8 @@ use luaswarm::flow::NoExterns;
 use luaswarm::worker::subprocess::SubprocessFactory;
 use serde_json::{Value as J, json};
 use tokio::sync::mpsc;
-use tokio::task::LocalSet;
 
-/// How long anything a test waits for may take before the test fails.
-pub const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Runs `test` inside a `LocalSet` (the engine's home), failing it if it hangs.
-pub async fn within<F: Future>(test: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(120), LocalSet::new().run_until(test))
-        .await
-        .expect("the test hung for two minutes")
-}
+pub use super::{DEADLINE, eventually, within};
 
 /// A scratch directory with a unique path, which marks the processes a test starts.
 pub struct Scratch {
@@ -131,15 +121,6 @@ impl Scratch {
     pub async fn assert_killed(&self, child: u32, grandchild: u32) {
         eventually("the grandchild dying", || !self.running(grandchild)).await;
         eventually("the child dying and being reaped", || self.gone(child)).await;
-    }
-}
-
-/// Waits until `done()` holds, failing the test at the deadline.
-pub async fn eventually(what: &str, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < DEADLINE, "{what} did not happen within {DEADLINE:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

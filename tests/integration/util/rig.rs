@@ -2,15 +2,13 @@
 //! run closures the test registers, and controlled workers the test settles by hand.
 //!
 //! Every test runs on tokio's paused clock inside a `LocalSet` (the engine's home), under a
-//! generous virtual-time limit: a test that would hang instead fails, because an idle paused
-//! runtime jumps straight to the limit.
+//! generous virtual-time limit ([`within`]): a test that would hang instead fails, because an
+//! idle paused runtime jumps straight to the limit.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::LocalBoxFuture;
 use luaswarm::Value;
@@ -23,14 +21,9 @@ use luaswarm::worker::rust_fn::{RustFnFactory, RustFnRegistry};
 use luaswarm::worker::{BuildContext, Job, Spawner, SpawnerFactory, Verdict, WorkerError, WorkerResult};
 use serde_json::{Value as J, json};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::LocalSet;
 
-/// Runs `test` inside a `LocalSet`, failing it if it has not finished after ten virtual minutes.
-pub async fn within<F: Future>(test: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(600), LocalSet::new().run_until(test))
-        .await
-        .expect("the test hung (ten virtual minutes passed)")
-}
+pub use super::flow::{assert_json, fanout, lit, p, seq, step, try_catch};
+pub use super::within;
 
 /// What a `probe` agent does with one attempt.
 pub type Behaviour = Rc<dyn Fn(Job) -> LocalBoxFuture<'static, WorkerResult>>;
@@ -249,41 +242,7 @@ impl Call {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Flows in their JSON wire shape.
-
-pub fn p(at: &str) -> J {
-    json!({"op": "path", "at": at})
-}
-
-pub fn lit(value: J) -> J {
-    json!({"op": "lit", "value": value})
-}
-
-pub fn step(agent: &str, input: J, out: &str) -> J {
-    json!({"kind": "step", "ref": agent, "in": input, "out": p(out)})
-}
-
-pub fn seq(children: Vec<J>) -> J {
-    json!({"kind": "seq", "children": children})
-}
-
-/// A fanout over `items` bound at `$.item`, each lane's `$.out` collected at `$.res`.
-pub fn fanout(items: J, body: J) -> J {
-    json!({"kind": "fanout", "items": items, "bind": p("$.item"), "body": body, "join": "all",
-           "out": p("$.res"), "collect": p("$.out")})
-}
-
-pub fn try_catch(body: J, err_at: &str) -> J {
-    json!({"kind": "try", "body": body, "catch": seq(vec![]), "err_at": p(err_at)})
-}
-
-// ---------------------------------------------------------------------------------------------
 // Reading results.
-
-#[track_caller]
-pub fn assert_json(got: &Value, want: J) {
-    assert_eq!(got.to_json(), Value::from(want).to_json());
-}
 
 pub fn status_name(status: RunStatus) -> &'static str {
     match status {
