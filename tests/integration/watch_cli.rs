@@ -2,6 +2,9 @@
 //! editors and people edit them.
 
 use std::path::Path;
+use std::process::Command;
+
+use crate::util::bin::command;
 
 use crate::util::live::{Swarm, save_by_rename};
 
@@ -34,9 +37,14 @@ fn said(word: &str) -> String {
 }
 
 fn watch(dir: &Path, extra: &[&str]) -> Swarm {
+    Swarm::start_command(watch_command(dir, extra), false)
+}
+
+/// `swarm run x.lua --watch EXTRA` in `dir`, not yet started.
+fn watch_command(dir: &Path, extra: &[&str]) -> Command {
     let mut args = vec!["run", "x.lua", "--input", r#"{"n": 1}"#, "--watch"];
     args.extend_from_slice(extra);
-    Swarm::start(dir, &args)
+    command(dir, &args)
 }
 
 #[test]
@@ -99,7 +107,10 @@ fn a_broken_save_reports_file_and_line_keeps_the_old_version_and_a_fix_recovers(
 #[test]
 fn touching_a_file_or_saving_the_same_bytes_does_not_reload() {
     let dir = project("words.word", "one");
-    let swarm = watch(dir.path(), &[]);
+    // notify's trace shows every file event the watcher receives, its own reads included.
+    let mut traced = watch_command(dir.path(), &[]);
+    traced.env("SWARM_LOG", "notify_debouncer_full=trace");
+    let swarm = Swarm::start_command(traced, false);
     swarm.wait_stdout(&said("one"), 1);
     let deep = dir.path().join("lib/deep.lua");
     let same = std::fs::read_to_string(&deep).unwrap();
@@ -108,8 +119,14 @@ fn touching_a_file_or_saving_the_same_bytes_does_not_reload() {
     let file = std::fs::File::options().append(true).open(&deep).unwrap();
     file.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).unwrap();
     drop(file);
-    // A wrong reload would show within a few debounce periods; give it ample time to.
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    // Closing the touched file is the last event of these saves. Once their batch is handled,
+    // the watcher reads deep.lua to hash it: a read after that close means every save above
+    // has been weighed, and a wrong reload already sent, ahead of the real change below.
+    swarm.wait_until("the watcher hashing deep.lua after the saves", |_, err| {
+        let events: Vec<&str> = err.lines().filter(|l| l.contains("deep.lua")).collect();
+        let closed = events.iter().rposition(|l| l.contains("Close(Write)"));
+        closed.is_some_and(|at| events[at..].iter().any(|l| l.contains("Close(Read)")))
+    });
     std::fs::write(&deep, "return { word = 'real change' }").unwrap();
     swarm.wait_stdout(&said("real change"), 1);
     assert_eq!(swarm.stderr().matches("reloaded in ").count(), 1, "only the real change reloaded: {}", swarm.stderr());

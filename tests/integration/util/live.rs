@@ -58,9 +58,12 @@ impl Swarm {
     }
 
     fn spawn(dir: &Path, args: &[&str], piped_stdin: bool) -> Swarm {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args(args)
-            .current_dir(dir)
+        Swarm::start_command(super::bin::command(dir, args), piped_stdin)
+    }
+
+    /// Starts `command` (see [`super::bin::command`]), with a pipe on stdin if `piped_stdin`.
+    pub fn start_command(mut command: Command, piped_stdin: bool) -> Swarm {
+        let mut child = command
             .stdin(if piped_stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
