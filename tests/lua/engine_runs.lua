@@ -98,15 +98,17 @@ local slow = swarm.blueprint({
   agents = { wait = function() swarm.sleep(60000) return 1 end },
   flow = F.fanout({ items = { 1, 2, 3 }, out = "$.r", body = F.step({ agent = "wait" }) }),
 })
-local cancelled_events = 0
+local cancelled_events, attempts_started = 0, 0
 local long = engine:start(slow, {}, {
   on_event = function(event)
     if event.kind == "task_cancelled" then
       cancelled_events = cancelled_events + 1
+    elseif event.kind == "attempt_started" then
+      attempts_started = attempts_started + 1
     end
   end,
 })
-swarm.sleep(20)
+expect.eventually("three attempts starting", function() return attempts_started == 3 end)
 long:cancel()
 local ok3, err3 = pcall(long.wait, long)
 assert(not ok3)

@@ -2,6 +2,7 @@
 -- called from a C function answer a step's timeout_ms and a run's cancel().
 local swarm = require("swarm")
 local F = swarm.flow
+local expect = require("support.expect")
 
 local function spin()
   while true do
@@ -90,9 +91,14 @@ assert(not ok and kind_of(err):find("timeout"), "a looping layer times out")
 
 -- run:cancel() reaches a run whose agent loops: the loop gives the thread back now and then.
 local engine = swarm.engine({})
-local forever = swarm.blueprint({ id = "forever", agents = { spin = spin }, flow = F.step({ agent = "spin" }) })
+local spinning = false
+local function spin_on()
+  spinning = true
+  spin()
+end
+local forever = swarm.blueprint({ id = "forever", agents = { spin = spin_on }, flow = F.step({ agent = "spin" }) })
 local run = engine:start(forever, {})
-swarm.sleep(20)
+expect.eventually("the agent spinning", function() return spinning end)
 run:cancel()
 ok, err = pcall(run.wait, run)
 assert(not ok and kind_of(err):find("cancel"), "a cancelled run ends cancelled: " .. tostring(kind_of(err)))

@@ -32,4 +32,15 @@ function M.eq(got, want, what)
   end
 end
 
+--- Waits, yielding to the host, until `cond()` holds; raises naming `what` after 30 s.
+function M.eventually(what, cond)
+  local deadline = os.time() + 30
+  while not cond() do
+    if os.time() > deadline then
+      error(what .. " did not happen within 30 s", 2)
+    end
+    swarm.sleep(5)
+  end
+end
+
 return M
