@@ -7,6 +7,7 @@
 mod util;
 
 mod cli;
+mod cli_help;
 mod cli_output;
 mod compile_errors;
 mod console_operator;

@@ -2,11 +2,10 @@
 //! examples/, and the real binary parses its subcommand and flags. docs/cli.md pastes every
 //! `--help` as the binary prints it.
 
-mod binary;
-mod live;
-
-use binary::{stderr, stdout, swarm};
 use std::path::Path;
+
+use crate::util::bin::{stderr, stdout, swarm};
+use crate::util::live;
 
 /// The subcommands `swarm PATH --help` lists under "Commands:" (without clap's `help`).
 fn subcommands(path: &[String]) -> Vec<String> {
