@@ -26,3 +26,6 @@ pub mod value;
 pub mod worker;
 
 pub use value::Value;
+
+#[cfg(test)]
+mod layering;
