@@ -4,6 +4,7 @@
 //! The natives return `ok, value_or_error` pairs; `lua/engine.lua` wraps them so failures
 //! raise structured error tables (a Rust callback can only raise strings).
 
+use crate::worker::lua_fn::{error_metatable, flow_error_table};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -15,7 +16,6 @@ use super::agent_api::LuaExterns;
 use super::numbers::{amount, whole};
 use crate::blueprint::compile::CompiledBlueprint;
 use crate::engine::{Engine, EngineConfig, EngineError, Event, RunHandle, RunOptions, RunStatus, now_ms};
-use crate::flow::FlowError;
 use crate::gate::{Grant, Role, Verb};
 use crate::store::journal::{self, SqliteJournal, prepare_restart};
 use crate::value::Value;
@@ -401,51 +401,6 @@ impl UserData for LuaRun {
         methods.add_method("finished", |_, this, ()| Ok(this.handle.is_finished()));
         methods.add_meta_method("__tostring", |_, this, ()| Ok(format!("swarm.Run({})", this.handle.id)));
     }
-}
-
-fn error_metatable(lua: &Lua) -> mlua::Result<Table> {
-    let mt = lua.create_table()?;
-    mt.set("__name", "swarm.Error")?;
-    mt.set(
-        "__tostring",
-        lua.create_function(|_, t: Table| {
-            let kind: String = t.get("kind")?;
-            let message: String = t.get("message")?;
-            let step: Option<String> = t.get("step")?;
-            let pointer: Option<String> = t.get("pointer")?;
-            let (file, line): (Option<String>, Option<u32>) = (t.get("file")?, t.get("line")?);
-            let mut text = match (file, line) {
-                (Some(file), Some(line)) => format!("{file}:{line}: {kind}"),
-                _ => kind,
-            };
-            if let Some(step) = step {
-                text.push_str(&format!(" in step '{step}'"));
-            }
-            if let Some(pointer) = pointer {
-                text.push_str(&format!(" at {pointer}"));
-            }
-            Ok(format!("{text}: {message}"))
-        })?,
-    )?;
-    Ok(mt)
-}
-
-/// A flow error as the structured table scripts catch: `{kind, message, step?, value?,
-/// pointer?, file?, line?, run_id?}`.
-pub fn flow_error_table(lua: &Lua, error: &FlowError, run_id: Option<&str>) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.set("kind", error.kind.name())?;
-    t.set("message", error.message.as_str())?;
-    t.set("step", error.step.as_deref())?;
-    t.set("pointer", error.pointer.as_deref())?;
-    t.set("file", error.file.as_deref())?;
-    t.set("line", error.line.map(|line| line.get()))?;
-    if let Some(value) = &error.value {
-        t.set("value", to_lua(lua, value)?)?;
-    }
-    t.set("run_id", run_id)?;
-    t.set_metatable(Some(error_metatable(lua)?))?;
-    Ok(t)
 }
 
 /// An engine error as `{kind, message}`; token failures keep their kinds (`expired`, ...).

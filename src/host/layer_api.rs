@@ -14,7 +14,6 @@ use std::rc::Rc;
 use futures::future::LocalBoxFuture;
 use mlua::{Function, Lua, Table, Value as LuaValue, WeakLua};
 
-use super::agent_api::call_agent;
 use crate::blueprint::Blueprint;
 use crate::interrupt::lua::call_async;
 use crate::middleware::builtin::{self, Builtins, ResolveFn};
@@ -22,6 +21,7 @@ use crate::middleware::{LayerRegistry, SpawnerLayer, fixed};
 use crate::value::Value;
 use crate::value::lua::lua_error_message;
 use crate::value::lua::{from_lua, to_lua};
+use crate::worker::lua_fn::call_agent;
 use crate::worker::operator::{ConsoleOperator, OperatorSetup};
 use crate::worker::{Job, Spawner, Verdict, WorkerError, WorkerResult};
 

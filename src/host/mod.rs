@@ -26,11 +26,11 @@ use crate::worker::WorkerResult;
 use crate::blueprint::compile::Compiler;
 use crate::worker::Spawner;
 use crate::worker::lua_agent::{FunctionLookup, LuaAgentFactory};
+use crate::worker::lua_fn::LuaFnSpawner;
 use crate::worker::operator::{ConsoleIo, LuaOperatorLookup, OperatorFactory, StdConsole};
 use crate::worker::rust_fn::{RustFnFactory, RustFnRegistry};
 use crate::worker::script::{HostBridges, PoolConfig, ScriptPool, ScriptRuntime};
 use crate::worker::subprocess::SubprocessFactory;
-use agent_api::LuaFnSpawner;
 
 /// The conversion between Lua values and [`Value`]s (it lives with the value type).
 pub use crate::value::lua as convert;

@@ -6,8 +6,8 @@ use std::rc::Rc;
 use futures::future::LocalBoxFuture;
 use mlua::{Function, Lua, Table, Value as LuaValue, WeakLua};
 
-use super::agent_api::call_agent;
 use crate::value::lua::lua_error_message;
+use crate::worker::lua_fn::call_agent;
 use crate::worker::operator::{LuaOperatorLookup, OperatorSetup, render_prompt};
 use crate::worker::{Job, Spawner, WorkerError, WorkerResult};
 

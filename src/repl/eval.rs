@@ -4,8 +4,8 @@
 use mlua::{Function, Lua, MultiValue, Value};
 
 use super::pretty::pretty;
-use crate::host::agent_api::protected_call;
 use crate::value::lua::lua_error_message;
+use crate::worker::lua_fn::protected_call;
 
 /// The chunk name in error messages (`repl:1: ...`).
 const CHUNK_NAME: &str = "=repl";

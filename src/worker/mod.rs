@@ -3,6 +3,7 @@
 //! calls for every attempt.
 
 pub mod lua_agent;
+pub mod lua_fn;
 pub mod operator;
 pub mod rust_fn;
 pub mod script;
