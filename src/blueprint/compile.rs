@@ -19,7 +19,6 @@ use super::schema::{Blueprint, Location};
 use super::walk::walk;
 use crate::flow::Node;
 use crate::middleware::{LayerRegistry, LinkError};
-use crate::worker::operator::OPERATOR_KINDS;
 use crate::worker::{BuildContext, Job, Spawner, SpawnerFactory, WorkerError, WorkerResult};
 
 /// The kinds of compile error, in the order they are reported.
@@ -241,7 +240,7 @@ impl Compiler {
     /// Compiles `bp`; relative paths in specs resolve against `base_dir`.
     pub fn compile(&self, bp: Rc<Blueprint>, base_dir: Option<&Path>) -> Result<CompiledBlueprint, CompileErrors> {
         let mut run = CompileRun { bp: &bp, errors: Vec::new(), warnings: Vec::new(), failed: HashSet::new() };
-        run.check_operators();
+        run.check_references(self);
         let (routes, declared) = run.build_routes(self, base_dir);
         if bp.strategy.strict_refs && self.default_spawner.is_none() {
             run.check_refs(&routes, &declared);
@@ -281,8 +280,7 @@ impl Compiler {
         let operators = bp
             .agents
             .iter()
-            .filter(|a| a.kind == "operator")
-            .filter_map(|a| Some((a.name.clone(), Arc::from(a.spec.get("operator_ref")?.as_str()?))))
+            .filter_map(|a| Some((a.name.clone(), self.factories.get(&a.kind)?.operator_seat(a)?)))
             .collect();
         let warnings = run.warnings;
         Ok(CompiledBlueprint { blueprint: bp, router, spawner, operators, warnings })
@@ -312,40 +310,28 @@ impl CompileRun<'_> {
         });
     }
 
-    /// Operator agents must name a declared operator; operators must be of a known kind.
-    fn check_operators(&mut self) {
+    /// What each agent's spec refers to must be declared (operator agents name an operator), and
+    /// the declarations each kind owns must be sound (operators of a known kind): asked of the
+    /// kinds' factories, before any spec is built.
+    fn check_references(&mut self, compiler: &Compiler) {
         let bp = self.bp;
-        let defined: Vec<&str> = bp.operators.iter().map(|o| o.name.as_str()).collect();
-        for (index, agent) in bp.agents.iter().enumerate().filter(|(_, a)| a.kind == "operator") {
-            let Some(op_ref) = agent.spec.get("operator_ref").and_then(|v| v.as_str()) else {
-                continue;
-            };
-            if !defined.contains(&op_ref) {
-                let known = if defined.is_empty() { "none are declared".to_string() } else { defined.join(", ") };
-                let message =
-                    format!("agent '{}' refers to operator '{op_ref}', which is not declared ({known})", agent.name);
+        for (index, agent) in bp.agents.iter().enumerate() {
+            let Some(factory) = compiler.factories.get(&agent.kind) else { continue };
+            if let Some(message) = factory.unresolved_ref(agent, bp) {
                 self.agent_error(CompileErrorKind::UnresolvedOperatorRef, index, message);
                 self.failed.insert(index);
             }
         }
-        for op in &bp.operators {
-            if !OPERATOR_KINDS.contains(&op.kind.as_str()) {
-                let message = format!(
-                    "operator '{}' has unknown kind '{}' (known: {})",
-                    op.name,
-                    op.kind,
-                    OPERATOR_KINDS.join(", ")
-                );
-                self.errors.push(CompileError {
-                    kind: CompileErrorKind::UnknownKind,
-                    message,
-                    agent: None,
-                    step: None,
-                    pointer: None,
-                    location: bp.sources.blueprint.clone(),
-                    file: bp.sources.file.clone(),
-                });
-            }
+        for message in compiler.factories.values().flat_map(|factory| factory.check_declarations(bp)) {
+            self.errors.push(CompileError {
+                kind: CompileErrorKind::UnknownKind,
+                message,
+                agent: None,
+                step: None,
+                pointer: None,
+                location: bp.sources.blueprint.clone(),
+                file: bp.sources.file.clone(),
+            });
         }
     }
 

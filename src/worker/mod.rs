@@ -31,10 +31,29 @@ pub struct BuildContext<'a> {
     pub warnings: Vec<String>,
 }
 
-/// Builds spawners for one agent kind.
+/// Builds spawners for one agent kind. The compiler knows no kind's spec: what a kind refers to
+/// elsewhere in the blueprint and which operator seat it asks are its factory's to say.
 pub trait SpawnerFactory {
     /// Checks `agent.spec` and builds its spawner; `Err` is the `invalid_spec` message.
     fn build(&self, agent: &AgentDef, hint: Option<&Value>, cx: &mut BuildContext) -> Result<Rc<dyn Spawner>, String>;
+
+    /// A reference in `agent`'s spec to a declaration `blueprint` lacks (an operator agent's
+    /// `operator_ref`): the message of the `unresolved_operator_ref` error, which outranks every
+    /// other error about the agent.
+    fn unresolved_ref(&self, _agent: &AgentDef, _blueprint: &Blueprint) -> Option<String> {
+        None
+    }
+
+    /// What is wrong with the declarations of `blueprint` this kind owns (operators of an
+    /// unknown kind, for operator agents): each message an `unknown_kind` error.
+    fn check_declarations(&self, _blueprint: &Blueprint) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The operator seat `agent`'s attempts are asked of, for kinds that have one.
+    fn operator_seat(&self, _agent: &AgentDef) -> Option<std::sync::Arc<str>> {
+        None
+    }
 }
 
 /// The spawner of an agent kind whose backend this build cannot run yet: its spec is checked

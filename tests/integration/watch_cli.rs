@@ -84,8 +84,8 @@ fn a_broken_save_reports_file_and_line_keeps_the_old_version_and_a_fix_recovers(
     let dir = project("words.word", "one");
     let swarm = watch(dir.path(), &[]);
     swarm.wait_stdout(&said("one"), 1);
-    std::fs::write(dir.path().join("x.lua"), "local swarm = require('swarm')\nreturn swarm.blueprint({\n  id = \n")
-        .unwrap();
+    // Saved whole (write and rename), so the watcher never reads a half-written file.
+    save_by_rename(&dir.path().join("x.lua"), "local swarm = require('swarm')\nreturn swarm.blueprint({\n  id = \n");
     swarm.wait_stderr("reload failed: ", 1);
     let err = swarm.stderr();
     let line = err.lines().find(|l| l.starts_with("reload failed: ")).unwrap();

@@ -6,11 +6,12 @@
 mod console;
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::spec::SpecReader;
 use super::template::PromptTemplate;
 use super::{BuildContext, Spawner, SpawnerFactory, UnavailableSpawner};
-use crate::blueprint::AgentDef;
+use crate::blueprint::{AgentDef, Blueprint};
 use crate::value::Value;
 
 pub use console::{ConsoleIo, ConsoleOperator, ScriptedConsole, StdConsole, parse_answer};
@@ -37,6 +38,31 @@ pub struct OperatorFactory {
 }
 
 impl SpawnerFactory for OperatorFactory {
+    fn unresolved_ref(&self, agent: &AgentDef, blueprint: &Blueprint) -> Option<String> {
+        let name = agent.spec.get("operator_ref")?.as_str()?;
+        if blueprint.operators.iter().any(|o| o.name == name) {
+            return None;
+        }
+        let defined: Vec<&str> = blueprint.operators.iter().map(|o| o.name.as_str()).collect();
+        let known = if defined.is_empty() { "none are declared".to_string() } else { defined.join(", ") };
+        Some(format!("agent '{}' refers to operator '{name}', which is not declared ({known})", agent.name))
+    }
+
+    fn check_declarations(&self, blueprint: &Blueprint) -> Vec<String> {
+        blueprint
+            .operators
+            .iter()
+            .filter(|op| !OPERATOR_KINDS.contains(&op.kind.as_str()))
+            .map(|op| {
+                format!("operator '{}' has unknown kind '{}' (known: {})", op.name, op.kind, OPERATOR_KINDS.join(", "))
+            })
+            .collect()
+    }
+
+    fn operator_seat(&self, agent: &AgentDef) -> Option<Arc<str>> {
+        Some(Arc::from(agent.spec.get("operator_ref")?.as_str()?))
+    }
+
     fn build(&self, agent: &AgentDef, _hint: Option<&Value>, cx: &mut BuildContext) -> Result<Rc<dyn Spawner>, String> {
         let mut spec = SpecReader::new(&agent.spec, "{operator_ref = \"<operator name>\"}")?;
         let name = spec.required_string("operator_ref")?;
