@@ -153,6 +153,8 @@ pub struct LuaExterns {
 }
 
 impl LuaExterns {
+    /// Externs looked up in `lua`'s `swarm.extern` table at call time. The VM is held weakly, so
+    /// an engine that outlives it gets an error rather than keeping it alive.
     pub fn new(lua: &Lua) -> LuaExterns {
         LuaExterns { lua: lua.weak() }
     }
@@ -173,7 +175,9 @@ impl Externs for LuaExterns {
 
 /// Runs an inline Lua function as a coroutine on the host VM.
 pub struct LuaFnSpawner {
+    /// The VM the function lives in, held weakly so a spawner kept by an engine does not keep the VM alive.
     pub lua: WeakLua,
+    /// The agent's function.
     pub func: Function,
 }
 
