@@ -6,6 +6,8 @@
 //! front end (the command line, the REPL and the hot-reload watcher) sits behind the default
 //! `cli` feature; build with `default-features = false` to embed the library without it.
 
+#![warn(missing_docs)]
+
 pub mod blueprint;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -25,16 +25,22 @@ use crate::worker::{BuildContext, Job, Spawner, SpawnerFactory, WorkerError, Wor
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CompileErrorKind {
+    /// An `operator` agent names an operator seat the blueprint does not declare.
     UnresolvedOperatorRef,
+    /// Two agents share a name.
     DuplicateAgent,
+    /// An agent's kind is not one the compiler knows (under `strict_kind`).
     UnknownKind,
+    /// An agent's spec is wrong for its kind.
     InvalidSpec,
+    /// A step names an agent the blueprint does not declare (under `strict_refs`).
     UnresolvedRef,
     /// A layer key no registry knows, or a layer whose settings are wrong (stage 2, linking).
     UnknownLayer,
 }
 
 impl CompileErrorKind {
+    /// The snake_case name used on the wire and in messages.
     pub fn name(self) -> &'static str {
         match self {
             CompileErrorKind::UnresolvedOperatorRef => "unresolved_operator_ref",
@@ -50,8 +56,11 @@ impl CompileErrorKind {
 /// One compile error.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CompileError {
+    /// What kind of error it is.
     pub kind: CompileErrorKind,
+    /// What is wrong, for people.
     pub message: String,
+    /// The agent the error concerns, when it concerns one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// The step's agent ref, for errors about a step.
@@ -60,6 +69,7 @@ pub struct CompileError {
     /// The node's place in the flow tree, e.g. `/children/2`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pointer: Option<String>,
+    /// The file and line that declared the offending part, when known.
     #[serde(skip)]
     pub location: Option<Location>,
     /// The blueprint's file, when no line is known.
@@ -112,7 +122,9 @@ impl std::error::Error for CompileErrors {}
 /// A finding that does not stop compilation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Warning {
+    /// What was found, for people.
     pub message: String,
+    /// The file and line that declared the part concerned, when known.
     pub location: Option<Location>,
     /// The blueprint's file, when no line is known.
     pub file: Option<String>,
@@ -158,11 +170,13 @@ impl Spawner for Router {
 /// A compiled blueprint: the blueprint, its routing table, and that table wrapped in the
 /// blueprint's layers, which is what every attempt is spawned on.
 pub struct CompiledBlueprint {
+    /// The blueprint as it was compiled.
     pub blueprint: Rc<Blueprint>,
     router: Rc<Router>,
     spawner: Rc<dyn Spawner>,
     /// Agent name → its operator seat, for `operator` agents.
     operators: HashMap<String, Arc<str>>,
+    /// Findings that did not stop compilation.
     pub warnings: Vec<Warning>,
 }
 

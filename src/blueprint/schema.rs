@@ -16,15 +16,22 @@ use crate::value::Value;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "BlueprintWire")]
 pub struct Blueprint {
+    /// The blueprint's name; runs and journal rows carry it.
     pub id: String,
+    /// The flow a run evaluates.
     pub flow: Node,
+    /// The agents the flow's steps dispatch to.
     pub agents: Vec<AgentDef>,
+    /// The operator seats that `operator` agents refer to.
     pub operators: Vec<OperatorDef>,
     /// Hint keys resolved against the engine's layer registry, in wrapping order.
     pub layers: Vec<String>,
+    /// Settings handed to agents and layers.
     #[serde(skip_serializing_if = "Hints::is_empty")]
     pub hints: Hints,
+    /// How strict the compiler is.
     pub strategy: Strategy,
+    /// Free-form data about the blueprint, kept as written; some layers read it.
     #[serde(skip_serializing_if = "is_null")]
     pub metadata: Value,
     /// Where the parts were declared; empty for JSON blueprints.
@@ -36,14 +43,18 @@ pub struct Blueprint {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentDef {
+    /// What the flow's steps call the agent.
     pub name: String,
     /// `lua`, `rust_fn`, `subprocess`, `operator`, or a kind a host registered. Kept as text so
     /// an unknown kind is a compile error with the agent's name, not a parse error.
     pub kind: String,
+    /// The kind's settings, checked when the blueprint is compiled.
     #[serde(default, skip_serializing_if = "is_null")]
     pub spec: Value,
+    /// What the agent is told about itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
+    /// Free-form data about the agent, kept as written.
     #[serde(default, skip_serializing_if = "is_null")]
     pub meta: Value,
 }
@@ -51,10 +62,13 @@ pub struct AgentDef {
 /// What an agent is told about itself: the system prompt template, the model, the tools.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
+    /// The system prompt template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
+    /// The model the agent should use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The tools the agent may use, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "list")]
     pub tools: Vec<String>,
     /// Any other profile field, kept as written.
@@ -66,13 +80,17 @@ pub struct Profile {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorDef {
+    /// What `operator` agents call the seat.
     pub name: String,
     /// `lua` (a function registered with `swarm.operator`) or `console`.
     pub kind: String,
+    /// The name shown to the person at the seat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
+    /// The kind's settings.
     #[serde(default, skip_serializing_if = "is_null")]
     pub spec: Value,
+    /// What the operator is told about the seat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
 }
@@ -81,8 +99,10 @@ pub struct OperatorDef {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hints {
+    /// Hints for one agent, by the agent's name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub per_agent: BTreeMap<String, Value>,
+    /// Hints for the whole blueprint; built-in layers read their settings at `global.<key>`.
     #[serde(default, skip_serializing_if = "is_null")]
     pub global: Value,
 }
@@ -201,6 +221,7 @@ impl Blueprint {
         crate::engine::journal::hex16(&sha2::Sha256::digest(self.to_json_pretty().as_bytes()))
     }
 
+    /// The agent named `name`, if declared.
     pub fn agent(&self, name: &str) -> Option<&AgentDef> {
         self.agents.iter().find(|a| a.name == name)
     }
@@ -209,7 +230,9 @@ impl Blueprint {
 /// A place in a source file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Location {
+    /// The file's path, as given.
     pub file: String,
+    /// The line, from 1.
     pub line: u32,
 }
 
@@ -220,7 +243,7 @@ impl fmt::Display for Location {
 }
 
 /// Where a blueprint's parts were declared. Nodes are keyed by their pointer in the flow tree
-/// (see [`crate::blueprint::pointer`]), e.g. `/children/1/then`.
+/// (see [`crate::blueprint::walk`]), e.g. `/children/1/then`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SourceMap {
     /// The file the blueprint came from (Lua or JSON).
@@ -229,6 +252,7 @@ pub struct SourceMap {
     pub blueprint: Option<Location>,
     /// By the agent's position in `agents`.
     pub agents: Vec<Option<Location>>,
+    /// By the node's pointer in the flow tree.
     pub nodes: HashMap<String, Location>,
 }
 

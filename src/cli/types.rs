@@ -10,6 +10,7 @@ pub const DEFINITIONS: &[(&str, &str)] = &[
     ("std/pipeline.d.lua", include_str!("../../lua/types/std/pipeline.d.lua")),
 ];
 
+/// `swarm types DIR`: writes the definitions and returns the exit code.
 pub fn run(dir: &Path) -> u8 {
     match write(dir) {
         Ok(()) => {
@@ -23,6 +24,7 @@ pub fn run(dir: &Path) -> u8 {
     }
 }
 
+/// Writes every file of [`DEFINITIONS`] under `dir`, making directories as needed.
 pub fn write(dir: &Path) -> Result<(), String> {
     for (name, text) in DEFINITIONS {
         let path = dir.join(name);

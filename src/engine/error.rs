@@ -6,24 +6,46 @@ use crate::gate::{KeyError, TokenError};
 /// Why an engine operation was refused or could not be done.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum EngineError {
+    /// A token was missing, forged, expired, revoked or not allowed the verb.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The configured token secret is unusable.
     #[error("token secret: {0}")]
     Key(#[from] KeyError),
+    /// The task id names no live or recently finished task.
     #[error("no task '{0}'")]
     NoSuchTask(String),
+    /// The run id names no run in flight.
     #[error("no run '{0}'")]
     NoSuchRun(String),
+    /// The operation acts on an attempt, and the task has none in flight.
     #[error("task '{task}' is {state}: {op} needs an attempt in flight")]
-    NotRunning { task: String, state: &'static str, op: &'static str },
+    NotRunning {
+        /// The task the operation named.
+        task: String,
+        /// The task's state, as [`super::TaskState::name`] spells it.
+        state: &'static str,
+        /// The operation that was refused.
+        op: &'static str,
+    },
+    /// The task has a terminal state already, and a terminal state is never left.
     #[error("task '{0}' is already settled")]
     Settled(String),
+    /// A sub-task names an agent its run's blueprint does not define.
     #[error("no agent '{agent}' in blueprint '{blueprint}'")]
-    NoRoute { agent: String, blueprint: String },
+    NoRoute {
+        /// The agent a sub-task asked for.
+        agent: String,
+        /// The blueprint whose agents were searched.
+        blueprint: String,
+    },
+    /// The query id names no open query (answered, dropped, or never asked).
     #[error("no open query {0}")]
     NoSuchQuery(u64),
+    /// The session id names no open session.
     #[error("no session '{0}'")]
     NoSuchSession(String),
+    /// The asker stopped waiting before the query was answered.
     #[error("the query was dropped before a senior answered it")]
     QueryDropped,
 }

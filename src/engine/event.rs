@@ -16,11 +16,13 @@ use crate::value::Value;
 /// One engine event.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// The run the event belongs to.
     pub run_id: Arc<str>,
     /// Increases by one per event within a run, from 1.
     pub seq: u64,
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
+    /// What happened; its fields sit beside `run_id` and `seq` on the wire.
     #[serde(flatten)]
     pub kind: EventKind,
 }
@@ -29,53 +31,89 @@ pub struct Event {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
+    /// A run began.
     RunStarted {
+        /// The blueprint's id.
         blueprint: Arc<str>,
     },
+    /// A run ended; always a run's last event.
     RunFinished {
+        /// How it ended.
         status: RunStatus,
+        /// Why it failed, when it did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<FlowError>,
     },
+    /// A step or a sub-dispatch created a task.
     TaskCreated {
+        /// The new task's id (`<run id>.<n>`).
         task_id: Arc<str>,
+        /// The agent the task is routed to.
         agent: Arc<str>,
+        /// 0 for a flow step; one more than its parent for a sub-task.
         depth: u32,
+        /// The task that dispatched this one, for a sub-task.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent: Option<Arc<str>>,
     },
+    /// An attempt was handed to its worker.
     AttemptStarted {
+        /// The task the attempt belongs to.
         task_id: Arc<str>,
+        /// The agent the attempt went to (a layer may have rerouted it).
         agent: Arc<str>,
+        /// The attempt's number, from 1.
         attempt: u32,
     },
+    /// An attempt ended.
     AttemptFinished {
+        /// The task the attempt belongs to.
         task_id: Arc<str>,
+        /// The agent that ran the attempt.
         agent: Arc<str>,
+        /// The attempt's number, from 1.
         attempt: u32,
+        /// How it ended.
         status: AttemptStatus,
+        /// Wall time of the attempt, in milliseconds to the microsecond.
         elapsed_ms: f64,
+        /// The failure message, for an attempt that did not pass or block.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// A worker emitted an output (progress, partial, artifact or final) during an attempt.
     WorkerOutput {
+        /// The task the attempt belongs to.
         task_id: Arc<str>,
+        /// The attempt's number, from 1.
         attempt: u32,
+        /// The output as the worker gave it.
         output: Value,
     },
+    /// A task was suspended and waits for `resume_task`.
     TaskSuspended {
+        /// The suspended task.
         task_id: Arc<str>,
+        /// Why, as the suspending caller gave it.
         reason: Arc<str>,
     },
+    /// A suspended task runs again.
     TaskResumed {
+        /// The resumed task.
         task_id: Arc<str>,
     },
+    /// A task was cancelled before it settled.
     TaskCancelled {
+        /// The cancelled task.
         task_id: Arc<str>,
     },
+    /// A middleware layer recorded something about an attempt.
     LayerNote {
+        /// The task whose attempt the layer saw.
         task_id: Arc<str>,
+        /// The layer's name.
         layer: Arc<str>,
+        /// What the layer recorded.
         note: Value,
     },
 }
@@ -133,8 +171,11 @@ pub(crate) fn elapsed_ms(started: Instant) -> f64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// The flow ran to its end.
     Finished,
+    /// The flow raised an error nothing caught.
     Failed,
+    /// The run was cancelled.
     Cancelled,
 }
 
@@ -142,14 +183,20 @@ pub enum RunStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptStatus {
+    /// The worker passed the step.
     Pass,
+    /// The worker refused the step with a verdict; not a fault, so not retried unless asked.
     Blocked,
+    /// The worker failed.
     Failed,
+    /// The step's or the worker's time limit ran out.
     Timeout,
+    /// The attempt was cancelled with its task or run.
     Cancelled,
 }
 
 impl AttemptStatus {
+    /// The snake_case name used on the wire and in the journal.
     pub fn name(self) -> &'static str {
         match self {
             AttemptStatus::Pass => "pass",
@@ -186,6 +233,7 @@ impl EventBus {
         rx
     }
 
+    /// Sends `event` to its run's taps and to live subscribers, and keeps it in the trace.
     pub fn publish(&self, event: Event) {
         {
             let mut taps = self.taps.borrow_mut();
@@ -212,6 +260,7 @@ impl EventBus {
         }
     }
 
+    /// A receiver of every event from now on; one that lags too far misses events.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.sender.subscribe()
     }

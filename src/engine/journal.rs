@@ -42,21 +42,28 @@ pub trait Journal {
 /// How a run starts, as journaled.
 #[derive(Clone, Debug)]
 pub struct RunStart {
+    /// The run's id.
     pub id: Arc<str>,
+    /// The blueprint's id.
     pub blueprint: Arc<str>,
     /// The blueprint file, so `swarm runs resume` can load it again.
     pub file: Option<String>,
+    /// The run's starting ctx.
     pub input: Value,
     /// The digest of the blueprint the run starts on (`Blueprint::digest`).
     pub digest: Arc<str>,
+    /// The run continues a journaled run under the same id.
     pub resumed: bool,
 }
 
 /// One settled step.
 #[derive(Clone, Debug)]
 pub struct StepRecord {
+    /// The run the step belongs to.
     pub run_id: Arc<str>,
+    /// The step's task.
     pub task_id: Arc<str>,
+    /// The agent that settled the step.
     pub agent: Arc<str>,
     /// The step's node pointer in the flow (`/children/2/body`).
     pub pointer: Arc<str>,
@@ -64,6 +71,7 @@ pub struct StepRecord {
     pub input_hash: Arc<str>,
     /// How many earlier steps of this run had the same pointer and input hash.
     pub occurrence: u32,
+    /// The step's value, or the error it raised.
     pub outcome: Result<Value, FlowError>,
     /// Replayed from the journal rather than dispatched (a rerun's steps before the cut).
     pub replayed: bool,
@@ -90,6 +98,7 @@ impl Ack {
         Ack(Some(rx))
     }
 
+    /// Waits for the write to be durable, or for the reason it is not.
     pub async fn wait(self) -> Result<(), String> {
         match self.0 {
             None => Ok(()),

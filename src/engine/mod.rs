@@ -54,6 +54,7 @@ pub struct EngineConfig {
     pub event_capacity: usize,
     /// Finished tasks kept for `read_task_state`.
     pub recent_tasks: usize,
+    /// Which role may call which verb; the default is the documented table.
     pub gate: Gate,
     /// A step output whose JSON is longer than this goes to the output store, and the ctx gets
     /// `{ref = "out-…", size = N}` instead; 0 keeps every output in the ctx.
@@ -116,6 +117,7 @@ struct State {
 }
 
 impl Engine {
+    /// An engine whose large outputs are kept in memory.
     pub fn new(config: EngineConfig) -> Result<Engine, EngineError> {
         Engine::with_output_store(config, Rc::new(MemoryOutputStore::new()))
     }
@@ -139,6 +141,7 @@ impl Engine {
         Ok(Engine { inner: Rc::new(Inner { state: RefCell::new(state), bus, paused, config, outputs }) })
     }
 
+    /// The configuration the engine was built with.
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }

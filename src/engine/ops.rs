@@ -25,16 +25,22 @@ use crate::value::Value;
 /// one presented as text from outside.
 #[derive(Clone, Copy)]
 pub enum Auth<'a> {
+    /// A token the engine minted and holds, checked without decoding.
     Held(&'a HeldToken),
+    /// A token as text, decoded and verified.
     Encoded(&'a str),
 }
 
 /// What `fetch_prompt` gives a worker.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Prompt {
+    /// The task the attempt belongs to.
     pub task_id: Arc<str>,
+    /// The agent the attempt is routed to.
     pub agent: Arc<str>,
+    /// The attempt's number, from 1.
     pub attempt: u32,
+    /// The step's input.
     pub input: Value,
     /// The agent's profile `system_prompt`, as written.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -507,6 +513,7 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether a senior has paused new dispatches (`pause_loop`).
     pub fn is_paused(&self) -> bool {
         *self.inner.paused.borrow()
     }

@@ -12,11 +12,15 @@ use crate::value::{Number, Value};
 pub struct OutputRecord {
     /// `out-` and 10 hex digits.
     pub id: Arc<str>,
+    /// The run that produced it.
     pub run_id: Arc<str>,
+    /// The task that produced it.
     pub task_id: Arc<str>,
+    /// The attempt that produced it, from 1.
     pub attempt: u32,
     /// The agent that produced it.
     pub producer: Arc<str>,
+    /// The output itself.
     pub value: Value,
     /// Its size as JSON, in bytes.
     pub size: usize,
@@ -34,6 +38,7 @@ pub trait OutputStore {
         value: Value,
         size: usize,
     ) -> Arc<str>;
+    /// The output with id `id`, if it is stored.
     fn get(&self, id: &str) -> Option<OutputRecord>;
     /// The newest output of `producer`, across runs and tasks.
     fn latest_by_producer(&self, producer: &str) -> Option<OutputRecord>;
@@ -53,6 +58,7 @@ pub struct MemoryOutputStore {
 }
 
 impl MemoryOutputStore {
+    /// An empty store whose ids differ from those of other stores and processes.
     pub fn new() -> MemoryOutputStore {
         use std::hash::{BuildHasher, Hasher};
         let salt = std::collections::hash_map::RandomState::new().build_hasher().finish();

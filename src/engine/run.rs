@@ -39,8 +39,11 @@ pub struct RunOptions {
 
 /// Where a resumed run picks up: its id, and the last event seq and task number it journaled.
 pub struct Resume {
+    /// The journaled run's id, kept so the run's rows stay together.
     pub run_id: Arc<str>,
+    /// The last event sequence number journaled; new events continue after it.
     pub last_seq: u64,
+    /// The last task number journaled; new task ids continue after it.
     pub last_task: u64,
 }
 
@@ -110,15 +113,20 @@ impl Run {
 /// How a run ended: its final (or partial) ctx, and the error if it failed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunOutcome {
+    /// The run's id.
     pub run_id: Arc<str>,
+    /// How the run ended.
     pub status: RunStatus,
+    /// The ctx when the run ended: final when it finished, partial when it failed or was cancelled.
     pub ctx: Value,
+    /// The error that failed the run, if it failed.
     pub error: Option<FlowError>,
 }
 
 /// A started run.
 #[derive(Clone)]
 pub struct RunHandle {
+    /// The run's id.
     pub id: Arc<str>,
     run: Rc<Run>,
     done: watch::Receiver<Option<RunOutcome>>,
@@ -146,6 +154,7 @@ impl RunHandle {
         self.run.journaling.as_ref().map_or(0, |j| j.replay.borrow().values().map(|q| q.len()).sum())
     }
 
+    /// Whether the run has ended.
     pub fn is_finished(&self) -> bool {
         self.done.borrow().is_some()
     }

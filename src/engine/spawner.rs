@@ -14,10 +14,13 @@ use crate::value::Value;
 /// on its way there (docs/layers.md: `{task_id, attempt, agent, runtime, operator}`).
 #[derive(Clone)]
 pub struct Job {
+    /// The task the attempt belongs to.
     pub task_id: Arc<str>,
+    /// The attempt's number, from 1.
     pub attempt: u32,
     /// The agent the attempt is routed to; a layer that changes it reroutes the attempt.
     pub agent: Arc<str>,
+    /// The step's input.
     pub input: Value,
     /// Free-form hints that travel with the attempt to the worker (an object).
     pub runtime: Value,
@@ -46,7 +49,9 @@ pub trait TaskHost {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{error}")]
 pub struct SubTaskError {
+    /// The sub-task's failure, or the refusal to start it.
     pub error: FlowError,
+    /// The refusal's kind, when the engine refused to start the sub-task.
     pub refused: Option<&'static str>,
 }
 
@@ -66,7 +71,9 @@ impl From<FlowError> for SubTaskError {
 /// How an attempt that did not fail ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Verdict {
+    /// The step passed with this value.
     Pass(Value),
+    /// The worker refused the step; the value says why.
     Blocked(Value),
 }
 
@@ -74,7 +81,9 @@ pub enum Verdict {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct WorkerError {
+    /// What went wrong.
     pub message: String,
+    /// A value that goes with the failure, as the worker gave it.
     pub value: Option<Value>,
     /// The worker gave up because of its own time limit (a subprocess or script
     /// `timeout_ms`): the attempt counts as `timeout`, so `retry.on = {"timeout"}` applies.
@@ -82,6 +91,7 @@ pub struct WorkerError {
 }
 
 impl WorkerError {
+    /// A failure with only a message.
     pub fn new(message: impl Into<String>) -> WorkerError {
         WorkerError { message: message.into(), value: None, timed_out: false }
     }
@@ -102,5 +112,6 @@ pub type WorkerResult = Result<Verdict, WorkerError>;
 
 /// Runs attempts for one agent. Dropping the returned future cancels the attempt.
 pub trait Spawner {
+    /// Starts one attempt; the future resolves with its outcome.
     fn spawn(&self, job: Job) -> LocalBoxFuture<'static, WorkerResult>;
 }

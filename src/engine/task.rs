@@ -16,17 +16,26 @@ use crate::value::Value;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
+    /// Created, no attempt started yet.
     Pending,
+    /// An attempt is in flight.
     Running,
+    /// Paused from outside; waits for `resume_task`.
     Suspended,
+    /// Settled: the worker passed it.
     Pass,
+    /// Settled: the worker refused it with a verdict.
     Blocked,
+    /// Settled: the last attempt failed.
     Failed,
+    /// Settled: the last attempt ran out of time.
     Timeout,
+    /// Settled: cancelled before it settled otherwise.
     Cancelled,
 }
 
 impl TaskState {
+    /// Whether the state is settled; a settled task never changes state again.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -34,6 +43,7 @@ impl TaskState {
         )
     }
 
+    /// The snake_case name used on the wire.
     pub fn name(self) -> &'static str {
         match self {
             TaskState::Pending => "pending",
@@ -52,18 +62,27 @@ impl TaskState {
 /// `mark_pass`, a senior's `override_verdict`, a worker's `post_result`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum External {
+    /// A verdict, as if the worker had given it.
     Verdict(Verdict),
+    /// A failure with this message.
     Failed(String),
 }
 
 /// A live task.
 pub struct Task {
+    /// The task's id, `<run id>.<n>`.
     pub id: Arc<str>,
+    /// The run the task belongs to.
     pub run_id: Arc<str>,
+    /// The agent the task is routed to.
     pub agent: Arc<str>,
+    /// The step's input.
     pub input: Value,
+    /// Where the task is in its life.
     pub state: TaskState,
+    /// 0 for a flow step; one more than its parent for a sub-task.
     pub depth: u32,
+    /// The task that dispatched this one, for a sub-task.
     pub parent: Option<Arc<str>>,
     /// Attempts started so far.
     pub attempts: u32,
@@ -72,6 +91,7 @@ pub struct Task {
     /// An attempt whose future was dropped before it finished; settled by a timeout report
     /// or by the step being abandoned.
     pub interrupted: Option<u32>,
+    /// A verdict or failure handed in from outside, waiting for the attempt in flight to take it.
     pub external: Option<External>,
     /// Directives injected by a senior; every later `fetch_prompt` sees them.
     pub directives: Vec<Value>,
@@ -121,6 +141,7 @@ impl Task {
         true
     }
 
+    /// A copy of what a caller may read about the task.
     pub fn snapshot(&self) -> TaskSnapshot {
         TaskSnapshot {
             id: self.id.clone(),
@@ -138,14 +159,22 @@ impl Task {
 /// What `read_task_state` and `poll_task` report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TaskSnapshot {
+    /// The task's id.
     pub id: Arc<str>,
+    /// The run the task belongs to.
     pub run_id: Arc<str>,
+    /// The agent the task is routed to.
     pub agent: Arc<str>,
+    /// Where the task is in its life.
     pub state: TaskState,
+    /// Attempts started so far.
     pub attempts: u32,
+    /// 0 for a flow step; one more than its parent for a sub-task.
     pub depth: u32,
+    /// The task that dispatched this one, for a sub-task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<Arc<str>>,
+    /// The last attempt's result, once there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
 }

@@ -58,10 +58,12 @@ pub struct ExternTable {
 }
 
 impl ExternTable {
+    /// An empty table.
     pub fn new() -> ExternTable {
         ExternTable::default()
     }
 
+    /// Registers `f` as extern `name`, replacing any extern of that name; an `Err` becomes an `eval` error.
     pub fn insert(&mut self, name: impl Into<String>, f: impl Fn(&[Value]) -> Result<Value, String> + 'static) {
         self.fns.insert(name.into(), Box::new(f));
     }

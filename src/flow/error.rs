@@ -30,6 +30,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// The snake_case name used on the wire and by retry policies.
     pub fn name(self) -> &'static str {
         match self {
             ErrorKind::Eval => "eval",
@@ -46,7 +47,9 @@ impl ErrorKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowError {
+    /// What went wrong, coarsely.
     pub kind: ErrorKind,
+    /// What went wrong, for people.
     pub message: String,
     /// The step (its agent ref) the error arose in, when it arose in one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,10 +70,12 @@ pub struct FlowError {
 }
 
 impl FlowError {
+    /// An error with only a kind and a message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> FlowError {
         FlowError { kind, message: message.into(), step: None, value: None, pointer: None, file: None, line: None }
     }
 
+    /// An `eval` error: the flow is wrong for this ctx.
     pub fn eval(message: impl Into<String>) -> FlowError {
         FlowError::new(ErrorKind::Eval, message)
     }
@@ -80,11 +85,13 @@ impl FlowError {
         FlowError::eval(format!("type error in {op}: {message}"))
     }
 
+    /// Names the step the error arose in, unless one is named already (the innermost step wins).
     pub fn with_step(mut self, step: impl Into<String>) -> FlowError {
         self.step.get_or_insert_with(|| step.into());
         self
     }
 
+    /// Attaches the value that goes with the error.
     pub fn with_value(mut self, value: Value) -> FlowError {
         self.value = Some(value);
         self

@@ -11,34 +11,54 @@ use crate::value::Value;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Node {
+    /// Dispatches one agent; see [`Step`].
     Step(Step),
+    /// Runs its children in order; the first error stops it.
     Seq {
+        /// The nodes to run, in order.
         #[serde(deserialize_with = "list")]
         children: Vec<Node>,
     },
+    /// Runs one of two nodes by a boolean condition.
     Branch {
+        /// Must evaluate to a boolean; any other value is an `eval` error.
         cond: Expr,
+        /// Runs when `cond` is `true`.
         #[serde(rename = "then")]
         then_branch: Box<Node>,
+        /// Runs when `cond` is `false`.
         #[serde(rename = "else")]
         else_branch: Box<Node>,
     },
+    /// Runs `body` while `counter < max` and `cond` is truthy, counting iterations at `counter`.
     Loop {
+        /// Where the iteration count is kept, from 0; after the loop it holds the iterations done.
         counter: PathExpr,
+        /// Tested for truthiness before each iteration.
         cond: Expr,
+        /// At most this many iterations, so a loop always ends.
         #[serde(deserialize_with = "loop_max")]
         max: u32,
+        /// Runs once per iteration.
         body: Box<Node>,
     },
+    /// Runs `body` once per item in isolated lanes; see [`Fanout`].
     Fanout(Fanout),
+    /// Runs `body`; when it fails, rolls back its writes and runs `catch`.
     Try {
+        /// The node to run.
         body: Box<Node>,
+        /// Runs when `body` fails, after the ctx is restored.
         catch: Box<Node>,
+        /// Where the error object is written before `catch` runs.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         err_at: Option<PathExpr>,
     },
+    /// Writes an expression's value at a path; no agent is involved.
     Assign {
+        /// Where to write.
         at: PathExpr,
+        /// What to write.
         value: Expr,
     },
 }
@@ -47,14 +67,18 @@ pub enum Node {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
+    /// The agent to dispatch (`ref` on the wire).
     #[serde(rename = "ref")]
     pub agent: String,
+    /// The agent's input (`in` on the wire).
     #[serde(rename = "in")]
     pub input: Expr,
+    /// Where the agent's result is written.
     pub out: PathExpr,
     /// Each attempt is cancelled after this long and counts as `timeout`.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "step_timeout_ms")]
     pub timeout_ms: Option<u64>,
+    /// Whether and how failed attempts are tried again; `None` tries once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
 }
@@ -63,11 +87,16 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fanout {
+    /// Must evaluate to an array; one lane per element.
     pub items: Expr,
+    /// Where each lane sees its item.
     pub bind: PathExpr,
+    /// The node each lane runs.
     pub body: Box<Node>,
+    /// How the lanes' results combine.
     #[serde(default)]
     pub join: Join,
+    /// Where the combined result is written.
     pub out: PathExpr,
     /// Lanes in flight at once; 0 or absent means unbounded.
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "fanout_max_concurrency")]
@@ -93,6 +122,7 @@ pub enum Join {
 }
 
 impl Join {
+    /// The wire name.
     pub fn name(self) -> &'static str {
         match self {
             Join::All => "all",
@@ -107,12 +137,16 @@ impl Join {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
+    /// Attempts in all, the first included; at least 1.
     #[serde(deserialize_with = "retry_max_attempts")]
     pub max_attempts: u32,
+    /// The wait before the second attempt, in milliseconds.
     #[serde(default, deserialize_with = "retry_backoff_ms")]
     pub backoff_ms: u64,
+    /// Each later wait is the previous one times this.
     #[serde(default = "Retry::default_factor", deserialize_with = "retry_backoff_factor")]
     pub backoff_factor: f64,
+    /// Which failures are retried; by default `failed` and `timeout`.
     #[serde(default = "Retry::default_on", deserialize_with = "list")]
     pub on: Vec<RetryOn>,
 }
@@ -132,8 +166,11 @@ impl Retry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryOn {
+    /// The worker failed.
     Failed,
+    /// The worker refused with a blocked verdict.
     Blocked,
+    /// The attempt ran past its time limit.
     Timeout,
 }
 
@@ -141,88 +178,143 @@ pub enum RetryOn {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Expr {
+    /// The value at a ctx path; a missing path is an `eval` error.
     Path {
+        /// The path to read.
         at: Path,
     },
+    /// A constant.
     Lit {
+        /// The constant's value.
         value: Value,
     },
+    /// Deep equality; never an error.
     Eq {
+        /// The left operand.
         lhs: Box<Expr>,
+        /// The right operand.
         rhs: Box<Expr>,
     },
+    /// Deep inequality; never an error.
     Ne {
+        /// The left operand.
         lhs: Box<Expr>,
+        /// The right operand.
         rhs: Box<Expr>,
     },
+    /// `lhs < rhs` for two numbers or two strings.
     Lt {
+        /// The left operand.
         lhs: Box<Expr>,
+        /// The right operand.
         rhs: Box<Expr>,
     },
+    /// `lhs <= rhs` for two numbers or two strings.
     Lte {
+        /// The left operand.
         lhs: Box<Expr>,
+        /// The right operand.
         rhs: Box<Expr>,
     },
+    /// `lhs > rhs` for two numbers or two strings.
     Gt {
+        /// The left operand.
         lhs: Box<Expr>,
+        /// The right operand.
         rhs: Box<Expr>,
     },
+    /// `lhs >= rhs` for two numbers or two strings.
     Gte {
+        /// The left operand.
         lhs: Box<Expr>,
+        /// The right operand.
         rhs: Box<Expr>,
     },
+    /// `true` when `arg` is falsy.
     Not {
+        /// The operand.
         arg: Box<Expr>,
     },
+    /// `true` when every arg is truthy; stops at the first falsy one.
     And {
+        /// The operands, in order.
         args: Vec<Expr>,
     },
+    /// `true` when some arg is truthy; stops at the first truthy one.
     Or {
+        /// The operands, in order.
         args: Vec<Expr>,
     },
+    /// `false` when `arg` hits a missing path or gives `null`, else `true`.
     Exists {
+        /// The operand.
         arg: Box<Expr>,
     },
+    /// `lhs + rhs`, with Lua 5.4 number rules.
     Add {
+        /// The left operand.
         lhs: Box<Expr>,
+        /// The right operand.
         rhs: Box<Expr>,
     },
+    /// `lhs - rhs`, with Lua 5.4 number rules.
     Sub {
+        /// The left operand.
         lhs: Box<Expr>,
+        /// The right operand.
         rhs: Box<Expr>,
     },
+    /// `lhs * rhs`, with Lua 5.4 number rules.
     Mul {
+        /// The left operand.
         lhs: Box<Expr>,
+        /// The right operand.
         rhs: Box<Expr>,
     },
+    /// `lhs / rhs`; always a float.
     Div {
+        /// The left operand.
         lhs: Box<Expr>,
+        /// The right operand.
         rhs: Box<Expr>,
     },
+    /// `lhs % rhs`, floored, taking the divisor's sign.
     Mod {
+        /// The left operand.
         lhs: Box<Expr>,
+        /// The right operand.
         rhs: Box<Expr>,
     },
+    /// The length of an array, a string (in characters) or an object (its keys).
     Len {
+        /// The operand.
         arg: Box<Expr>,
     },
+    /// `true` when the array `haystack` has an element equal to `needle`.
     In {
+        /// The value to look for.
         needle: Box<Expr>,
+        /// The array to search.
         haystack: Box<Expr>,
     },
+    /// Calls a host-provided extern with the evaluated args.
     CallExtern {
+        /// The extern's name (`ref` on the wire).
         #[serde(rename = "ref")]
         name: String,
+        /// The arguments, evaluated in order.
         #[serde(deserialize_with = "list")]
         args: Vec<Expr>,
     },
 }
 
 impl Expr {
+    /// A path expression, as [`Expr::Path`].
     pub fn path(at: Path) -> Expr {
         Expr::Path { at }
     }
 
+    /// A literal, as [`Expr::Lit`].
     pub fn lit(value: impl Into<Value>) -> Expr {
         Expr::Lit { value: value.into() }
     }

@@ -17,8 +17,11 @@ use crate::value::{Map, Value};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid path `{text}` at byte {at}: {reason}")]
 pub struct PathSyntaxError {
+    /// The path as written.
     pub text: String,
+    /// The byte offset of the problem.
     pub at: usize,
+    /// What is wrong there.
     pub reason: &'static str,
 }
 
@@ -28,13 +31,42 @@ pub enum PathError {
     /// Nothing at `path`; `hint` is the path with the nearest existing key where the first
     /// missing one was, when one is near enough to be a likely typo.
     #[error("path not found: {path}{}", did_you_mean(hint))]
-    NotFound { path: String, hint: Option<String> },
+    NotFound {
+        /// The path that was read.
+        path: String,
+        /// A likely intended path, when one is near.
+        hint: Option<String>,
+    },
+    /// A write would go through a value that is not an object.
     #[error("cannot write {path}: {prefix} is {found}, not an object")]
-    NotAnObject { path: String, prefix: String, found: &'static str },
+    NotAnObject {
+        /// The path being written.
+        path: String,
+        /// The part of the path that holds the wrong value.
+        prefix: String,
+        /// The type found there.
+        found: &'static str,
+    },
+    /// A write would index a value that is not an array.
     #[error("cannot write {path}: {prefix} is {found}, not an array")]
-    NotAnArray { path: String, prefix: String, found: &'static str },
+    NotAnArray {
+        /// The path being written.
+        path: String,
+        /// The part of the path that holds the wrong value.
+        prefix: String,
+        /// The type found there.
+        found: &'static str,
+    },
+    /// A write would index past the end of an array.
     #[error("cannot write {path}: index {index} is out of bounds for an array of length {len}")]
-    OutOfBounds { path: String, index: usize, len: usize },
+    OutOfBounds {
+        /// The path being written.
+        path: String,
+        /// The index in the path.
+        index: usize,
+        /// The array's length.
+        len: usize,
+    },
 }
 
 impl Path {

@@ -5,7 +5,7 @@ use super::{Role, Verb};
 /// Why a token was refused. Each variant is one error kind of docs/engine.md, "Tokens".
 ///
 /// Messages never hold the token, its nonce or its signature; callers that need to say which
-/// token failed log [`CapToken::fingerprint`].
+/// token failed log [`super::CapToken::fingerprint`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// The signature is not this registry's MAC of the token: forged, tampered or foreign.
@@ -19,10 +19,16 @@ pub enum TokenError {
     Expired,
     /// The gate does not allow the token's role this verb.
     #[error("role `{role}` may not call `{verb}`")]
-    RoleViolation { role: Role, verb: Verb },
+    RoleViolation {
+        /// The token's role.
+        role: Role,
+        /// The verb it called.
+        verb: Verb,
+    },
     /// Validly signed, but the registry holds no record of it.
     #[error("token is not known here: not minted by this registry, or already forgotten")]
     UnknownToken,
+    /// The token was revoked (`revoke_token`).
     #[error("token has been revoked")]
     Revoked,
     /// `max_uses` successful verifications have been made already.
@@ -33,7 +39,12 @@ pub enum TokenError {
     TaskMismatch,
     /// `depth` is the depth the new sub-task would have (the token's task depth + 1).
     #[error("spawn depth {depth} reaches the limit of {max}")]
-    DepthExceeded { depth: u32, max: u32 },
+    DepthExceeded {
+        /// The depth the sub-task would have.
+        depth: u32,
+        /// The configured limit.
+        max: u32,
+    },
 }
 
 impl TokenError {

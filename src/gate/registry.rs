@@ -18,6 +18,7 @@ use super::{CapToken, Gate, Role, SigningKey, Verb};
 /// What a new token grants. Build one with [`Grant::new`] and the `with_*` methods, or literally.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
+    /// Which verbs the token may call, by the gate's table.
     pub role: Role,
     /// The agent (or operator, observer, senior) the token speaks for.
     pub agent_id: String,
@@ -89,7 +90,9 @@ pub struct VerifyContext<'a> {
 pub struct Verified {
     /// The token's `agent_id`, `role` and `scopes`, now trusted.
     pub agent_id: String,
+    /// The token's role.
     pub role: Role,
+    /// The token's scope names.
     pub scopes: Vec<String>,
     /// The task the token is bound to, if any.
     pub task: Option<String>,
@@ -110,6 +113,7 @@ pub struct HeldToken {
 }
 
 impl HeldToken {
+    /// The token itself.
     pub fn token(&self) -> &CapToken {
         &self.token
     }
@@ -129,6 +133,7 @@ impl fmt::Debug for HeldToken {
 /// Who a held token speaks for, once it passed: what the engine needs to scope the call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
+    /// The token's role.
     pub role: Role,
     /// The task the token is bound to, if any.
     pub task: Option<Arc<str>>,

@@ -229,7 +229,10 @@ pub struct SigningKey {
 pub enum KeyError {
     /// A secret was given but is empty; signing with it would be signing with no key at all.
     #[error("the token secret from {from} is empty")]
-    Empty { from: &'static str },
+    Empty {
+        /// Where the secret came from (the config, the caller, or the environment variable).
+        from: &'static str,
+    },
     /// `SWARM_TOKEN_SECRET` holds bytes that are not UTF-8.
     #[error("{SECRET_ENV} is not valid UTF-8")]
     NotUnicode,

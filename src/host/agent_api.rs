@@ -100,6 +100,8 @@ pub struct LuaExterns {
 }
 
 impl LuaExterns {
+    /// Externs looked up in `lua`'s `swarm.extern` table at call time. The VM is held weakly, so
+    /// an engine that outlives it gets an error rather than keeping it alive.
     pub fn new(lua: &Lua) -> LuaExterns {
         LuaExterns { lua: lua.weak() }
     }

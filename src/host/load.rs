@@ -19,16 +19,37 @@ use crate::worker::rust_fn::RustFnRegistry;
 /// Why a file or table did not yield a blueprint.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The file could not be read.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file.
+        path: String,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The file is not valid JSON, or not a blueprint's JSON.
     #[error("{path}:{line}:{column}: {message}")]
-    Json { path: String, line: usize, column: usize, message: String },
+    Json {
+        /// The file.
+        path: String,
+        /// The line of the error, from 1.
+        line: usize,
+        /// The column of the error, from 1.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// A Lua syntax or runtime error; the message carries `file:line` already.
     #[error("{0}")]
     Lua(String),
     /// The value is not shaped like a blueprint.
     #[error("{origin}: {message}")]
-    Shape { origin: String, message: String },
+    Shape {
+        /// The file or call the value came from.
+        origin: String,
+        /// What is wrong with its shape.
+        message: String,
+    },
 }
 
 /// How long a blueprint module or served script may run while it loads, unless

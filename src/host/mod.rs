@@ -94,6 +94,7 @@ impl HostBuilder {
         self
     }
 
+    /// Makes the VM, installs the `swarm` module, and starts the default engine when one was configured.
     pub fn build(mut self) -> Result<Host, HostError> {
         let lua = Lua::new();
         crate::interrupt::lua::install(&lua)?;
@@ -117,10 +118,13 @@ impl HostBuilder {
 /// Why a host could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The Lua VM could not be set up.
     #[error("cannot set up the Lua VM: {0}")]
     Lua(#[from] mlua::Error),
+    /// The configured engine could not be made.
     #[error("cannot set up the engine: {0}")]
     Engine(#[from] EngineError),
+    /// A builder setting is out of range.
     #[error("host configuration: {0}")]
     Config(String),
 }
@@ -149,6 +153,7 @@ impl Host {
         engine_api::default_engine(&self.lua)
     }
 
+    /// The VM itself.
     pub fn lua(&self) -> &Lua {
         &self.lua
     }

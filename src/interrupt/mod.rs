@@ -72,9 +72,11 @@ pub struct Stopped(pub StopReason);
 /// What the hook should do now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
+    /// Let Lua go on.
     Continue,
     /// Yield the running coroutine back to its poller.
     Yield,
+    /// Stop Lua with [`Stopped`].
     Stop(StopReason),
 }
 
@@ -173,6 +175,8 @@ pub fn with_deadline<R>(limit: Limit, length: Duration, f: impl FnOnce() -> R) -
 pub struct Deadline(());
 
 impl Deadline {
+    /// Puts a deadline of `length` from now in force on this thread until the guard drops; with
+    /// several in force, the earliest counts.
     pub fn enter(limit: Limit, length: Duration) -> Deadline {
         let at = Instant::now().checked_add(length).unwrap_or_else(far_future);
         STATE.with(|s| s.borrow_mut().deadlines.push((at, limit, length)));

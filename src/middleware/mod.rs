@@ -16,6 +16,7 @@ pub use registry::{LayerFactory, LayerRegistry, LinkError, fixed};
 
 /// Wraps a spawner in another.
 pub trait SpawnerLayer {
+    /// Returns a spawner that runs `inner`, with this layer's behaviour around it.
     fn layer(&self, inner: Rc<dyn Spawner>) -> Rc<dyn Spawner>;
 }
 
@@ -35,6 +36,7 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// An empty stack, which wraps nothing.
     pub fn new() -> Stack {
         Stack::default()
     }
@@ -45,14 +47,17 @@ impl Stack {
         self
     }
 
+    /// `inner` wrapped in every layer, the last pushed outermost.
     pub fn wrap(&self, inner: Rc<dyn Spawner>) -> Rc<dyn Spawner> {
         self.layers.iter().fold(inner, |inner, layer| layer.layer(inner))
     }
 
+    /// How many layers the stack holds.
     pub fn len(&self) -> usize {
         self.layers.len()
     }
 
+    /// Whether the stack holds no layer.
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
     }

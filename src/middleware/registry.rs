@@ -18,10 +18,22 @@ pub fn fixed(layer: Rc<dyn SpawnerLayer>) -> LayerFactory {
 /// Why a blueprint's layers could not be linked.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
+    /// The blueprint lists a layer key no registry knows.
     #[error("unknown layer '{key}' (known: {})", if known.is_empty() { "none".to_string() } else { known.join(", ") })]
-    Unknown { key: String, known: Vec<String> },
+    Unknown {
+        /// The key as listed.
+        key: String,
+        /// Every key the registry knows, for the message.
+        known: Vec<String>,
+    },
+    /// The layer's factory refused the blueprint's settings.
     #[error("layer '{key}': {message}")]
-    Layer { key: String, message: String },
+    Layer {
+        /// The layer's key.
+        key: String,
+        /// What is wrong with its settings.
+        message: String,
+    },
 }
 
 /// Base layers wrap every blueprint; hint layers only those that list their key.
@@ -32,6 +44,7 @@ pub struct LayerRegistry {
 }
 
 impl LayerRegistry {
+    /// A registry with no layers.
     pub fn new() -> LayerRegistry {
         LayerRegistry::default()
     }

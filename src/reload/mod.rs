@@ -21,7 +21,9 @@ use crate::host::engine_api::set_default_engine;
 /// One loaded version of a blueprint file: the VM its inline agents live in, and what it
 /// compiled to.
 pub struct BlueprintVersion {
+    /// The VM the version was loaded in; its inline agents live there.
     pub host: Host,
+    /// What the file compiled to.
     pub compiled: Rc<CompiledBlueprint>,
 }
 
@@ -29,7 +31,9 @@ pub struct BlueprintVersion {
 /// (relative as spelt, or absolute). A failed load still names the files, so fixing any of
 /// them triggers the next attempt.
 pub struct Loaded<T> {
+    /// What was loaded, or the error to show.
     pub result: Result<T, String>,
+    /// Every file the load read, to watch for the next change.
     pub files: Vec<PathBuf>,
 }
 

@@ -36,6 +36,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// One loaded version of a served script.
 pub struct ScriptVersion {
+    /// The VM the script was loaded in; its timers and hooks run there.
     pub host: Host,
 }
 

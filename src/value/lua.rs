@@ -57,11 +57,13 @@ pub fn check_max_result_bytes(n: u64) -> Result<u64, String> {
     }
 }
 
-/// Why a Lua value has no JSON form; `path` says where inside the value.
+/// Why a Lua value has no JSON form; `at` says where inside the value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("cannot convert {at} to JSON: {reason}")]
 pub struct ConvertError {
+    /// Where inside the value, as a path from `$`.
     pub at: String,
+    /// Why it has no JSON form.
     pub reason: String,
 }
 

@@ -24,23 +24,32 @@ pub type Map = HashMap<Arc<str>, Value>;
 /// A JSON value with cheaply shared containers.
 #[derive(Clone, Debug, Default)]
 pub enum Value {
+    /// JSON `null`; Lua `nil`.
     #[default]
     Null,
+    /// A boolean.
     Bool(bool),
+    /// A number, integer or float as Lua keeps them apart.
     Number(Number),
+    /// A string.
     String(Arc<str>),
+    /// An array, shared.
     Array(Arc<Vec<Value>>),
+    /// An object, shared.
     Object(Arc<Map>),
 }
 
 /// A number as Lua 5.4 sees it: an integer or a float, compared by value.
 #[derive(Clone, Copy, Debug)]
 pub enum Number {
+    /// A Lua integer.
     Int(i64),
+    /// A Lua float.
     Float(f64),
 }
 
 impl Number {
+    /// The number as a float; integers beyond 2^53 lose precision.
     pub fn as_f64(self) -> f64 {
         match self {
             Number::Int(i) => i as f64,
@@ -82,18 +91,22 @@ impl Value {
         Value::Object(Arc::new(Map::new()))
     }
 
+    /// A string value.
     pub fn string(s: impl Into<Arc<str>>) -> Value {
         Value::String(s.into())
     }
 
+    /// An integer number.
     pub fn int(i: i64) -> Value {
         Value::Number(Number::Int(i))
     }
 
+    /// A float number.
     pub fn float(f: f64) -> Value {
         Value::Number(Number::Float(f))
     }
 
+    /// An array of `items`.
     pub fn array(items: Vec<Value>) -> Value {
         Value::Array(Arc::new(items))
     }
@@ -120,6 +133,7 @@ impl Value {
         }
     }
 
+    /// The string, if the value is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),
@@ -127,6 +141,7 @@ impl Value {
         }
     }
 
+    /// The object, if the value is one.
     pub fn as_object(&self) -> Option<&Map> {
         match self {
             Value::Object(m) => Some(m),
@@ -134,6 +149,7 @@ impl Value {
         }
     }
 
+    /// The array's items, if the value is one.
     pub fn as_array(&self) -> Option<&[Value]> {
         match self {
             Value::Array(a) => Some(a),

@@ -8,7 +8,9 @@ use std::sync::Arc;
 /// One step of a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Segment {
+    /// An object key.
     Key(Arc<str>),
+    /// An array index, from 0.
     Index(usize),
 }
 
@@ -24,10 +26,12 @@ impl Path {
         Path::default()
     }
 
+    /// The segments, outermost first.
     pub fn segments(&self) -> &[Segment] {
         &self.segments
     }
 
+    /// Whether this is `$`, the whole ctx.
     pub fn is_root(&self) -> bool {
         self.segments.is_empty()
     }

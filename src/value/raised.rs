@@ -10,7 +10,9 @@ use super::lua::{from_lua, lua_error_message};
 /// A raised value, read.
 #[derive(Debug, PartialEq)]
 pub struct Raised {
+    /// The failure's message.
     pub message: String,
+    /// The raised table as a value, when a table was raised.
     pub value: Option<Value>,
 }
 

@@ -19,13 +19,16 @@ pub type FunctionLookup = Rc<dyn Fn(&str) -> Option<Rc<dyn Spawner>>>;
 /// reference cannot be resolved and becomes a warning rather than an error. Without a script
 /// runtime, scripts are checked but cannot run.
 pub struct LuaAgentFactory {
+    /// Finds the inline functions registered on the host VM, if there is one.
     pub functions: Option<FunctionLookup>,
+    /// Runs script agents, if this host can.
     pub scripts: Option<ScriptRuntime>,
 }
 
 /// The largest limits a script spec may set: 10^15 instructions, 1 TiB (and a year for
 /// `timeout_ms`, as for a step).
 pub const MAX_INSTRUCTIONS: u64 = 1_000_000_000_000_000;
+/// The largest `max_memory` a script spec may set, 1 TiB.
 pub const MAX_MEMORY: u64 = 1 << 40;
 
 const SHAPE: &str = "{fn = \"<id>\"}, {source = \"...\"} or {file = \"path.lua\"}";

@@ -73,7 +73,9 @@ pub fn install(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
 
 /// Runs an inline Lua function as a coroutine on the host VM.
 pub struct LuaFnSpawner {
+    /// The VM the function lives in, held weakly so a spawner kept by an engine does not keep the VM alive.
     pub lua: WeakLua,
+    /// The agent's function.
     pub func: Function,
 }
 
@@ -213,6 +215,8 @@ async fn dispatch(
     }
 }
 
+/// The metatable of the error tables scripts catch: its `__tostring` reads
+/// `file:line: kind in step 'x' at /pointer: message`.
 pub fn error_metatable(lua: &Lua) -> mlua::Result<Table> {
     let mt = lua.create_table()?;
     mt.set("__name", "swarm.Error")?;

@@ -24,6 +24,7 @@ pub use crate::engine::spawner::{Job, Spawner, SubTaskError, TaskHost, Verdict, 
 
 /// What a factory may look at while building a spawner.
 pub struct BuildContext<'a> {
+    /// The blueprint being compiled.
     pub blueprint: &'a Blueprint,
     /// The directory relative paths in specs resolve against (the blueprint file's).
     pub base_dir: Option<&'a Path>,
@@ -59,6 +60,7 @@ pub trait SpawnerFactory {
 /// The spawner of an agent kind whose backend this build cannot run yet: its spec is checked
 /// at compile time, and every attempt fails saying so.
 pub struct UnavailableSpawner {
+    /// What this build lacks, named in every attempt's failure.
     pub what: &'static str,
 }
 

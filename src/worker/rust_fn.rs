@@ -67,10 +67,12 @@ impl RustFnRegistry {
         self.fns.insert(id.to_string(), Rc::new(f));
     }
 
+    /// The agent registered as `id`, if any.
     pub fn get(&self, id: &str) -> Option<RustFn> {
         self.fns.get(id).cloned()
     }
 
+    /// Every registered id, in no particular order.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.fns.keys().map(String::as_str)
     }
@@ -78,6 +80,7 @@ impl RustFnRegistry {
 
 /// Builds `rust_fn` spawners from a registry; spec `{fn_id = "<id>"}`.
 pub struct RustFnFactory {
+    /// The functions `fn_id` may name.
     pub registry: Rc<RustFnRegistry>,
 }
 

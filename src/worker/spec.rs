@@ -27,10 +27,12 @@ impl<'a> SpecReader<'a> {
         }
     }
 
+    /// Whether `key` is set to anything but `null`; does not count as reading it.
     pub fn has(&self, key: &str) -> bool {
         matches!(self.map.get(key), Some(v) if *v != Value::Null)
     }
 
+    /// A non-empty string, if set.
     pub fn string(&mut self, key: &'static str) -> Result<Option<&'a str>, String> {
         match self.get(key) {
             None => Ok(None),
@@ -40,10 +42,12 @@ impl<'a> SpecReader<'a> {
         }
     }
 
+    /// A non-empty string, which must be set.
     pub fn required_string(&mut self, key: &'static str) -> Result<&'a str, String> {
         self.string(key)?.ok_or_else(|| format!("`{key}` is required"))
     }
 
+    /// A boolean, if set.
     pub fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, String> {
         match self.get(key) {
             None => Ok(None),
@@ -74,6 +78,7 @@ impl<'a> SpecReader<'a> {
         }
     }
 
+    /// A list of strings; unset is empty.
     pub fn strings(&mut self, key: &'static str) -> Result<Vec<String>, String> {
         match self.get(key) {
             None => Ok(Vec::new()),
@@ -86,6 +91,7 @@ impl<'a> SpecReader<'a> {
         }
     }
 
+    /// A table of strings by name, sorted by name; unset is empty.
     pub fn string_map(&mut self, key: &'static str) -> Result<Vec<(String, String)>, String> {
         match self.get(key) {
             None => Ok(Vec::new()),

@@ -32,6 +32,7 @@ impl PromptTemplate {
         Ok(PromptTemplate { source: source.to_string(), names })
     }
 
+    /// The template as written.
     pub fn source(&self) -> &str {
         &self.source
     }

@@ -1,6 +1,6 @@
 //! A blueprint's flow drawn for people, as Mermaid or Graphviz DOT.
 //!
-//! One walk ([`Graph::build`]) turns the flow tree into a small picture — vertices, edges and
+//! One walk (`Graph::build`) turns the flow tree into a small picture — vertices, edges and
 //! nested clusters, numbered in document order — and the two writers only print that picture, so
 //! both formats always show the same thing.
 

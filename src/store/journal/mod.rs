@@ -31,7 +31,9 @@ pub use writer::SqliteJournal;
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct JournalError {
+    /// The journal file.
     pub path: String,
+    /// What went wrong.
     pub message: String,
     /// Another process held a lock: trying again shortly may succeed.
     pub locked: bool,

@@ -14,6 +14,8 @@ use super::{JournalError, SqliteJournal};
 use crate::store::{MemoryOutputStore, OutputRecord, OutputStore};
 use crate::value::{Value, from_json};
 
+/// An [`OutputStore`] in the journal's file, so a resumed run, or a later process, finds the
+/// outputs of earlier runs.
 pub struct SqliteOutputStore {
     memory: MemoryOutputStore,
     journal: Rc<SqliteJournal>,
@@ -60,6 +62,7 @@ impl SqliteOutputStore {
         stored
     }
 
+    /// The journal file the outputs are kept in.
     pub fn path(&self) -> &Path {
         self.journal.path()
     }

@@ -13,20 +13,31 @@ use crate::value::from_json;
 /// A run as `swarm runs list` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunRow {
+    /// The run's id.
     pub id: String,
+    /// The blueprint's id.
     pub blueprint: String,
+    /// The blueprint file, when the run was started from one.
     pub file: Option<String>,
+    /// `running`, `interrupted`, or how the run ended (`finished`, `failed`, `cancelled`).
     pub status: String,
+    /// When the run started, in milliseconds since the Unix epoch.
     pub started_ms: i64,
+    /// When the run ended, if it has.
     pub finished_ms: Option<i64>,
+    /// How long the run took, if it has ended.
     pub duration_ms: Option<i64>,
+    /// How many tasks the run created.
     pub steps: i64,
     /// The digest of the blueprint it ran on.
     pub digest: Option<String>,
+    /// The run's starting ctx; read only for a single run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<serde_json::Value>,
+    /// The run's last ctx; read only for a single run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ctx: Option<serde_json::Value>,
+    /// The run's error, if it failed; read only for a single run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<serde_json::Value>,
 }
@@ -34,17 +45,26 @@ pub struct RunRow {
 /// A step (task) as `swarm runs show` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct StepRow {
+    /// The task's id.
     pub task_id: String,
+    /// The agent the task went to.
     pub agent: String,
+    /// The task's state, as [`crate::engine::TaskState::name`] spells it.
     pub status: String,
+    /// Attempts started.
     pub attempts: i64,
+    /// The step's node pointer in the flow, once the step settled; `None` for a sub-task.
     pub pointer: Option<String>,
+    /// When the task started, in milliseconds since the Unix epoch.
     pub started_ms: i64,
+    /// When the task settled, if it has.
     pub finished_ms: Option<i64>,
+    /// The result was replayed from the journal, not dispatched.
     pub replayed: bool,
     /// The result written to the ctx (for a passed step).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
+    /// The step's error, for a step that did not pass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<serde_json::Value>,
 }

@@ -26,8 +26,10 @@ pub struct Restart {
 /// Why a run cannot go on.
 #[derive(Debug, thiserror::Error)]
 pub enum RestartError {
+    /// The journal could not be read or written.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The journal has no run with this id.
     #[error("no run {0}")]
     NoSuchRun(String),
     /// The run is in the wrong state for what was asked (resume a finished run, rerun one that
@@ -36,10 +38,20 @@ pub enum RestartError {
     NotRestartable(String),
     /// A rerun's `--from` names no step the run had.
     #[error("run {run} has no step '{step}' (an agent name or a pointer)")]
-    NoSuchStep { run: String, step: String },
+    NoSuchStep {
+        /// The run's id.
+        run: String,
+        /// The step as given.
+        step: String,
+    },
     /// Another live process owns the run (it is running it, or claimed it to resume first).
     #[error("run {run} is already running in process {pid}")]
-    AlreadyRunning { run: String, pid: i64 },
+    AlreadyRunning {
+        /// The run's id.
+        run: String,
+        /// The process that owns it.
+        pid: i64,
+    },
 }
 
 impl RestartError {

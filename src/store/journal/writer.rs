@@ -127,6 +127,7 @@ impl SqliteJournal {
         Ok(SqliteJournal { path: path.to_path_buf(), tx: Some(tx), thread: Some(thread), log: RefCell::new(log) })
     }
 
+    /// The journal file.
     pub fn path(&self) -> &Path {
         &self.path
     }

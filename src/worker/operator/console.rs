@@ -48,7 +48,9 @@ impl ConsoleIo for StdConsole {
 
 /// Asks the console for each attempt.
 pub struct ConsoleOperator {
+    /// The seat and its prompt template.
     pub setup: OperatorSetup,
+    /// The console to ask on.
     pub io: Rc<dyn ConsoleIo>,
 }
 
@@ -89,7 +91,9 @@ pub fn parse_answer(answer: &str) -> Value {
 /// A console whose answers are given in advance, for tests and scripted sessions.
 #[derive(Default)]
 pub struct ScriptedConsole {
+    /// The answers still to give, in order.
     pub answers: RefCell<std::collections::VecDeque<String>>,
+    /// The questions asked so far, in order.
     pub questions: RefCell<Vec<String>>,
 }
 

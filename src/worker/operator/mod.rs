@@ -22,6 +22,7 @@ pub const OPERATOR_KINDS: [&str; 2] = ["lua", "console"];
 /// What an operator spawner is built from.
 #[derive(Clone, Debug)]
 pub struct OperatorSetup {
+    /// The operator seat's name.
     pub operator: String,
     /// The agent's `profile.system_prompt`, checked.
     pub template: Option<PromptTemplate>,
@@ -33,7 +34,9 @@ pub type LuaOperatorLookup = Rc<dyn Fn(&OperatorSetup) -> Option<Rc<dyn Spawner>
 /// Builds `operator` spawners. Without a Lua lookup (checking a JSON file, no host VM), a
 /// `lua` operator cannot be resolved and becomes a warning rather than an error.
 pub struct OperatorFactory {
+    /// Finds `lua` operators on the host VM, if there is one.
     pub lua: Option<LuaOperatorLookup>,
+    /// Where `console` operators ask their questions.
     pub console: Rc<dyn ConsoleIo>,
 }
 

@@ -41,6 +41,7 @@ pub(super) enum BridgeServe {
 }
 
 impl HostBridges {
+    /// The bridges registered on `lua`, which is held weakly.
     pub fn new(lua: &Lua) -> HostBridges {
         HostBridges { lua: lua.weak(), names: RefCell::new(Arc::from([])) }
     }

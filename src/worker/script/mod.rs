@@ -2,7 +2,7 @@
 //! in sandboxed VMs, each on its own thread, taken from a warm pool so a step never pays for a
 //! fresh VM.
 //!
-//! The host thread hands a [`Call`] to the pool and awaits [`Reply`]s on a channel of its own:
+//! The host thread hands a `Call` to the pool and awaits `Reply`s on a channel of its own:
 //! the result, a request to run a bridge (bridges are host-VM functions, so they run here, in
 //! the attempt's future), or the watchdog's word that the call overran its time. Dropping the
 //! attempt's future cancels the call; the VM stops at its next instruction count.
@@ -63,6 +63,7 @@ impl Script {
         Ok(Script { key: hasher.finish(), chunk_name, code })
     }
 
+    /// The name the script's errors and tracebacks carry.
     pub fn chunk_name(&self) -> &str {
         &self.chunk_name
     }
@@ -122,7 +123,9 @@ impl From<ScriptFailure> for WorkerError {
 /// What script agents take from their host: its VM pool and its bridges.
 #[derive(Clone)]
 pub struct ScriptRuntime {
+    /// The VM threads script attempts run on.
     pub pool: Rc<ScriptPool>,
+    /// The host functions scripts may call as `host.<name>`.
     pub bridges: Rc<HostBridges>,
 }
 
@@ -134,6 +137,7 @@ pub struct ScriptSpawner {
 }
 
 impl ScriptSpawner {
+    /// A spawner running `script` under `limits` on `runtime`.
     pub fn new(script: Script, limits: Limits, runtime: ScriptRuntime) -> ScriptSpawner {
         ScriptSpawner { script: Arc::new(script), limits, runtime }
     }

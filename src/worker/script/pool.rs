@@ -89,14 +89,17 @@ impl Drop for InFlight {
 }
 
 impl ScriptPool {
+    /// A pool that starts its VM threads on first use.
     pub fn new(config: PoolConfig) -> ScriptPool {
         ScriptPool { config, running: OnceCell::new(), closed: Cell::new(false), in_flight: Rc::default() }
     }
 
+    /// The configuration the pool was made with.
     pub fn config(&self) -> &PoolConfig {
         &self.config
     }
 
+    /// Counters of the VMs the pool has started and retired.
     pub fn stats(&self) -> PoolStats {
         self.running.get().map(|r| r.shared.stats()).unwrap_or_default()
     }

@@ -15,8 +15,11 @@ use super::SubprocessSpec;
 pub struct Launch {
     /// Absolute, so starting a child never searches `PATH`.
     pub program: PathBuf,
+    /// Its arguments.
     pub args: Vec<String>,
+    /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// The working directory, resolved.
     pub cwd: Option<PathBuf>,
 }
 

@@ -72,8 +72,11 @@ use one_shot::ProcessSpawner;
 pub enum StreamMode {
     /// stdout is one JSON document (or raw text).
     Plain,
+    /// One JSON event per line; blank lines are skipped.
     NdjsonLines,
+    /// Server-Sent Events: `data:` lines joined, a blank line ends an event.
     SseEvents,
+    /// A 4-byte big-endian length, then that many bytes of JSON.
     LengthPrefixed,
 }
 
@@ -86,18 +89,28 @@ pub const MAX_POOL_SIZE: u64 = 1024;
 /// A checked `subprocess` spec.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SubprocessSpec {
+    /// The program, as written: a name looked up on `PATH`, or a path.
     pub program: String,
+    /// Its arguments.
     pub args: Vec<String>,
+    /// The input goes as JSON on stdin; otherwise as the last argument.
     pub use_stdin: bool,
+    /// How stdout carries output events.
     pub stream_mode: StreamMode,
+    /// Extra environment variables, sorted by name; never one of [`RESERVED_ENV`].
     pub env: Vec<(String, String)>,
+    /// The directory to run in, as written: relative to the blueprint's directory; `None` is the host's.
     pub cwd: Option<String>,
+    /// Each attempt (or keep-alive request) is stopped after this long.
     pub timeout_ms: Option<u64>,
+    /// Children stay running and serve one request per line.
     pub keep_alive: bool,
+    /// With `keep_alive`, how many children serve requests at once.
     pub pool_size: u64,
 }
 
 impl SubprocessSpec {
+    /// Reads and checks a spec; `Err` names the field that is wrong.
     pub fn parse(spec: &Value) -> Result<SubprocessSpec, String> {
         let mut r = SpecReader::new(spec, "{program = \"...\", args = {...}}")?;
         let program = r.required_string("program")?.to_string();

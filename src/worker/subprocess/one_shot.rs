@@ -32,6 +32,7 @@ pub struct ProcessSpawner {
 }
 
 impl ProcessSpawner {
+    /// A spawner that starts `launch` once per attempt.
     pub fn new(launch: Launch, mode: StreamMode, use_stdin: bool, timeout: Option<Duration>) -> ProcessSpawner {
         ProcessSpawner { launch: Rc::new(launch), mode, use_stdin, timeout }
     }

@@ -12,7 +12,9 @@ use crate::worker::{TaskHost, Verdict, WorkerError, WorkerResult};
 /// object itself.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Final {
+    /// The attempt's result.
     pub value: Value,
+    /// `false` fails the attempt, with `value` as the failure's value.
     pub ok: bool,
 }
 
@@ -177,6 +179,7 @@ impl Collector {
         self.after_final
     }
 
+    /// The last `final` event, taking it so the next answer starts clean.
     pub fn take_final(&mut self) -> Option<Final> {
         self.last_final.take()
     }

@@ -80,6 +80,7 @@ impl GroupChild {
         Ok(GroupChild { child, pgid, tag, reaped: false })
     }
 
+    /// The child's pid, which is also its process group's id.
     pub fn pid(&self) -> u32 {
         self.pgid as u32
     }

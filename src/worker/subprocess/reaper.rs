@@ -49,11 +49,14 @@ fn is_subreaper() -> bool {
 /// after the host died is not taken for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostId {
+    /// The host's pid.
     pub pid: i64,
+    /// The host's start time in clock ticks after boot; 0 when unknown.
     pub start: i64,
 }
 
 impl HostId {
+    /// This process.
     pub fn current() -> HostId {
         static ME: OnceLock<HostId> = OnceLock::new();
         *ME.get_or_init(|| {
@@ -87,8 +90,11 @@ pub fn next_tag() -> String {
 /// What `/proc/<pid>/stat` says that matters here.
 #[derive(Clone, Copy, Debug)]
 pub struct Stat {
+    /// The process state letter (`R`, `S`, `Z`, ...).
     pub state: char,
+    /// The parent's pid.
     pub ppid: libc::pid_t,
+    /// The process group id.
     pub pgid: libc::pid_t,
     /// Clock ticks after boot.
     pub start: u64,

@@ -15,6 +15,7 @@ pub struct StderrTail {
 }
 
 impl StderrTail {
+    /// Takes the next bytes the child wrote, keeping only the tail.
     pub fn push(&mut self, bytes: &[u8]) {
         self.total += bytes.len() as u64;
         if bytes.len() >= TAIL_BYTES {

@@ -13,9 +13,11 @@ pub const MAX_ITEM: usize = 16 * 1024 * 1024;
 /// Where an item was in the stream (1-based).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Position {
+    /// An NDJSON line.
     Line(u64),
     /// An SSE event, by the line of its first `data:` field.
     Event(u64),
+    /// A length-prefixed frame.
     Frame(u64),
 }
 
@@ -38,8 +40,11 @@ type LineSink<'s> = dyn FnMut(&[u8], u64) -> Result<(), String> + 's;
 /// A decoder for one framing.
 #[derive(Debug)]
 pub enum Decoder {
+    /// Splits NDJSON lines.
     Ndjson(Lines),
+    /// Joins Server-Sent Events.
     Sse(Sse),
+    /// Reads length-prefixed frames.
     Frames(Frames),
 }
 
