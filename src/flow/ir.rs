@@ -2,7 +2,7 @@
 //! shape (`kind` / `op` tags, `ref`, `in`, `out`, `then`, `else`, `children`), plus the optional
 //! extensions `timeout_ms`, `retry`, `max_concurrency` and `collect`. Unknown fields are rejected.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::path::Path;
 pub use super::wire::MAX_TIMEOUT_MS;
@@ -264,57 +264,6 @@ impl Expr {
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PathExpr(pub Path);
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PathExprWire {
-    op: PathOp,
-    at: Path,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum PathOp {
-    Path,
-}
-
-impl Serialize for PathExpr {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        PathExprWire { op: PathOp::Path, at: self.0.clone() }.serialize(s)
-    }
-}
-
-/// Reads the wire form, and also a bare path string, which is what a hand-written Lua table
-/// naturally holds; either way it prints back as the wire form.
-impl<'de> Deserialize<'de> for PathExpr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PathExpr, D::Error> {
-        struct PathExprVisitor;
-
-        impl<'de> serde::de::Visitor<'de> for PathExprVisitor {
-            type Value = PathExpr;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(r#"a path expression {"op":"path","at":"$..."}"#)
-            }
-
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<PathExpr, E> {
-                text.parse().map(PathExpr).map_err(E::custom)
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PathExpr, A::Error> {
-                let wire =
-                    PathExprWire::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map_err(|e| {
-                        serde::de::Error::custom(format!(
-                            r#"expected a path expression {{"op":"path","at":"$..."}}: {e}"#
-                        ))
-                    })?;
-                Ok(PathExpr(wire.at))
-            }
-        }
-
-        d.deserialize_any(PathExprVisitor)
-    }
-}
-
 impl std::fmt::Display for PathExpr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
@@ -526,6 +475,8 @@ impl Node {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserializer;
+
     use super::*;
 
     #[test]

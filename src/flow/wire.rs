@@ -1,8 +1,12 @@
 //! How the IR's numbers and lists are read off the wire: a number must be whole and in range
 //! (a Lua script hands over floats for integers), and a list may arrive as an empty object (a
-//! Lua `{}` cannot say which it is). The errors name the node and field.
+//! Lua `{}` cannot say which it is), and a path position holds a path expression or a bare path
+//! string. The errors name the node and field.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::ir::PathExpr;
+use super::path::Path;
 
 /// The longest time a step, a subprocess or a script may be given: a year, in ms.
 pub const MAX_TIMEOUT_MS: u64 = 365 * 24 * 3600 * 1000;
@@ -123,4 +127,55 @@ pub(crate) fn list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resu
     }
 
     d.deserialize_any(ListVisitor(std::marker::PhantomData))
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathExprWire {
+    op: PathOp,
+    at: Path,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum PathOp {
+    Path,
+}
+
+impl Serialize for PathExpr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        PathExprWire { op: PathOp::Path, at: self.0.clone() }.serialize(s)
+    }
+}
+
+/// Reads the wire form, and also a bare path string, which is what a hand-written Lua table
+/// naturally holds; either way it prints back as the wire form.
+impl<'de> Deserialize<'de> for PathExpr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PathExpr, D::Error> {
+        struct PathExprVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for PathExprVisitor {
+            type Value = PathExpr;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(r#"a path expression {"op":"path","at":"$..."}"#)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<PathExpr, E> {
+                text.parse().map(PathExpr).map_err(E::custom)
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PathExpr, A::Error> {
+                let wire =
+                    PathExprWire::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map_err(|e| {
+                        serde::de::Error::custom(format!(
+                            r#"expected a path expression {{"op":"path","at":"$..."}}: {e}"#
+                        ))
+                    })?;
+                Ok(PathExpr(wire.at))
+            }
+        }
+
+        d.deserialize_any(PathExprVisitor)
+    }
 }
