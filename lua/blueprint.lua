@@ -34,25 +34,34 @@ local top_fields = {
   schema_version = true,
 }
 
+-- kind -> the fields holding its child nodes, in order, from the host's description of each
+-- node kind: the same fields, and so the same pointers, as the host's own walks.
+local child_fields = {}
+for _, shape in ipairs(native.node_shapes) do
+  local fields = {}
+  for _, field in ipairs(shape.fields) do
+    if field.role == "node" or field.role == "node_list" then
+      fields[#fields + 1] = field
+    end
+  end
+  child_fields[shape.kind] = fields
+end
+
 --- Records the declaration site of every builder-made node under its pointer in the tree.
 local function collect_node_sites(node, pointer, out)
   if type(node) ~= "table" then
     return
   end
   out[pointer] = node_sites[node]
-  local kind = node.kind
-  if kind == "seq" and type(node.children) == "table" then
-    for i, child in ipairs(node.children) do
-      collect_node_sites(child, pointer .. "/children/" .. (i - 1), out)
+  for _, field in ipairs(child_fields[node.kind] or {}) do
+    local child = node[field.wire]
+    if field.role == "node" then
+      collect_node_sites(child, pointer .. "/" .. field.wire, out)
+    elseif type(child) == "table" then
+      for i, item in ipairs(child) do
+        collect_node_sites(item, pointer .. "/" .. field.wire .. "/" .. (i - 1), out)
+      end
     end
-  elseif kind == "branch" then
-    collect_node_sites(node["then"], pointer .. "/then", out)
-    collect_node_sites(node["else"], pointer .. "/else", out)
-  elseif kind == "loop" or kind == "fanout" then
-    collect_node_sites(node.body, pointer .. "/body", out)
-  elseif kind == "try" then
-    collect_node_sites(node.body, pointer .. "/body", out)
-    collect_node_sites(node.catch, pointer .. "/catch", out)
   end
 end
 

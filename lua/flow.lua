@@ -104,6 +104,22 @@ local function node(t)
   return t
 end
 
+-- kind -> the options its builder takes, and the names of its enum fields, from the host's
+-- description of each node kind, so a builder cannot take a field the host does not know.
+local options, enums = {}, {}
+for _, shape in ipairs(native.node_shapes) do
+  local names = {}
+  for _, field in ipairs(shape.fields) do
+    if field.lua then
+      names[field.lua] = true
+    end
+    if type(field.role) == "table" and field.role.enum then
+      enums[shape.kind .. "." .. field.wire] = set(table.unpack(field.role.enum))
+    end
+  end
+  options[shape.kind] = names
+end
+
 -- The host keeps these numbers as 32-bit counts or as milliseconds up to a year; a larger one
 -- is an error here, at the script's line, rather than a wrapped or refused number later.
 local MAX_COUNT = 4294967295
@@ -280,7 +296,7 @@ end
 --- (default: `$.<agent>`).
 ---@param spec {agent: string, input?: any, out?: string|swarm.Expr, timeout_ms?: integer, retry?: table}
 function F.step(spec)
-  check_fields("step", spec, set("agent", "input", "out", "timeout_ms", "retry"))
+  check_fields("step", spec, options.step)
   if type(spec.agent) ~= "string" or spec.agent == "" then
     fail("step", "`agent` must be the name of an agent")
   end
@@ -322,7 +338,7 @@ end
 
 --- Writes an expression's value at a path.
 function F.assign(spec)
-  check_fields("assign", spec, set("at", "value"))
+  check_fields("assign", spec, options.assign)
   if spec.at == nil then
     fail("assign", "`at` is required")
   end
@@ -331,7 +347,7 @@ end
 
 --- `cond` must be a boolean; a missing branch does nothing.
 function F.branch(spec)
-  check_fields("branch", spec, set("cond", "on_true", "on_false"))
+  check_fields("branch", spec, options.branch)
   if spec.cond == nil then
     fail("branch", "`cond` is required")
   end
@@ -349,7 +365,7 @@ end
 
 --- counter := 0; while counter < max and cond is truthy: body; counter += 1.
 function F.loop(spec)
-  check_fields("loop", spec, set("counter", "cond", "max", "body"))
+  check_fields("loop", spec, options.loop)
   if spec.counter == nil then
     fail("loop", "`counter` is required (a path such as \"$.i\")")
   end
@@ -370,11 +386,11 @@ function F.loop(spec)
   })
 end
 
-local joins = set("all", "any", "race", "all_settled")
+local joins = enums["fanout.join"]
 
 --- One isolated lane per item of `items`, each with the item at `bind` (default `$.item`).
 function F.fanout(spec)
-  check_fields("fanout", spec, set("items", "bind", "body", "join", "out", "max_concurrency", "collect"))
+  check_fields("fanout", spec, options.fanout)
   if spec.items == nil then
     fail("fanout", "`items` is required")
   end
@@ -399,7 +415,7 @@ end
 
 --- On a body error: restore the ctx, write the error at `err_at`, run `catch`.
 function F.try(spec)
-  check_fields("try", spec, set("body", "catch", "err_at"))
+  check_fields("try", spec, options.try)
   return node({
     kind = "try",
     body = node_of("try", "body", spec.body),

@@ -16,7 +16,6 @@ use futures::future::LocalBoxFuture;
 use serde::Serialize;
 
 use super::schema::{Blueprint, Location};
-use super::walk::walk;
 use crate::flow::Node;
 use crate::middleware::{LayerRegistry, LinkError};
 use crate::worker::{BuildContext, Job, Spawner, SpawnerFactory, WorkerError, WorkerResult};
@@ -409,7 +408,7 @@ impl CompileRun<'_> {
 
     fn check_refs(&mut self, routes: &HashMap<String, Rc<dyn Spawner>>, declared: &HashSet<String>) {
         let bp = self.bp;
-        walk(&bp.flow, &mut |pointer, node| {
+        bp.flow.walk(&mut |pointer, node| {
             let Node::Step(step) = node else { return };
             if routes.contains_key(&step.agent) || declared.contains(&step.agent) {
                 return;
@@ -435,7 +434,7 @@ impl CompileRun<'_> {
             return;
         }
         let bp = self.bp;
-        walk(&bp.flow, &mut |pointer, node| {
+        bp.flow.walk(&mut |pointer, node| {
             if let Node::Step(step) = node
                 && !routes.contains_key(&step.agent)
             {

@@ -3,6 +3,5 @@
 pub mod compile;
 pub mod graph;
 pub mod schema;
-pub mod walk;
 
 pub use schema::{AgentDef, Blueprint, Hints, Location, OperatorDef, Profile, SourceMap, Strategy};

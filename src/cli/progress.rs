@@ -107,7 +107,7 @@ impl Progress {
 /// How many steps `flow` runs at most, or `None` when a loop or fanout repeats some.
 fn step_count(flow: &Node) -> Option<usize> {
     let mut repeats = false;
-    crate::blueprint::walk::walk(flow, &mut |_, node| {
+    flow.walk(&mut |_, node| {
         repeats |= matches!(node, Node::Loop { .. } | Node::Fanout(_));
     });
     if repeats {

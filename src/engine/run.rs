@@ -17,7 +17,6 @@ use super::journal::{Journal, Recorded, RunStart, StepKey};
 use super::task::TaskState;
 use super::{Engine, now_ms};
 use crate::blueprint::compile::CompiledBlueprint;
-use crate::blueprint::walk::walk;
 use crate::blueprint::{Location, SourceMap};
 use crate::flow::{ErrorKind, Evaluator, Externs, FlowError, Node, Step};
 use crate::gate::Role;
@@ -64,7 +63,7 @@ pub(crate) struct Journaling {
 /// Every step of `flow` with its pointer.
 fn step_pointers(flow: &Node) -> HashMap<*const Step, Arc<str>> {
     let mut pointers = HashMap::new();
-    walk(flow, &mut |pointer, node| {
+    flow.walk(&mut |pointer, node| {
         if let Node::Step(step) = node {
             pointers.insert(step as *const Step, Arc::from(pointer));
         }

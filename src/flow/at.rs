@@ -1,7 +1,10 @@
 //! Where the evaluator is in the flow, so an error can name its node: a chain of pointer
 //! segments that lives on the evaluator's own stack (each node's future holds its link), costs
 //! nothing to extend, and is rendered (`/children/2/cond`) only when an error needs it.
-//! Segments follow the wire field names, as the pointers of compile errors and the journal do.
+//! Segments are the [`Slot`]s of [`Node::children`](super::ir::Node::children), so these pointers
+//! are the ones compile errors and the journal use.
+
+use super::ir::Slot;
 
 /// One node's (or one field's) place: its parent's place plus one segment.
 #[derive(Clone, Copy)]
@@ -10,27 +13,22 @@ pub struct At<'p> {
     segment: Segment,
 }
 
-#[derive(Clone, Copy)]
-enum Segment {
-    Root,
-    /// `/children/N` of a `seq`.
-    Child(usize),
-    /// A named field: a child node (`body`, `then`) or an expression or path (`cond`, `out`).
-    Field(&'static str),
-}
+/// `None` for the root; else a child's slot (`children/2`, `body`) or a field holding an
+/// expression or path (`cond`, `out`), rendered as the node walk renders slots.
+type Segment = Option<Slot>;
 
 impl<'p> At<'p> {
     /// The flow's root node (pointer `""`).
-    pub const ROOT: At<'static> = At { parent: None, segment: Segment::Root };
+    pub const ROOT: At<'static> = At { parent: None, segment: None };
 
     /// Child `index` of this `seq`.
     pub fn child(&'p self, index: usize) -> At<'p> {
-        At { parent: Some(self), segment: Segment::Child(index) }
+        At { parent: Some(self), segment: Some(Slot::Item("children", index)) }
     }
 
     /// The node or expression in field `name` of this node.
     pub fn field(&'p self, name: &'static str) -> At<'p> {
-        At { parent: Some(self), segment: Segment::Field(name) }
+        At { parent: Some(self), segment: Some(Slot::Field(name)) }
     }
 
     /// The pointer, e.g. `/children/2/cond`.
@@ -42,15 +40,9 @@ impl<'p> At<'p> {
             at = link.parent;
         }
         let mut pointer = String::new();
-        for segment in segments.iter().rev() {
-            match segment {
-                Segment::Root => {}
-                Segment::Child(i) => pointer.push_str(&format!("/children/{i}")),
-                Segment::Field(name) => {
-                    pointer.push('/');
-                    pointer.push_str(name);
-                }
-            }
+        for slot in segments.iter().rev().flatten() {
+            pointer.push('/');
+            pointer.push_str(&slot.to_string());
         }
         pointer
     }

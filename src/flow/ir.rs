@@ -2,9 +2,14 @@
 //! shape (`kind` / `op` tags, `ref`, `in`, `out`, `then`, `else`, `children`), plus the optional
 //! extensions `timeout_ms`, `retry`, `max_concurrency` and `collect`. Unknown fields are rejected.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::path::Path;
+pub use super::wire::MAX_TIMEOUT_MS;
+pub(crate) use super::wire::list;
+use super::wire::{
+    fanout_max_concurrency, loop_max, retry_backoff_factor, retry_backoff_ms, retry_max_attempts, step_timeout_ms,
+};
 use crate::value::Value;
 
 /// A flow node.
@@ -346,186 +351,152 @@ impl Expr {
     }
 }
 
-/// Reads a list, also accepting an empty object: a Lua table `{}` has no way to say which it
-/// is, and in a list position an empty list is the only sensible reading.
-/// The longest time a step, a subprocess or a script may be given: a year, in ms.
-pub const MAX_TIMEOUT_MS: u64 = 365 * 24 * 3600 * 1000;
-
-/// A number as the wire gives it, before its range is checked.
-#[derive(Clone, Copy)]
-enum WireNumber {
-    Int(i128),
-    Float(f64),
-}
-
-impl<'de> Deserialize<'de> for WireNumber {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<WireNumber, D::Error> {
-        struct NumberVisitor;
-
-        impl serde::de::Visitor<'_> for NumberVisitor {
-            type Value = WireNumber;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a number")
-            }
-
-            fn visit_i64<E>(self, n: i64) -> Result<WireNumber, E> {
-                Ok(WireNumber::Int(n.into()))
-            }
-
-            fn visit_u64<E>(self, n: u64) -> Result<WireNumber, E> {
-                Ok(WireNumber::Int(n.into()))
-            }
-
-            fn visit_f64<E>(self, n: f64) -> Result<WireNumber, E> {
-                Ok(WireNumber::Float(n))
-            }
-        }
-
-        d.deserialize_any(NumberVisitor)
-    }
-}
-
-/// `n` as a whole number from `min` to `max`; `what` names the node and field in the error.
-fn whole<E: serde::de::Error>(n: WireNumber, min: u64, max: u64, what: &str) -> Result<u64, E> {
-    let whole = match n {
-        WireNumber::Int(i) => u64::try_from(i).ok(),
-        // Below 2^53 every whole float is exact.
-        WireNumber::Float(f) if f.fract() == 0.0 && (0.0..9.0e15).contains(&f) => Some(f as u64),
-        WireNumber::Float(_) => None,
-    };
-    match whole {
-        Some(n) if (min..=max).contains(&n) => Ok(n),
-        _ => {
-            let got = match n {
-                WireNumber::Int(i) => i.to_string(),
-                WireNumber::Float(f) => f.to_string(),
-            };
-            Err(E::custom(format!("{what} must be a whole number from {min} to {max}, got {got}")))
-        }
-    }
-}
-
-fn loop_max<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = whole(WireNumber::deserialize(d)?, 0, u32::MAX.into(), "loop `max`")?;
-    Ok(u32::try_from(n).expect("checked against u32::MAX"))
-}
-
-fn retry_max_attempts<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    let n = whole(WireNumber::deserialize(d)?, 1, u32::MAX.into(), "step `retry.max_attempts`")?;
-    Ok(u32::try_from(n).expect("checked against u32::MAX"))
-}
-
-fn retry_backoff_ms<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    whole(WireNumber::deserialize(d)?, 0, MAX_TIMEOUT_MS, "step `retry.backoff_ms`")
-}
-
-fn retry_backoff_factor<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    match WireNumber::deserialize(d)? {
-        WireNumber::Int(i) if (0..=1_000_000).contains(&i) => Ok(i as f64),
-        WireNumber::Float(f) if (0.0..=1.0e6).contains(&f) => Ok(f),
-        _ => Err(serde::de::Error::custom("step `retry.backoff_factor` must be a number from 0 to 1000000")),
-    }
-}
-
-fn step_timeout_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    Option::<WireNumber>::deserialize(d)?.map(|n| whole(n, 1, MAX_TIMEOUT_MS, "step `timeout_ms`")).transpose()
-}
-
-fn fanout_max_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    let n = Option::<WireNumber>::deserialize(d)?;
-    let n = n.map(|n| whole(n, 0, u32::MAX.into(), "fanout `max_concurrency`")).transpose()?;
-    Ok(n.map(|n| u32::try_from(n).expect("checked against u32::MAX")))
-}
-
-pub(crate) fn list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    struct ListVisitor<T>(std::marker::PhantomData<T>);
-
-    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ListVisitor<T> {
-        type Value = Vec<T>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a list")
-        }
-
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut items = Vec::new();
-            while let Some(item) = seq.next_element()? {
-                items.push(item);
-            }
-            Ok(items)
-        }
-
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Vec<T>, A::Error> {
-            match map.next_key::<serde::de::IgnoredAny>()? {
-                None => Ok(Vec::new()),
-                Some(_) => Err(serde::de::Error::invalid_type(serde::de::Unexpected::Map, &self)),
-            }
-        }
-    }
-
-    d.deserialize_any(ListVisitor(std::marker::PhantomData))
-}
-
 /// A path in a path position (`out`, `bind`, `counter`, `at`, `err_at`, `collect`). On the wire
 /// it is a path expression, `{"op":"path","at":"$.x"}`, as in mlua-flow-ir 0.2.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PathExpr(pub Path);
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PathExprWire {
-    op: PathOp,
-    at: Path,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum PathOp {
-    Path,
-}
-
-impl Serialize for PathExpr {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        PathExprWire { op: PathOp::Path, at: self.0.clone() }.serialize(s)
-    }
-}
-
-/// Reads the wire form, and also a bare path string, which is what a hand-written Lua table
-/// naturally holds; either way it prints back as the wire form.
-impl<'de> Deserialize<'de> for PathExpr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PathExpr, D::Error> {
-        struct PathExprVisitor;
-
-        impl<'de> serde::de::Visitor<'de> for PathExprVisitor {
-            type Value = PathExpr;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(r#"a path expression {"op":"path","at":"$..."}"#)
-            }
-
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<PathExpr, E> {
-                text.parse().map(PathExpr).map_err(E::custom)
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<PathExpr, A::Error> {
-                let wire =
-                    PathExprWire::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map_err(|e| {
-                        serde::de::Error::custom(format!(
-                            r#"expected a path expression {{"op":"path","at":"$..."}}: {e}"#
-                        ))
-                    })?;
-                Ok(PathExpr(wire.at))
-            }
-        }
-
-        d.deserialize_any(PathExprVisitor)
-    }
-}
-
 impl std::fmt::Display for PathExpr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+// The shape of a node, described once. Every walk (the journal's step keys, the compiler's
+// checks and source map, the progress count, the Lua site walker) goes through `children`,
+// and `NODE_SHAPES` tells Lua and the tests which field holds what. A new node kind needs a
+// variant above, an arm in `kind_name` and `children`, and a row in `NODE_SHAPES`.
+
+/// What a node field holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// One child node.
+    Node,
+    /// A list of child nodes.
+    NodeList,
+    /// An expression.
+    Expr,
+    /// A path into the ctx (a path expression on the wire).
+    Path,
+    /// A whole number.
+    Number,
+    /// One of a fixed set of names.
+    Enum(&'static [&'static str]),
+    /// An agent's name.
+    Agent,
+    /// A step's retry policy.
+    Retry,
+}
+
+/// One field of a node kind.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Field {
+    /// The JSON name; for a child, also its segment in a node pointer.
+    pub wire: &'static str,
+    /// The option the Lua builder takes it as (`F.step{agent = ...}` fills `ref`); `None` when
+    /// the builder takes the value itself (`F.seq{...}` is the list of children).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lua: Option<&'static str>,
+    pub role: Role,
+    /// The wire form may leave it out.
+    pub optional: bool,
+}
+
+/// A node kind and its fields, in wire order.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Shape {
+    pub kind: &'static str,
+    pub fields: &'static [Field],
+}
+
+const fn field(wire: &'static str, lua: &'static str, role: Role) -> Field {
+    Field { wire, lua: Some(lua), role, optional: false }
+}
+
+const fn optional(wire: &'static str, lua: &'static str, role: Role) -> Field {
+    Field { wire, lua: Some(lua), role, optional: true }
+}
+
+/// The names `fanout`'s `join` takes, in the order of [`Join`]'s variants.
+pub const JOIN_NAMES: &[&str] = &["all", "any", "race", "all_settled"];
+
+/// Every node kind, with the fields of each.
+pub const NODE_SHAPES: &[Shape] = &[
+    Shape {
+        kind: "step",
+        fields: &[
+            field("ref", "agent", Role::Agent),
+            field("in", "input", Role::Expr),
+            field("out", "out", Role::Path),
+            optional("timeout_ms", "timeout_ms", Role::Number),
+            optional("retry", "retry", Role::Retry),
+        ],
+    },
+    Shape { kind: "seq", fields: &[Field { wire: "children", lua: None, role: Role::NodeList, optional: false }] },
+    Shape {
+        kind: "branch",
+        fields: &[
+            field("cond", "cond", Role::Expr),
+            field("then", "on_true", Role::Node),
+            field("else", "on_false", Role::Node),
+        ],
+    },
+    Shape {
+        kind: "loop",
+        fields: &[
+            field("counter", "counter", Role::Path),
+            field("cond", "cond", Role::Expr),
+            field("max", "max", Role::Number),
+            field("body", "body", Role::Node),
+        ],
+    },
+    Shape {
+        kind: "fanout",
+        fields: &[
+            field("items", "items", Role::Expr),
+            field("bind", "bind", Role::Path),
+            field("body", "body", Role::Node),
+            optional("join", "join", Role::Enum(JOIN_NAMES)),
+            field("out", "out", Role::Path),
+            optional("max_concurrency", "max_concurrency", Role::Number),
+            optional("collect", "collect", Role::Path),
+        ],
+    },
+    Shape {
+        kind: "try",
+        fields: &[
+            field("body", "body", Role::Node),
+            field("catch", "catch", Role::Node),
+            optional("err_at", "err_at", Role::Path),
+        ],
+    },
+    Shape { kind: "assign", fields: &[field("at", "at", Role::Path), field("value", "value", Role::Expr)] },
+];
+
+/// Where a child sits in its parent: a field (`then`, `body`) or an item of a list field
+/// (`children`, 2). Rendered as the pointer segment, `then` or `children/2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Field(&'static str),
+    Item(&'static str, usize),
+}
+
+impl Slot {
+    /// The field holding the child: `then`, or `children` for `children/2`.
+    pub fn field(self) -> &'static str {
+        match self {
+            Slot::Field(name) | Slot::Item(name, _) => name,
+        }
+    }
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Slot::Field(name) => f.write_str(name),
+            Slot::Item(name, index) => write!(f, "{name}/{index}"),
+        }
     }
 }
 
@@ -543,28 +514,61 @@ impl Node {
         }
     }
 
+    /// The kind's row in [`NODE_SHAPES`].
+    pub fn shape(&self) -> &'static Shape {
+        let kind = self.kind_name();
+        NODE_SHAPES.iter().find(|shape| shape.kind == kind).expect("every kind has a row in NODE_SHAPES")
+    }
+
+    /// The child nodes with their slots, in document order.
+    pub fn children(&self) -> Vec<(Slot, &Node)> {
+        match self {
+            Node::Seq { children } => {
+                children.iter().enumerate().map(|(i, c)| (Slot::Item("children", i), c)).collect()
+            }
+            Node::Branch { then_branch, else_branch, .. } => {
+                vec![(Slot::Field("then"), &**then_branch), (Slot::Field("else"), &**else_branch)]
+            }
+            Node::Loop { body, .. } => vec![(Slot::Field("body"), &**body)],
+            Node::Fanout(fanout) => vec![(Slot::Field("body"), &*fanout.body)],
+            Node::Try { body, catch, .. } => vec![(Slot::Field("body"), &**body), (Slot::Field("catch"), &**catch)],
+            Node::Step(_) | Node::Assign { .. } => Vec::new(),
+        }
+    }
+
+    /// Calls `f(pointer, node)` for every node, parents before children, in document order.
+    /// The pointer is `""` for this node, then `/children/2`, `/then`, `/body/catch`...: the
+    /// wire field names, so compile errors, source maps and journal step keys agree.
+    pub fn walk<'a>(&'a self, f: &mut impl FnMut(&str, &'a Node)) {
+        let mut pointer = String::new();
+        self.walk_at(&mut pointer, f);
+    }
+
+    fn walk_at<'a>(&'a self, pointer: &mut String, f: &mut impl FnMut(&str, &'a Node)) {
+        f(pointer, self);
+        for (slot, child) in self.children() {
+            let len = pointer.len();
+            pointer.push('/');
+            pointer.push_str(&slot.to_string());
+            child.walk_at(pointer, f);
+            pointer.truncate(len);
+        }
+    }
+
     /// Calls `f` on every step in the tree, in document order.
     pub fn for_each_step<'a>(&'a self, f: &mut impl FnMut(&'a Step)) {
-        match self {
-            Node::Step(step) => f(step),
-            Node::Seq { children } => children.iter().for_each(|c| c.for_each_step(f)),
-            Node::Branch { then_branch, else_branch, .. } => {
-                then_branch.for_each_step(f);
-                else_branch.for_each_step(f);
+        self.walk(&mut |_, node| {
+            if let Node::Step(step) = node {
+                f(step);
             }
-            Node::Loop { body, .. } => body.for_each_step(f),
-            Node::Fanout(fanout) => fanout.body.for_each_step(f),
-            Node::Try { body, catch, .. } => {
-                body.for_each_step(f);
-                catch.for_each_step(f);
-            }
-            Node::Assign { .. } => {}
-        }
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserializer;
+
     use super::*;
 
     #[test]
@@ -608,5 +612,118 @@ mod tests {
         let bad = r#"{"kind":"assign","at":{"op":"path","at":"$.a..b"},"value":{"op":"lit","value":1}}"#;
         let err = serde_json::from_str::<Node>(bad).unwrap_err().to_string();
         assert!(err.contains("empty key"), "{err}");
+    }
+    /// The keys of a JSON object, in the order written.
+    struct Keys(Vec<String>);
+
+    impl<'de> Deserialize<'de> for Keys {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Keys, D::Error> {
+            struct KeysVisitor;
+
+            impl<'de> serde::de::Visitor<'de> for KeysVisitor {
+                type Value = Keys;
+
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                        keys.push(key);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+
+            d.deserialize_map(KeysVisitor)
+        }
+    }
+
+    /// A wire node of `shape` with every field set, built from the table alone.
+    fn sample(shape: &Shape) -> serde_json::Value {
+        let seq = serde_json::json!({"kind": "seq", "children": []});
+        let mut node = serde_json::Map::new();
+        node.insert("kind".into(), shape.kind.into());
+        for field in shape.fields {
+            let value = match field.role {
+                Role::Node => seq.clone(),
+                Role::NodeList => serde_json::json!([seq, seq]),
+                Role::Expr => serde_json::json!({"op": "lit", "value": 1}),
+                Role::Path => serde_json::json!({"op": "path", "at": "$.x"}),
+                Role::Number => 1.into(),
+                Role::Enum(names) => names[0].into(),
+                Role::Agent => "a".into(),
+                Role::Retry => serde_json::json!({"max_attempts": 1}),
+            };
+            node.insert(field.wire.into(), value);
+        }
+        serde_json::Value::Object(node)
+    }
+
+    #[test]
+    fn the_shape_table_is_the_serde_shape() {
+        for shape in NODE_SHAPES {
+            let full = sample(shape);
+            let node: Node = serde_json::from_value(full.clone()).unwrap_or_else(|e| panic!("{}: {e}", shape.kind));
+            assert_eq!(node.kind_name(), shape.kind);
+            assert_eq!(node.shape().kind, shape.kind);
+            // Every field the serde type writes is in the table, in the same order.
+            let Keys(mut written) = serde_json::from_str(&serde_json::to_string(&node).unwrap()).unwrap();
+            written.retain(|k| k != "kind");
+            let listed: Vec<&str> = shape.fields.iter().map(|f| f.wire).collect();
+            assert_eq!(written, listed, "{}", shape.kind);
+            // `children` yields exactly the node fields, a list field item by item.
+            let slots: Vec<String> = node.children().iter().map(|(slot, _)| slot.to_string()).collect();
+            let mut expected = Vec::new();
+            for field in shape.fields {
+                match field.role {
+                    Role::Node => expected.push(field.wire.to_string()),
+                    Role::NodeList => expected.extend((0..2).map(|i| format!("{}/{i}", field.wire))),
+                    _ => {}
+                }
+            }
+            assert_eq!(slots, expected, "{}", shape.kind);
+            // Optional fields may be left out; no other field may.
+            for field in shape.fields {
+                let mut without = full.clone();
+                without.as_object_mut().unwrap().remove(field.wire);
+                let parsed = serde_json::from_value::<Node>(without);
+                assert_eq!(parsed.is_ok(), field.optional, "{}.{} optional: {parsed:?}", shape.kind, field.wire);
+            }
+        }
+    }
+
+    #[test]
+    fn join_names_are_the_join_variants() {
+        let all = [Join::All, Join::Any, Join::Race, Join::AllSettled];
+        let names: Vec<&str> = all.iter().map(|j| j.name()).collect();
+        assert_eq!(names, JOIN_NAMES);
+        for join in all {
+            assert_eq!(serde_json::to_value(join).unwrap(), join.name());
+        }
+    }
+
+    #[test]
+    fn pointers_follow_the_wire_field_names() {
+        let text = r#"{"kind":"seq","children":[
+            {"kind":"assign","at":{"op":"path","at":"$.a"},"value":{"op":"lit","value":1}},
+            {"kind":"try","body":{"kind":"seq","children":[]},"catch":{"kind":"branch","cond":{"op":"lit","value":true},
+              "then":{"kind":"seq","children":[]},"else":{"kind":"seq","children":[]}}}]}"#;
+        let node: Node = serde_json::from_str(text).unwrap();
+        let mut seen = Vec::new();
+        node.walk(&mut |p, n| seen.push(format!("{p}={}", n.kind_name())));
+        assert_eq!(
+            seen,
+            [
+                "=seq",
+                "/children/0=assign",
+                "/children/1=try",
+                "/children/1/body=seq",
+                "/children/1/catch=branch",
+                "/children/1/catch/then=seq",
+                "/children/1/catch/else=seq",
+            ]
+        );
     }
 }

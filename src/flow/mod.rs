@@ -8,10 +8,11 @@ pub mod expr;
 mod fanout;
 pub mod ir;
 pub mod path;
+mod wire;
 
 pub use dispatch::{Dispatcher, ExternTable, Externs, NoExterns};
 pub use error::{ErrorKind, FlowError};
 pub use eval::Evaluator;
 pub use expr::eval_expr;
-pub use ir::{Expr, Fanout, Join, Node, PathExpr, Retry, RetryOn, Step};
+pub use ir::{Expr, Fanout, Field, Join, NODE_SHAPES, Node, PathExpr, Retry, RetryOn, Role, Shape, Slot, Step};
 pub use path::{Path, PathError, PathSyntaxError, Segment};

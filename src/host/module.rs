@@ -71,6 +71,9 @@ fn natives(lua: &Lua, functions: Table) -> mlua::Result<Table> {
     let native = lua.create_table()?;
     native.set("array_mt", lua.array_metatable())?;
     native.set("null", lua.null())?;
+    // Each node kind's fields: the builders check options against it, the site walker finds
+    // the children with it.
+    native.set("node_shapes", lua.to_value(crate::flow::NODE_SHAPES)?)?;
     native.set(
         "canonical_path",
         lua.create_function(|_, text: String| {

@@ -239,6 +239,13 @@ end
 
 local function copy(t) local c = {} for k, v in pairs(t) do c[k] = v end return c end
 
+local function build(class, field, ty)
+  local builder = builders[class]
+  local spec = copy(builder[2])
+  spec[field] = sample(ty)
+  return builder[1](spec)
+end
+
 return {
   fields = function(class)
     local builder = builders[class]
@@ -250,12 +257,10 @@ return {
     return tostring(err):match("%(fields: (.-)%)")
   end,
   accepts = function(class, field, ty)
-    local builder = builders[class]
-    local spec = copy(builder[2])
-    spec[field] = sample(ty)
-    local ok, err = pcall(builder[1], spec)
+    local ok, err = pcall(build, class, field, ty)
     return (not ok) and tostring(err) or nil
   end,
+  build = build,
 }
 "#;
 
@@ -297,5 +302,73 @@ fn the_definitions_and_the_builders_agree_on_every_field_type_and_enum() {
     for join in &joins {
         let refused: Option<String> = accepts.call(("swarm.FanoutSpec", "join", format!("\"{join}\""))).unwrap();
         assert!(refused.is_none(), "F.fanout refuses join {join}: {refused:?}");
+    }
+}
+
+/// The LuaLS type of a field in each role, as swarm.d.lua spells it.
+fn lua_type(role: luaswarm::flow::Role) -> Vec<String> {
+    use luaswarm::flow::Role;
+    let one = |ty: &str| vec![ty.to_string()];
+    match role {
+        Role::Node => one("swarm.Node"),
+        Role::NodeList => one("swarm.Node[]"),
+        Role::Expr => one("swarm.ExprLike"),
+        Role::Path => one("swarm.PathLike"),
+        Role::Number => one("integer"),
+        Role::Agent => one("string"),
+        Role::Retry => one("swarm.Retry"),
+        Role::Enum(names) => names.iter().map(|name| format!("\"{name}\"")).collect(),
+    }
+}
+
+/// The host's description of each node kind (`NODE_SHAPES`) is what the Lua builders take and
+/// what swarm.d.lua declares: every option of `F.<kind>` under the same name, with the type of
+/// its role, filling the wire field the description names.
+#[test]
+fn the_builders_and_the_definitions_take_the_fields_of_each_node_kind() {
+    use luaswarm::flow::{NODE_SHAPES, Role};
+    let host = Host::new().unwrap();
+    let probe: Table = host.lua().load(PROBE).eval().unwrap();
+    let fields: mlua::Function = probe.get("fields").unwrap();
+    let build: mlua::Function = probe.get("build").unwrap();
+    let flow: Table = host.swarm().unwrap().get("flow").unwrap();
+    let classes = classes();
+    for shape in NODE_SHAPES {
+        assert!(flow.contains_key(shape.kind).unwrap(), "swarm.flow has no builder `{}`", shape.kind);
+        let options: Vec<_> = shape.fields.iter().filter(|f| f.lua.is_some()).collect();
+        if options.is_empty() {
+            // `F.seq{...}` takes its one list field as the argument itself.
+            assert!(matches!(shape.fields, [field] if field.role == Role::NodeList), "{}", shape.kind);
+            let seq: Table =
+                flow.get::<mlua::Function>(shape.kind).unwrap().call(host.lua().create_table().unwrap()).unwrap();
+            assert!(seq.contains_key(shape.fields[0].wire).unwrap(), "{}", shape.kind);
+            continue;
+        }
+        let mut chars = shape.kind.chars();
+        let class = format!("swarm.{}{}Spec", chars.next().unwrap().to_uppercase(), chars.as_str());
+        let declared = classes.get(&class).unwrap_or_else(|| panic!("swarm.d.lua has no class {class}"));
+        let described: BTreeSet<&str> = options.iter().map(|f| f.lua.unwrap()).collect();
+        let names: BTreeSet<&str> = declared.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, described, "{class}: swarm.d.lua declares the first set, the host describes the second");
+        let accepted: String = fields.call(class.as_str()).unwrap();
+        let accepted: BTreeSet<&str> = accepted.split(", ").collect();
+        assert_eq!(accepted, described, "{class}: F.{} takes the first set, the host describes the second", shape.kind);
+        for field in options {
+            let option = field.lua.unwrap();
+            let (_, ty) = declared.iter().find(|(name, _)| name == option).unwrap();
+            let alternatives = alternatives(ty);
+            assert_eq!(alternatives, lua_type(field.role), "{class}.{option} is declared `{ty}`");
+            for alternative in &alternatives {
+                let node: Table = build
+                    .call((class.as_str(), option, alternative.as_str()))
+                    .unwrap_or_else(|e| panic!("{class}.{option} = {alternative}: {e}"));
+                assert!(
+                    node.contains_key(field.wire).unwrap(),
+                    "F.{} does not fill `{}` from `{option}`",
+                    shape.kind,
+                    field.wire
+                );
+            }
+        }
     }
 }

@@ -202,7 +202,23 @@ impl Builder<'_> {
                 let id = self.vertex(out, Shape::Assign, vec![format!("{at} := {}", describe_expr(value))]);
                 (id, Exit { id, label: None })
             }
+            // Every kind above has a drawing; a new kind is drawn plainly until it gets one.
+            #[allow(unreachable_patterns)]
+            other => self.plain(other, out),
         }
+    }
+
+    /// A box naming the node's kind, then each child in a cluster named by its slot, one after
+    /// another.
+    fn plain(&mut self, node: &Node, out: &mut Vec<Item>) -> (usize, Exit) {
+        let id = self.vertex(out, Shape::Step, vec![node.kind_name().to_string()]);
+        let mut exit = Exit { id, label: None };
+        for (slot, child) in node.children() {
+            let (entry, child_exit, _) = self.cluster(out, slot.field(), child);
+            self.edge(exit, entry, None, EdgeKind::Forward);
+            exit = child_exit;
+        }
+        (id, exit)
     }
 
     /// Draws `node` inside a new cluster; also returns the cluster's id.
@@ -340,6 +356,29 @@ mod tests {
             let enters = graph.edges.iter().any(|e| e.to == id);
             assert_eq!(leaves, id != end, "n{id} has no way out");
             assert_eq!(enters, id != start, "n{id} has no way in");
+        }
+    }
+
+    #[test]
+    fn a_kind_without_a_drawing_is_drawn_plainly() {
+        let bp = every_kind();
+        let Node::Seq { children } = &bp.flow else { panic!() };
+        let mut b = Builder { bp: &bp, vertices: 0, clusters: 0, edges: Vec::new() };
+        let mut items = Vec::new();
+        let (entry, exit) = b.plain(&children[2], &mut items);
+        assert_eq!((entry, exit.id), (0, b.vertices - 1));
+        let Item::Vertex(first) = &items[0] else { panic!() };
+        assert_eq!(first.lines, ["try"]);
+        let labels: Vec<&str> = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Cluster(c) => Some(c.label),
+                Item::Vertex(_) => None,
+            })
+            .collect();
+        assert_eq!(labels, ["body", "catch"]);
+        for id in 1..b.vertices {
+            assert!(b.edges.iter().any(|e| e.to == id), "n{id} has no way in");
         }
     }
 
