@@ -398,6 +398,7 @@ pub struct Field {
     /// the builder takes the value itself (`F.seq{...}` is the list of children).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lua: Option<&'static str>,
+    /// What the field holds (a child node, an expression, a path, ...).
     pub role: Role,
     /// The wire form may leave it out.
     pub optional: bool,
@@ -406,7 +407,9 @@ pub struct Field {
 /// A node kind and its fields, in wire order.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Shape {
+    /// The node's `kind` tag.
     pub kind: &'static str,
+    /// Its fields besides `kind`.
     pub fields: &'static [Field],
 }
 
@@ -478,7 +481,9 @@ pub const NODE_SHAPES: &[Shape] = &[
 /// (`children`, 2). Rendered as the pointer segment, `then` or `children/2`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
+    /// The child is the value of this field.
     Field(&'static str),
+    /// The child is this item (from 0) of this list field.
     Item(&'static str, usize),
 }
 
