@@ -7,13 +7,13 @@ use std::path::Path;
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
-use super::ahead;
+use super::write_ahead;
 use crate::worker::subprocess::reaper::{self, HostId};
 
 /// Applies what SQLite lacks of the logs of processes that are gone, then deletes them.
 pub(super) fn apply_dead_logs(conn: &mut Connection, db: &Path) -> rusqlite::Result<()> {
-    let dir = ahead::log_dir(db);
-    let prefix = ahead::prefix(db);
+    let dir = write_ahead::log_dir(db);
+    let prefix = write_ahead::prefix(db);
     let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
     let me = i64::from(std::process::id());
     // (pid, nonce, generation, name), oldest generation first.
@@ -35,7 +35,7 @@ pub(super) fn apply_dead_logs(conn: &mut Connection, db: &Path) -> rusqlite::Res
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let applied: i64 = tx.query_row("SELECT applied FROM logs WHERE name = ?1", [&name], |r| r.get(0)).unwrap_or(0);
         let mut failed = 0;
-        for (end, stmts) in ahead::decode(&bytes) {
+        for (end, stmts) in write_ahead::decode(&bytes) {
             if end as i64 <= applied {
                 continue;
             }
@@ -129,8 +129,8 @@ pub(super) fn mark_interrupted(conn: &Connection) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::ahead::{Param, Stmt};
     use super::super::open::open_connection;
+    use super::super::write_ahead::{Param, Stmt};
     use super::super::{Reader, SqliteJournal};
     use super::*;
 
@@ -183,7 +183,7 @@ mod tests {
 
         let run = |blueprint: &str| {
             Stmt::new(
-                ahead::RUN_INSERT,
+                write_ahead::RUN_INSERT,
                 vec![
                     "r-x".into(),
                     blueprint.into(),
@@ -196,11 +196,12 @@ mod tests {
             )
         };
         let event = |body: &str| {
-            Stmt::new(ahead::EVENT, vec!["r-x".into(), Param::Int(1), Param::Int(1), "k".into(), body.into()])
+            Stmt::new(write_ahead::EVENT, vec!["r-x".into(), Param::Int(1), Param::Int(1), "k".into(), body.into()])
         };
-        let created = Stmt::new(ahead::TASK_CREATED, vec!["r-x.1".into(), "r-x".into(), "a".into(), Param::Int(2)]);
+        let created =
+            Stmt::new(write_ahead::TASK_CREATED, vec!["r-x.1".into(), "r-x".into(), "a".into(), Param::Int(2)]);
         let settled = Stmt::new(
-            ahead::TASK_SETTLED,
+            write_ahead::TASK_SETTLED,
             vec![
                 "r-x.1".into(),
                 "pass".into(),
@@ -214,13 +215,13 @@ mod tests {
             ],
         );
         let mut bytes = Vec::new();
-        ahead::encode(&[run("bp"), event("from the log")], &mut bytes);
+        write_ahead::encode(&[run("bp"), event("from the log")], &mut bytes);
         let applied = bytes.len();
-        ahead::encode(&[created], &mut bytes);
-        ahead::encode(&[settled], &mut bytes);
+        write_ahead::encode(&[created], &mut bytes);
+        write_ahead::encode(&[settled], &mut bytes);
         // The process died inside its last write.
         let mut torn = Vec::new();
-        ahead::encode(&[event("torn")], &mut torn);
+        write_ahead::encode(&[event("torn")], &mut torn);
         bytes.extend_from_slice(&torn[..torn.len() / 2]);
         let name = format!("state.db-log-{dead_pid}-abc-0");
         // SQLite got the first record before the process died.

@@ -1,10 +1,11 @@
 //! The journal's writer. Each journal write becomes SQL statements, built on the host thread
-//! and appended to this process's write-ahead log (see `ahead`); a step's record is written to
-//! the log before its close returns, which makes it durable against a process crash without
-//! waiting for SQLite. One thread owns the SQLite connection: statements arrive on a channel,
-//! the thread takes one message and everything else already queued, and applies the batch in
-//! one transaction (group commit) together with how far into the log it got. WAL with
-//! `synchronous=NORMAL` makes a commit durable against a process crash once it returns.
+//! and appended to this process's write-ahead log (see `write_ahead`); a step's record is
+//! written to the log before its close returns, which makes it durable against a process crash
+//! without waiting for SQLite. One thread owns the SQLite connection: statements arrive on a
+//! channel, the thread takes one message and everything else already queued, and applies the
+//! batch in one transaction (group commit) together with how far into the log it got. SQLite's
+//! own WAL journal mode with `synchronous=NORMAL` makes a commit durable against a process crash
+//! once it returns.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -15,8 +16,8 @@ use std::thread::JoinHandle;
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::ahead::{self, LogFile, Param, Stmt};
 use super::open::open_retrying;
+use super::write_ahead::{self, LogFile, Param, Stmt};
 use super::{Ack, Journal, JournalError, RunStart, StepRecord, status_name};
 use crate::engine::{Event, EventKind, RunStatus, now_ms};
 use crate::flow::FlowError;
@@ -116,7 +117,7 @@ impl SqliteJournal {
     /// Journals a stored output (the SQLite output store writes through here).
     pub fn output(&self, r: OutputRecord) {
         let stmt = Stmt::new(
-            ahead::OUTPUT,
+            write_ahead::OUTPUT,
             vec![
                 (&*r.id).into(),
                 (&*r.run_id).into(),
@@ -150,7 +151,7 @@ impl ChildLedger for SqliteJournal {
     fn child_started(&self, pgid: i64, start: i64) {
         let host = HostId::current();
         let stmt = Stmt::new(
-            ahead::CHILD_STARTED,
+            write_ahead::CHILD_STARTED,
             vec![Param::Int(host.pid), Param::Int(host.start), Param::Int(pgid), Param::Int(start)],
         );
         if let Err(e) = self.record(vec![stmt], true) {
@@ -159,7 +160,7 @@ impl ChildLedger for SqliteJournal {
     }
 
     fn child_ended(&self, pgid: i64) {
-        let stmt = Stmt::new(ahead::CHILD_ENDED, vec![Param::Int(HostId::current().pid), Param::Int(pgid)]);
+        let stmt = Stmt::new(write_ahead::CHILD_ENDED, vec![Param::Int(HostId::current().pid), Param::Int(pgid)]);
         let _ = self.record(vec![stmt], false);
     }
 }
@@ -168,12 +169,12 @@ impl Journal for SqliteJournal {
     fn run_started(&self, run: &RunStart) {
         let stmt = if run.resumed {
             Stmt::new(
-                ahead::RUN_RESUMED,
+                write_ahead::RUN_RESUMED,
                 vec![(&*run.id).into(), Param::Int(i64::from(std::process::id())), (&*run.digest).into()],
             )
         } else {
             Stmt::new(
-                ahead::RUN_INSERT,
+                write_ahead::RUN_INSERT,
                 vec![
                     (&*run.id).into(),
                     (&*run.blueprint).into(),
@@ -201,10 +202,10 @@ impl Journal for SqliteJournal {
         let mut stmts = Vec::with_capacity(2);
         if step.replayed {
             let created = vec![(&*step.task_id).into(), (&*step.run_id).into(), (&*step.agent).into(), at.clone()];
-            stmts.push(Stmt::new(ahead::TASK_CREATED, created));
+            stmts.push(Stmt::new(write_ahead::TASK_CREATED, created));
         }
         stmts.push(Stmt::new(
-            ahead::TASK_SETTLED,
+            write_ahead::TASK_SETTLED,
             vec![
                 (&*step.task_id).into(),
                 status.into(),
@@ -227,7 +228,7 @@ impl Journal for SqliteJournal {
     /// run can read all of it from the file.
     fn run_finished(&self, run_id: &Arc<str>, status: RunStatus, ctx: &Value, error: Option<&FlowError>) -> Ack {
         let stmt = Stmt::new(
-            ahead::RUN_FINISHED,
+            write_ahead::RUN_FINISHED,
             vec![
                 (&**run_id).into(),
                 status_name(status).into(),
@@ -264,21 +265,21 @@ fn event_statements(event: &Event) -> Vec<Stmt> {
     let at = Param::Int(event.at_ms as i64);
     let run: Param = (&*event.run_id).into();
     let mut stmts = vec![Stmt::new(
-        ahead::EVENT,
+        write_ahead::EVENT,
         vec![run.clone(), Param::Int(event.seq as i64), at.clone(), event.kind.name().into(), json(event).into()],
     )];
     match &event.kind {
         EventKind::TaskCreated { task_id, agent, .. } => {
-            stmts.push(Stmt::new(ahead::TASK_CREATED, vec![(&**task_id).into(), run, (&**agent).into(), at]));
+            stmts.push(Stmt::new(write_ahead::TASK_CREATED, vec![(&**task_id).into(), run, (&**agent).into(), at]));
         }
         EventKind::AttemptStarted { task_id, attempt, .. } => {
             let attempt = Param::Int(i64::from(*attempt));
-            stmts.push(Stmt::new(ahead::ATTEMPT_STARTED, vec![(&**task_id).into(), attempt.clone(), run, at]));
-            stmts.push(Stmt::new(ahead::TASK_ATTEMPTS, vec![(&**task_id).into(), attempt]));
+            stmts.push(Stmt::new(write_ahead::ATTEMPT_STARTED, vec![(&**task_id).into(), attempt.clone(), run, at]));
+            stmts.push(Stmt::new(write_ahead::TASK_ATTEMPTS, vec![(&**task_id).into(), attempt]));
         }
         EventKind::AttemptFinished { task_id, attempt, status, elapsed_ms, error, .. } => {
             stmts.push(Stmt::new(
-                ahead::ATTEMPT_FINISHED,
+                write_ahead::ATTEMPT_FINISHED,
                 vec![
                     (&**task_id).into(),
                     Param::Int(i64::from(*attempt)),
@@ -289,7 +290,7 @@ fn event_statements(event: &Event) -> Vec<Stmt> {
             ));
         }
         EventKind::TaskCancelled { task_id } => {
-            stmts.push(Stmt::new(ahead::TASK_CANCELLED, vec![(&**task_id).into(), at]));
+            stmts.push(Stmt::new(write_ahead::TASK_CANCELLED, vec![(&**task_id).into(), at]));
         }
         _ => {}
     }
@@ -415,8 +416,8 @@ mod tests {
         }
         // Acked means written to the log; SQLite has it once the writer caught up.
         let log = journal.log.borrow().path_of(&journal.log.borrow().name);
-        let logged = ahead::decode(&std::fs::read(&log).unwrap());
-        assert_eq!(logged.last().unwrap().1[0].sql, ahead::TASK_SETTLED, "the last step's record is in the log");
+        let logged = write_ahead::decode(&std::fs::read(&log).unwrap());
+        assert_eq!(logged.last().unwrap().1[0].sql, write_ahead::TASK_SETTLED, "the last step's record is in the log");
         journal.sync().unwrap();
         let reader = Reader::open(&path).unwrap();
         let steps = reader.steps("r-t").unwrap();

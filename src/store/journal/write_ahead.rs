@@ -7,6 +7,9 @@
 //! record is written to the log: one `write`, no thread hand-off, no commit to wait for. SQLite
 //! catches up a moment later.
 //!
+//! This log is ours and sits in front of SQLite; it is not SQLite's own WAL file
+//! (`state.db-wal`), which SQLite keeps for its transactions underneath.
+//!
 //! A process that dies leaves its log behind. Whoever opens the journal next applies the part
 //! SQLite does not have yet (`recovery::apply_dead_logs`), exactly once (the applied position
 //! moves in the same transaction), then deletes the file. A log file is retired once SQLite has all of it, on a
