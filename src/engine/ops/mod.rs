@@ -22,7 +22,7 @@ mod worker;
 use std::rc::Rc;
 
 use super::run::Run;
-use super::task::{External, Task};
+use super::task::{HandedOutcome, Task};
 use super::{Engine, EngineError, State, now_ms};
 use crate::gate::registry::{Caller, Grant, HeldToken, Verified, VerifyContext};
 use crate::gate::token::CapToken;
@@ -99,7 +99,7 @@ impl Engine {
 
     /// Hands `outcome` to the task's attempt in flight, which settles with it (`mark_pass`,
     /// `mark_blocked`, `override_verdict`, `post_result`: the verbs of three roles end here).
-    fn hand_over(&self, auth: Auth<'_>, verb: Verb, task_id: &str, external: External) -> Result<(), EngineError> {
+    fn hand_over(&self, auth: Auth<'_>, verb: Verb, task_id: &str, outcome: HandedOutcome) -> Result<(), EngineError> {
         let mut state = self.inner.state.borrow_mut();
         self.check_on_task(&mut state, auth, verb, task_id)?;
         if !state.tasks.contains_key(task_id) {
@@ -118,7 +118,7 @@ impl Engine {
                 op: verb.name(),
             });
         }
-        task.external = Some(external);
+        task.handed = Some(outcome);
         let run_id = task.run_id.clone();
         let run = Self::run_of(&state, &run_id)?;
         drop(state);

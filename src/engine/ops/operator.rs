@@ -12,7 +12,7 @@ use super::Auth;
 use crate::engine::event::EventKind;
 use crate::engine::run::Run;
 use crate::engine::spawner::Verdict;
-use crate::engine::task::{External, Task, TaskSnapshot};
+use crate::engine::task::{HandedOutcome, Task, TaskSnapshot};
 use crate::engine::{Engine, EngineError, TaskState, now_ms};
 use crate::flow::FlowError;
 use crate::gate::registry::VerifyContext;
@@ -142,12 +142,12 @@ impl Engine {
 
     /// `mark_pass`: an operator settles the task's in-flight attempt as passed with `value`.
     pub fn mark_pass(&self, auth: Auth<'_>, task_id: &str, value: Value) -> Result<(), EngineError> {
-        self.hand_over(auth, Verb::MarkPass, task_id, External::Verdict(Verdict::Pass(value)))
+        self.hand_over(auth, Verb::MarkPass, task_id, HandedOutcome::Verdict(Verdict::Pass(value)))
     }
 
     /// `mark_blocked`: an operator settles the task's in-flight attempt as blocked.
     pub fn mark_blocked(&self, auth: Auth<'_>, task_id: &str, value: Value) -> Result<(), EngineError> {
-        self.hand_over(auth, Verb::MarkBlocked, task_id, External::Verdict(Verdict::Blocked(value)))
+        self.hand_over(auth, Verb::MarkBlocked, task_id, HandedOutcome::Verdict(Verdict::Blocked(value)))
     }
 
     /// `query_senior`: asks the seniors a question about a task and waits for the answer; the

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::Auth;
 use crate::engine::spawner::Verdict;
-use crate::engine::task::External;
+use crate::engine::task::HandedOutcome;
 use crate::engine::{Engine, EngineError};
 use crate::gate::Verb;
 use crate::gate::registry::VerifyContext;
@@ -32,7 +32,7 @@ impl Engine {
 
     /// `override_verdict`: a senior settles the task's in-flight attempt with any verdict.
     pub fn override_verdict(&self, auth: Auth<'_>, task_id: &str, verdict: Verdict) -> Result<(), EngineError> {
-        self.hand_over(auth, Verb::OverrideVerdict, task_id, External::Verdict(verdict))
+        self.hand_over(auth, Verb::OverrideVerdict, task_id, HandedOutcome::Verdict(verdict))
     }
 
     /// `pause_loop`: new attempts wait (their tasks `suspended`) until `resume_loop`.

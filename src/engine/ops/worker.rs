@@ -11,7 +11,7 @@ use super::Auth;
 use crate::engine::event::EventKind;
 use crate::engine::run::Run;
 use crate::engine::spawner::{SubTaskError, Verdict};
-use crate::engine::task::{External, Task};
+use crate::engine::task::{HandedOutcome, Task};
 use crate::engine::{Engine, EngineError, now_ms};
 use crate::gate::registry::{Grant, HeldToken, Verified, VerifyContext};
 use crate::gate::{Role, Verb};
@@ -56,16 +56,16 @@ impl Engine {
     /// `post_result`: a worker reports its attempt's result through the engine instead of
     /// returning it (`ok = false` fails the attempt, with `value` as the reason).
     pub fn post_result(&self, auth: Auth<'_>, task_id: &str, value: Value, ok: bool) -> Result<(), EngineError> {
-        let external = if ok {
-            External::Verdict(Verdict::Pass(value))
+        let outcome = if ok {
+            HandedOutcome::Verdict(Verdict::Pass(value))
         } else {
             let message = match &value {
                 Value::String(s) => s.to_string(),
                 other => other.to_json(),
             };
-            External::Failed(message)
+            HandedOutcome::Failed(message)
         };
-        self.hand_over(auth, Verb::PostResult, task_id, external)
+        self.hand_over(auth, Verb::PostResult, task_id, outcome)
     }
 
     /// `verify_token`: a worker asks whether `token` (usually its own) is good for `verb`.
