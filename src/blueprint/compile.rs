@@ -173,7 +173,8 @@ pub struct CompiledBlueprint {
     pub blueprint: Rc<Blueprint>,
     router: Rc<Router>,
     spawner: Rc<dyn Spawner>,
-    /// Agent name → its operator seat, for `operator` agents.
+    /// Agent name → the name of the operator seat it asks ([`OperatorDef`](super::schema::OperatorDef)),
+    /// for `operator` agents.
     operators: HashMap<String, Arc<str>>,
     /// Findings that did not stop compilation.
     pub warnings: Vec<Warning>,
@@ -190,7 +191,8 @@ impl CompiledBlueprint {
         &self.spawner
     }
 
-    /// The operator seat of an `operator` agent.
+    /// The name of the operator seat ([`OperatorDef`](super::schema::OperatorDef)) an `operator`
+    /// agent asks; `None` for other agents.
     pub fn operator_of(&self, agent: &str) -> Option<Arc<str>> {
         self.operators.get(agent).cloned()
     }

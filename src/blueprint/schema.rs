@@ -76,7 +76,11 @@ pub struct Profile {
     pub extra: BTreeMap<String, Value>,
 }
 
-/// An operator seat that `operator` agents refer to by name.
+/// An operator seat: a decision-maker the blueprint declares under `operators`, which
+/// `operator` agents put their questions to by name (`spec.operator_ref`). It is filled by a Lua
+/// function registered with `swarm.operator` (kind `lua`) or by the person at the terminal (kind
+/// `console`). Unrelated to the gate's operator role ([`crate::gate::Role::Operator`]), which is
+/// who may drive a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorDef {

@@ -12,7 +12,7 @@ use super::ops::Auth;
 use super::outputs::exceeds;
 use super::run::Run;
 use super::spawner::{Job, Spawner, SubTaskError, TaskHost, Verdict, WorkerResult};
-use super::task::{External, TaskState};
+use super::task::{HandedOutcome, TaskState};
 use super::{Engine, EngineError, now_ms};
 use crate::flow::{ErrorKind, FlowError};
 use crate::gate::registry::HeldToken;
@@ -29,7 +29,8 @@ struct AttemptStart {
 /// How an attempt ended before its result is recorded.
 enum Ending {
     Worker(WorkerResult),
-    External(External),
+    /// Settled by an outcome handed over from outside the worker.
+    Handed(HandedOutcome),
     Cancelled,
 }
 
@@ -142,7 +143,7 @@ impl Engine {
         task.attempts = attempt;
         task.running = Some(attempt);
         task.interrupted = None;
-        task.external = None;
+        task.handed = None;
         task.attempt_started = Some(Instant::now());
         let agent = task.agent.clone();
         let host = Rc::new(AttemptContext {
@@ -174,7 +175,7 @@ impl Engine {
         if task.state == TaskState::Cancelled {
             return Some(Ending::Cancelled);
         }
-        task.external.take().map(Ending::External)
+        task.handed.take().map(Ending::Handed)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -205,7 +206,7 @@ impl Engine {
         } else {
             match ending {
                 Ending::Cancelled => (AttemptStatus::Cancelled, Err(cancelled_error(task_id))),
-                Ending::Worker(Ok(verdict)) | Ending::External(External::Verdict(verdict)) => {
+                Ending::Worker(Ok(verdict)) | Ending::Handed(HandedOutcome::Verdict(verdict)) => {
                     let verdict = self.offload(run, task_id, attempt, agent, verdict);
                     verdict_result(verdict)
                 }
@@ -219,7 +220,7 @@ impl Engine {
                     err.value = e.value;
                     (status, Err(err))
                 }
-                Ending::External(External::Failed(message)) => {
+                Ending::Handed(HandedOutcome::Failed(message)) => {
                     (AttemptStatus::Failed, Err(FlowError::new(ErrorKind::Failed, message)))
                 }
             }

@@ -25,7 +25,7 @@ pub(crate) struct EngineDispatcher {
 }
 
 /// A step's journal key: pointer, input hash, occurrence.
-struct Key {
+struct JournalKey {
     pointer: Arc<str>,
     hash: Arc<str>,
     occurrence: u32,
@@ -38,7 +38,7 @@ pub(crate) struct StepTask {
     id: Arc<str>,
     agent: Arc<str>,
     closed: Cell<bool>,
-    key: Option<Key>,
+    key: Option<JournalKey>,
     /// The recorded result, for a replayed step (which has no engine task).
     replayed: Option<Value>,
 }
@@ -53,7 +53,7 @@ impl Drop for StepTask {
 
 impl EngineDispatcher {
     /// The step's key, counting this occurrence, and its recorded result if there is one.
-    fn key(&self, step: &Step, input: &Value) -> Option<(Key, Option<Value>)> {
+    fn key(&self, step: &Step, input: &Value) -> Option<(JournalKey, Option<Value>)> {
         let j = self.run.journaling.as_ref()?;
         let pointer = j.pointers.get(&(step as *const Step))?.clone();
         let hash = input_hash(input);
@@ -64,7 +64,7 @@ impl EngineDispatcher {
             *n - 1
         };
         let recorded = j.replay.borrow_mut().get_mut(&(pointer.clone(), hash.clone())).and_then(|q| q.pop_front());
-        Some((Key { pointer, hash, occurrence }, recorded))
+        Some((JournalKey { pointer, hash, occurrence }, recorded))
     }
 }
 

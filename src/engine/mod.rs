@@ -36,7 +36,7 @@ pub use error::EngineError;
 pub use event::{AttemptStatus, Event, EventBus, EventKind, RunStatus};
 pub use ops::{Auth, Prompt};
 pub use run::{Resume, RunHandle, RunOptions, RunOutcome};
-pub use task::{External, Task, TaskSnapshot, TaskState};
+pub use task::{HandedOutcome, Task, TaskSnapshot, TaskState};
 
 /// How an engine is set up.
 #[derive(Clone, Debug)]

@@ -24,7 +24,9 @@ pub struct Job {
     pub input: Value,
     /// Free-form hints that travel with the attempt to the worker (an object).
     pub runtime: Value,
-    /// The operator seat of an `operator` agent.
+    /// For an `operator` agent, the name of the operator seat it asks: one of the blueprint's
+    /// `operators` ([`OperatorDef`](crate::blueprint::schema::OperatorDef)), filled by a Lua
+    /// function or a person at the console. Not the gate's operator role. `None` for other agents.
     pub operator: Option<Arc<str>>,
     /// What the worker may ask of the engine during the attempt.
     pub host: Rc<dyn TaskHost>,

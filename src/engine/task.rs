@@ -58,13 +58,14 @@ impl TaskState {
     }
 }
 
-/// A verdict or failure handed to a running attempt from outside the worker (an operator's
-/// `mark_pass`, a senior's `override_verdict`, a worker's `post_result`).
+/// An outcome handed over to a running attempt from outside its worker's return value (an
+/// operator's `mark_pass` or `mark_blocked`, a senior's `override_verdict`, a worker's
+/// `post_result`): the attempt settles with it and stops waiting for the worker.
 #[derive(Clone, Debug, PartialEq)]
-pub enum External {
-    /// A verdict, as if the worker had given it.
+pub enum HandedOutcome {
+    /// Settle the attempt with this verdict.
     Verdict(Verdict),
-    /// A failure with this message.
+    /// Fail the attempt with this message (`post_result` with `ok = false`).
     Failed(String),
 }
 
@@ -91,8 +92,8 @@ pub struct Task {
     /// An attempt whose future was dropped before it finished; settled by a timeout report
     /// or by the step being abandoned.
     pub interrupted: Option<u32>,
-    /// A verdict or failure handed in from outside, waiting for the attempt in flight to take it.
-    pub external: Option<External>,
+    /// A verdict or failure handed over for the attempt in flight, taken when the attempt settles.
+    pub handed: Option<HandedOutcome>,
     /// Directives injected by a senior; every later `fetch_prompt` sees them.
     pub directives: Vec<Value>,
     /// The last attempt's result, once there is one.
@@ -124,7 +125,7 @@ impl Task {
             attempts: 0,
             running: None,
             interrupted: None,
-            external: None,
+            handed: None,
             directives: Vec::new(),
             result: None,
             attempt_started: None,

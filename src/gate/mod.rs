@@ -98,6 +98,7 @@ named_enum! {
     /// Who holds a token, and so which verbs it may call.
     pub enum Role as "role" {
         /// Drives a run: starts tasks, dispatches attempts, mints worker tokens, records verdicts.
+        /// Not to be confused with an operator seat (`OperatorDef`), which an `operator` agent asks.
         Operator = "operator",
         /// Runs one attempt; may also start sub-tasks (a swarm of its own).
         Worker = "worker",

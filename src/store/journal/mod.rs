@@ -5,14 +5,17 @@
 //! The engine sees only its [`Journal`] port: the event bus feeds it every event, the run driver
 //! reports a run's start and end, and the flow dispatcher reports each settled step and waits
 //! for the returned [`Ack`] before the flow moves past the step. [`SqliteJournal`] makes a step
-//! durable in a write-ahead log of its process (see `ahead`) and writes SQLite on a thread of
-//! its own (see `writer`); [`Reader`] answers `swarm runs`.
+//! durable in a write-ahead log of its process (see `write_ahead`) and writes SQLite on a thread
+//! of its own (see `writer`); [`Reader`] answers `swarm runs`. Opening the file (see `open`)
+//! first puts right what processes that died with it open left behind (see `recovery`).
 
-mod ahead;
+mod open;
 mod outputs;
 mod reader;
+mod recovery;
 mod restart;
 mod schema;
+mod write_ahead;
 mod writer;
 
 use std::path::Path;

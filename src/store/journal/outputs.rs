@@ -41,7 +41,7 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutputRecord> {
 impl SqliteOutputStore {
     /// An output store writing through `journal`, reading its file.
     pub fn new(journal: Rc<SqliteJournal>) -> Result<SqliteOutputStore, JournalError> {
-        let conn = super::writer::open_connection(journal.path())?;
+        let conn = super::open::open_connection(journal.path())?;
         Ok(SqliteOutputStore { memory: MemoryOutputStore::new(), journal, conn })
     }
 

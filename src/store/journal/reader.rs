@@ -88,7 +88,7 @@ impl Reader {
             return Err(JournalError::new(path, "no journal here (runs journal to .swarm/state.db beside the script)"));
         }
         // Opened read-write: that migrates an older schema and marks dead runs interrupted.
-        let conn = super::writer::open_retrying(path)?;
+        let conn = super::open::open_retrying(path)?;
         Ok(Reader { conn, path: path.display().to_string() })
     }
 

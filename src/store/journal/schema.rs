@@ -68,7 +68,7 @@ CREATE INDEX outputs_by_run ON outputs(run_id);
 "#,
     // 2: the digest of the blueprint a run started on, so resume can tell it changed.
     "ALTER TABLE runs ADD COLUMN digest TEXT;",
-    // 3: how far SQLite has applied each process's write-ahead log (see `ahead`).
+    // 3: how far SQLite has applied each process's write-ahead log (see `write_ahead`).
     "CREATE TABLE logs (name TEXT PRIMARY KEY, applied INTEGER NOT NULL);",
     // 4: the process groups of the children a host is running (pid and start time of host and
     // group leader), so the next process to open the journal kills what a dead host left.

@@ -1,10 +1,11 @@
 //! The journal's writer. Each journal write becomes SQL statements, built on the host thread
-//! and appended to this process's write-ahead log (see `ahead`); a step's record is written to
-//! the log before its close returns, which makes it durable against a process crash without
-//! waiting for SQLite. One thread owns the SQLite connection: statements arrive on a channel,
-//! the thread takes one message and everything else already queued, and applies the batch in
-//! one transaction (group commit) together with how far into the log it got. WAL with
-//! `synchronous=NORMAL` makes a commit durable against a process crash once it returns.
+//! and appended to this process's write-ahead log (see `write_ahead`); a step's record is
+//! written to the log before its close returns, which makes it durable against a process crash
+//! without waiting for SQLite. One thread owns the SQLite connection: statements arrive on a
+//! channel, the thread takes one message and everything else already queued, and applies the
+//! batch in one transaction (group commit) together with how far into the log it got. SQLite's
+//! own WAL journal mode with `synchronous=NORMAL` makes a commit durable against a process crash
+//! once it returns.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -12,17 +13,18 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use super::ahead::{self, LogFile, Param, Stmt};
-use super::{Ack, Journal, JournalError, RunStart, StepRecord, schema, status_name};
+use super::open::open_retrying;
+use super::write_ahead::{self, LogFile, Param, Stmt};
+use super::{Ack, Journal, JournalError, RunStart, StepRecord, status_name};
 use crate::engine::{Event, EventKind, RunStatus, now_ms};
 use crate::flow::FlowError;
 use crate::store::OutputRecord;
 use crate::value::Value;
 use crate::worker::subprocess::process::ChildLedger;
-use crate::worker::subprocess::reaper::{self, HostId};
+use crate::worker::subprocess::reaper::HostId;
 
 enum Msg {
     /// One journal write: its statements, and the log position after its record.
@@ -43,71 +45,6 @@ pub struct SqliteJournal {
     thread: Option<JoinHandle<()>>,
     log: RefCell<LogFile>,
 }
-
-/// Opens `path` read-write, migrating its schema, applying the logs of dead processes, killing
-/// the children dead hosts left running, and marking runs left `running` by a dead process
-/// `interrupted`: a file that is not a journal, or one locked by another process for longer than
-/// the busy timeout, is an error and nothing is written.
-pub(super) fn open_connection(path: &Path) -> Result<Connection, JournalError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut conn = Connection::open_with_flags(path, flags).map_err(|e| JournalError::new(path, e))?;
-    conn.busy_timeout(std::time::Duration::from_secs(BUSY_SECS)).map_err(|e| JournalError::new(path, e))?;
-    // The first read tells a database from any other file, before anything is written.
-    let version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0)).map_err(|e| opening(path, e))?;
-    if version > schema::SCHEMA_VERSION {
-        let message = format!("schema version {version} is newer than this build's ({})", schema::SCHEMA_VERSION);
-        return Err(JournalError::new(path, message));
-    }
-    conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)).map_err(|e| opening(path, e))?;
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| JournalError::new(path, e))?;
-    schema::migrate(&mut conn).map_err(|e| JournalError::new(path, e))?;
-    // What dead processes logged but SQLite never got goes in first, then their runs are marked.
-    ahead::recover(&mut conn, path, alive).map_err(|e| opening(path, e))?;
-    // Before any of their runs can be resumed, what dead hosts left running is killed.
-    kill_leftover_children(&conn).map_err(|e| JournalError::new(path, e))?;
-    mark_interrupted(&conn).map_err(|e| JournalError::new(path, e))?;
-    Ok(conn)
-}
-
-/// [`open_connection`], tried again while another process holds a lock, until the busy
-/// timeout. SQLite answers some lock conflicts at once rather than through its busy handler
-/// (two processes creating or migrating a new journal together), so `swarm run`s started side
-/// by side in one directory would otherwise fail for nothing.
-pub(super) fn open_retrying(path: &Path) -> Result<Connection, JournalError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(BUSY_SECS);
-    let mut pause = std::time::Duration::from_millis(5);
-    loop {
-        match open_connection(path) {
-            Err(e) if e.locked && std::time::Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_millis(200));
-            }
-            Err(e) if e.locked => {
-                return Err(JournalError::new(
-                    path,
-                    format!("the journal is locked by another process (waited {BUSY_SECS} s)"),
-                ));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Why a journal did not open: locked by another process, or not a journal at all.
-fn opening(path: &Path, e: rusqlite::Error) -> JournalError {
-    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
-    match e.sqlite_error_code() {
-        Some(DatabaseBusy | DatabaseLocked) => {
-            let mut error = JournalError::new(path, "the journal is locked by another process");
-            error.locked = true;
-            error
-        }
-        _ => JournalError::new(path, format!("not a swarm journal ({e})")),
-    }
-}
-
-/// How long an open or a write waits for another process's lock.
-const BUSY_SECS: u64 = 5;
 
 impl SqliteJournal {
     /// Opens (creating) the journal at `path`, marks runs left `running` by a process that is
@@ -181,7 +118,7 @@ impl SqliteJournal {
     /// Journals a stored output (the SQLite output store writes through here).
     pub fn output(&self, r: OutputRecord) {
         let stmt = Stmt::new(
-            ahead::OUTPUT,
+            write_ahead::OUTPUT,
             vec![
                 (&*r.id).into(),
                 (&*r.run_id).into(),
@@ -215,7 +152,7 @@ impl ChildLedger for SqliteJournal {
     fn child_started(&self, pgid: i64, start: i64) {
         let host = HostId::current();
         let stmt = Stmt::new(
-            ahead::CHILD_STARTED,
+            write_ahead::CHILD_STARTED,
             vec![Param::Int(host.pid), Param::Int(host.start), Param::Int(pgid), Param::Int(start)],
         );
         if let Err(e) = self.record(vec![stmt], true) {
@@ -224,7 +161,7 @@ impl ChildLedger for SqliteJournal {
     }
 
     fn child_ended(&self, pgid: i64) {
-        let stmt = Stmt::new(ahead::CHILD_ENDED, vec![Param::Int(HostId::current().pid), Param::Int(pgid)]);
+        let stmt = Stmt::new(write_ahead::CHILD_ENDED, vec![Param::Int(HostId::current().pid), Param::Int(pgid)]);
         let _ = self.record(vec![stmt], false);
     }
 }
@@ -233,12 +170,12 @@ impl Journal for SqliteJournal {
     fn run_started(&self, run: &RunStart) {
         let stmt = if run.resumed {
             Stmt::new(
-                ahead::RUN_RESUMED,
+                write_ahead::RUN_RESUMED,
                 vec![(&*run.id).into(), Param::Int(i64::from(std::process::id())), (&*run.digest).into()],
             )
         } else {
             Stmt::new(
-                ahead::RUN_INSERT,
+                write_ahead::RUN_INSERT,
                 vec![
                     (&*run.id).into(),
                     (&*run.blueprint).into(),
@@ -266,10 +203,10 @@ impl Journal for SqliteJournal {
         let mut stmts = Vec::with_capacity(2);
         if step.replayed {
             let created = vec![(&*step.task_id).into(), (&*step.run_id).into(), (&*step.agent).into(), at.clone()];
-            stmts.push(Stmt::new(ahead::TASK_CREATED, created));
+            stmts.push(Stmt::new(write_ahead::TASK_CREATED, created));
         }
         stmts.push(Stmt::new(
-            ahead::TASK_SETTLED,
+            write_ahead::TASK_SETTLED,
             vec![
                 (&*step.task_id).into(),
                 status.into(),
@@ -292,7 +229,7 @@ impl Journal for SqliteJournal {
     /// run can read all of it from the file.
     fn run_finished(&self, run_id: &Arc<str>, status: RunStatus, ctx: &Value, error: Option<&FlowError>) -> Ack {
         let stmt = Stmt::new(
-            ahead::RUN_FINISHED,
+            write_ahead::RUN_FINISHED,
             vec![
                 (&**run_id).into(),
                 status_name(status).into(),
@@ -329,21 +266,21 @@ fn event_statements(event: &Event) -> Vec<Stmt> {
     let at = Param::Int(event.at_ms as i64);
     let run: Param = (&*event.run_id).into();
     let mut stmts = vec![Stmt::new(
-        ahead::EVENT,
+        write_ahead::EVENT,
         vec![run.clone(), Param::Int(event.seq as i64), at.clone(), event.kind.name().into(), json(event).into()],
     )];
     match &event.kind {
         EventKind::TaskCreated { task_id, agent, .. } => {
-            stmts.push(Stmt::new(ahead::TASK_CREATED, vec![(&**task_id).into(), run, (&**agent).into(), at]));
+            stmts.push(Stmt::new(write_ahead::TASK_CREATED, vec![(&**task_id).into(), run, (&**agent).into(), at]));
         }
         EventKind::AttemptStarted { task_id, attempt, .. } => {
             let attempt = Param::Int(i64::from(*attempt));
-            stmts.push(Stmt::new(ahead::ATTEMPT_STARTED, vec![(&**task_id).into(), attempt.clone(), run, at]));
-            stmts.push(Stmt::new(ahead::TASK_ATTEMPTS, vec![(&**task_id).into(), attempt]));
+            stmts.push(Stmt::new(write_ahead::ATTEMPT_STARTED, vec![(&**task_id).into(), attempt.clone(), run, at]));
+            stmts.push(Stmt::new(write_ahead::TASK_ATTEMPTS, vec![(&**task_id).into(), attempt]));
         }
         EventKind::AttemptFinished { task_id, attempt, status, elapsed_ms, error, .. } => {
             stmts.push(Stmt::new(
-                ahead::ATTEMPT_FINISHED,
+                write_ahead::ATTEMPT_FINISHED,
                 vec![
                     (&**task_id).into(),
                     Param::Int(i64::from(*attempt)),
@@ -354,78 +291,11 @@ fn event_statements(event: &Event) -> Vec<Stmt> {
             ));
         }
         EventKind::TaskCancelled { task_id } => {
-            stmts.push(Stmt::new(ahead::TASK_CANCELLED, vec![(&**task_id).into(), at]));
+            stmts.push(Stmt::new(write_ahead::TASK_CANCELLED, vec![(&**task_id).into(), at]));
         }
         _ => {}
     }
     stmts
-}
-
-/// Whether process `pid` is alive (it may belong to someone else: then it is alive too).
-fn alive(pid: i64) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    let r = unsafe { libc::kill(pid, 0) };
-    let exists = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    // A process killed a moment ago may still be a zombie its parent has not reaped: it answers
-    // signal 0 but will never write again.
-    exists && !zombie(pid)
-}
-
-/// Whether `pid` is a zombie, per /proc (Linux); elsewhere, no.
-fn zombie(pid: libc::pid_t) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
-        .unwrap_or(false)
-}
-
-/// Kills the children (with their process groups and everything tagged as theirs) of hosts
-/// that died while running them, and forgets them.
-fn kill_leftover_children(conn: &Connection) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("SELECT host_pid, host_start, pgid, leader_start FROM children")?;
-    let rows: Vec<(i64, i64, i64, i64)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<rusqlite::Result<_>>()?;
-    let mut dead: Vec<(HostId, Vec<(i64, i64)>)> = Vec::new();
-    for (pid, start, pgid, leader_start) in rows {
-        let host = HostId { pid, start };
-        if host == HostId::current() || host.alive() {
-            continue;
-        }
-        match dead.iter_mut().find(|(h, _)| *h == host) {
-            Some((_, groups)) => groups.push((pgid, leader_start)),
-            None => dead.push((host, vec![(pgid, leader_start)])),
-        }
-    }
-    for (host, groups) in dead {
-        let killed = reaper::kill_leftovers_of(host, &groups);
-        if killed > 0 {
-            tracing::warn!(host = host.pid, killed, "killed processes a dead swarm host left running");
-        }
-        conn.execute("DELETE FROM children WHERE host_pid = ?1 AND host_start = ?2", params![host.pid, host.start])?;
-    }
-    Ok(())
-}
-
-fn mark_interrupted(conn: &Connection) -> rusqlite::Result<()> {
-    let mut stmt = conn.prepare("SELECT id, pid FROM runs WHERE status = 'running'")?;
-    let rows: Vec<(String, i64)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
-    let me = i64::from(std::process::id());
-    for (id, pid) in rows {
-        if pid != me && !alive(pid) {
-            conn.execute(
-                "UPDATE runs SET status = 'interrupted' WHERE id = ?1 AND status = 'running' AND pid = ?2",
-                params![id, pid],
-            )?;
-            // Its tasks in flight died with it; a resume starts them afresh.
-            conn.execute(
-                "UPDATE tasks SET status = 'interrupted' WHERE run_id = ?1 AND status IN ('pending', 'running', 'suspended')",
-                params![id],
-            )?;
-        }
-    }
-    Ok(())
 }
 
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, dir: PathBuf) {
@@ -547,8 +417,8 @@ mod tests {
         }
         // Acked means written to the log; SQLite has it once the writer caught up.
         let log = journal.log.borrow().path_of(&journal.log.borrow().name);
-        let logged = ahead::decode(&std::fs::read(&log).unwrap());
-        assert_eq!(logged.last().unwrap().1[0].sql, ahead::TASK_SETTLED, "the last step's record is in the log");
+        let logged = write_ahead::decode(&std::fs::read(&log).unwrap());
+        assert_eq!(logged.last().unwrap().1[0].sql, write_ahead::TASK_SETTLED, "the last step's record is in the log");
         journal.sync().unwrap();
         let reader = Reader::open(&path).unwrap();
         let steps = reader.steps("r-t").unwrap();
@@ -559,123 +429,6 @@ mod tests {
         assert_eq!(reader.counters("r-t").unwrap(), (2, 2));
         let row = reader.run("r-t").unwrap().unwrap();
         assert_eq!((row.status.as_str(), row.file.as_deref()), ("running", Some("/x/bp.lua")));
-    }
-
-    #[test]
-    fn only_runs_of_dead_processes_are_marked_interrupted() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        let mut dead = std::process::Command::new("true").spawn().unwrap();
-        let dead_pid = dead.id();
-        dead.wait().unwrap();
-        /// Killed when dropped, so a failing assertion leaves no `sleep` behind.
-        struct Child(std::process::Child);
-        impl Drop for Child {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let mut live = Child(std::process::Command::new("sleep").arg("30").spawn().unwrap());
-        {
-            let conn = open_connection(&path).unwrap();
-            for (id, pid) in [("r-dead", dead_pid), ("r-live", live.0.id())] {
-                conn.execute(
-                    "INSERT INTO runs (id, blueprint, input, status, started_ms, pid) VALUES (?1, 'bp', '{}', 'running', 0, ?2)",
-                    params![id, pid],
-                )
-                .unwrap();
-            }
-        }
-        let reader = Reader::open(&path).unwrap();
-        let status = |id: &str| reader.run(id).unwrap().unwrap().status;
-        assert_eq!(status("r-dead"), "interrupted");
-        assert_eq!(status("r-live"), "running", "its process is still there");
-        live.0.kill().unwrap();
-        live.0.wait().unwrap();
-        drop(reader);
-        let reader = Reader::open(&path).unwrap();
-        assert_eq!(reader.run("r-live").unwrap().unwrap().status, "interrupted");
-    }
-
-    /// A process that died leaving records SQLite never got: the next open applies them, once.
-    #[test]
-    fn the_log_of_a_dead_process_is_applied_once_and_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("state.db");
-        drop(SqliteJournal::open(&path).unwrap());
-        let mut dead = std::process::Command::new("true").spawn().unwrap();
-        let dead_pid = dead.id();
-        dead.wait().unwrap();
-
-        let run = |blueprint: &str| {
-            Stmt::new(
-                ahead::RUN_INSERT,
-                vec![
-                    "r-x".into(),
-                    blueprint.into(),
-                    Param::Null,
-                    "{}".into(),
-                    Param::Int(1),
-                    Param::Int(i64::from(dead_pid)),
-                    "d".into(),
-                ],
-            )
-        };
-        let event = |body: &str| {
-            Stmt::new(ahead::EVENT, vec!["r-x".into(), Param::Int(1), Param::Int(1), "k".into(), body.into()])
-        };
-        let created = Stmt::new(ahead::TASK_CREATED, vec!["r-x.1".into(), "r-x".into(), "a".into(), Param::Int(2)]);
-        let settled = Stmt::new(
-            ahead::TASK_SETTLED,
-            vec![
-                "r-x.1".into(),
-                "pass".into(),
-                Param::Int(3),
-                "/".into(),
-                "h".into(),
-                Param::Int(0),
-                "7".into(),
-                Param::Null,
-                Param::Int(0),
-            ],
-        );
-        let mut bytes = Vec::new();
-        ahead::encode(&[run("bp"), event("from the log")], &mut bytes);
-        let applied = bytes.len();
-        ahead::encode(&[created], &mut bytes);
-        ahead::encode(&[settled], &mut bytes);
-        // The process died inside its last write.
-        let mut torn = Vec::new();
-        ahead::encode(&[event("torn")], &mut torn);
-        bytes.extend_from_slice(&torn[..torn.len() / 2]);
-        let name = format!("state.db-log-{dead_pid}-abc-0");
-        // SQLite got the first record before the process died.
-        {
-            let conn = open_connection(&path).unwrap();
-            run("bp").execute(&conn).unwrap();
-            event("already applied").execute(&conn).unwrap();
-            conn.execute("INSERT INTO logs (name, applied) VALUES (?1, ?2)", params![name, applied as i64]).unwrap();
-        }
-        std::fs::write(dir.path().join(&name), &bytes).unwrap();
-        // Opened as `swarm runs` would: the dead process's records are there, and its run interrupted.
-        let reader = Reader::open(&path).unwrap();
-        let steps = reader.steps("r-x").unwrap();
-        assert_eq!((steps.len(), steps[0].status.as_str()), (1, "pass"));
-        assert_eq!(reader.run("r-x").unwrap().unwrap().status, "interrupted");
-        let bodies: Vec<String> = Connection::open(&path)
-            .unwrap()
-            .prepare("SELECT body FROM events WHERE run_id = 'r-x'")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert_eq!(bodies, ["already applied"], "the applied record was not applied again, the torn one not at all");
-        assert!(!dir.path().join(&name).exists(), "the recovered log is deleted");
-        // Opening again applies nothing twice.
-        drop(reader);
-        assert_eq!(Reader::open(&path).unwrap().steps("r-x").unwrap().len(), 1);
     }
 
     #[test]

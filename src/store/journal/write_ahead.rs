@@ -7,9 +7,12 @@
 //! record is written to the log: one `write`, no thread hand-off, no commit to wait for. SQLite
 //! catches up a moment later.
 //!
+//! This log is ours and sits in front of SQLite; it is not SQLite's own WAL file
+//! (`state.db-wal`), which SQLite keeps for its transactions underneath.
+//!
 //! A process that dies leaves its log behind. Whoever opens the journal next applies the part
-//! SQLite does not have yet ([`recover`]), exactly once (the applied position moves in the same
-//! transaction), then deletes the file. A log file is retired once SQLite has all of it, on a
+//! SQLite does not have yet (`recovery::apply_dead_logs`), exactly once (the applied position
+//! moves in the same transaction), then deletes the file. A log file is retired once SQLite has all of it, on a
 //! clean exit or when it grows past [`ROTATE_BYTES`].
 //!
 //! A record is `[payload length: u32][checksum: u64][payload]`, little-endian; the payload is
@@ -23,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ToSql, TransactionBehavior, params};
+use rusqlite::{Connection, ToSql};
 
 /// A log file is retired and a new one started once it is this long.
 pub(super) const ROTATE_BYTES: u64 = 64 << 20;
@@ -252,18 +255,23 @@ pub(super) struct LogFile {
     buf: Vec<u8>,
 }
 
+/// The directory the log files of journal `db` live in: the journal's own.
+pub(super) fn log_dir(db: &Path) -> PathBuf {
+    match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// The log files of journal `db` start with this.
-fn prefix(db: &Path) -> String {
+pub(super) fn prefix(db: &Path) -> String {
     format!("{}-log-", db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
 }
 
 impl LogFile {
     /// A new log for this process beside the journal `db`.
     pub fn create(db: &Path) -> std::io::Result<LogFile> {
-        let dir = match db.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = log_dir(db);
         // Unique among this process's journals (a counter) and across reuses of its pid (the clock).
         static OPENED: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
@@ -322,57 +330,6 @@ fn open_generation(dir: &Path, stem: &str, generation: u32) -> std::io::Result<(
     let name = format!("{stem}-{generation}");
     let file = std::fs::OpenOptions::new().create_new(true).append(true).open(dir.join(&name))?;
     Ok((file, name.into()))
-}
-
-/// Applies what SQLite lacks of the logs of processes that are gone, then deletes them.
-pub(super) fn recover(conn: &mut Connection, db: &Path, alive: impl Fn(i64) -> bool) -> rusqlite::Result<()> {
-    let dir = match db.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let prefix = prefix(db);
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
-    let me = i64::from(std::process::id());
-    // (pid, nonce, generation, name), oldest generation first.
-    let mut logs: Vec<(i64, String, u32, String)> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter_map(|name| {
-            let mut parts = name.strip_prefix(&prefix)?.split('-');
-            let pid = parts.next()?.parse().ok()?;
-            let nonce = parts.next()?.to_string();
-            let generation = parts.next()?.parse().ok()?;
-            Some((pid, nonce, generation, name))
-        })
-        .filter(|(pid, ..)| *pid != me && !alive(*pid))
-        .collect();
-    logs.sort();
-    for (_, _, _, name) in logs {
-        let path = dir.join(&name);
-        let Ok(bytes) = std::fs::read(&path) else { continue };
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let applied: i64 = tx.query_row("SELECT applied FROM logs WHERE name = ?1", [&name], |r| r.get(0)).unwrap_or(0);
-        let mut failed = 0;
-        for (end, stmts) in decode(&bytes) {
-            if end as i64 <= applied {
-                continue;
-            }
-            for stmt in stmts {
-                if let Err(e) = stmt.execute(&tx) {
-                    failed += 1;
-                    tracing::warn!("recovering {}: statement {} failed: {e}", path.display(), stmt.sql);
-                }
-            }
-        }
-        // Marked done in the same transaction: a process recovering it at the same time
-        // finds it done and applies nothing twice.
-        tx.execute("INSERT OR REPLACE INTO logs (name, applied) VALUES (?1, ?2)", params![&name, i64::MAX])?;
-        tx.commit()?;
-        if failed > 0 {
-            tracing::warn!("recovered {} with {failed} statement(s) that did not apply", path.display());
-        }
-        let _ = std::fs::remove_file(&path);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

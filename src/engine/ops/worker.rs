@@ -1,0 +1,146 @@
+//! The worker's verbs: what a worker asks of the engine during its attempt (its prompt and
+//! data, its result, its outputs, a token check), and the sub-dispatch that runs a sub-task for
+//! it. The task verbs a worker shares with the operator are in `operator.rs`.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::Auth;
+use crate::engine::event::EventKind;
+use crate::engine::run::Run;
+use crate::engine::spawner::{SubTaskError, Verdict};
+use crate::engine::task::{HandedOutcome, Task};
+use crate::engine::{Engine, EngineError, now_ms};
+use crate::gate::registry::{Grant, HeldToken, Verified, VerifyContext};
+use crate::gate::{Role, Verb};
+use crate::value::Value;
+
+/// What `fetch_prompt` gives a worker.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Prompt {
+    /// The task the attempt belongs to.
+    pub task_id: Arc<str>,
+    /// The agent the attempt is routed to.
+    pub agent: Arc<str>,
+    /// The attempt's number, from 1.
+    pub attempt: u32,
+    /// The step's input.
+    pub input: Value,
+    /// The agent's profile `system_prompt`, as written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    /// Every directive a senior injected so far, oldest first.
+    pub directives: Vec<Value>,
+}
+
+impl Engine {
+    /// `fetch_prompt`: the task's input, its agent's system prompt and the injected directives.
+    pub fn fetch_prompt(&self, auth: Auth<'_>, task_id: &str) -> Result<Prompt, EngineError> {
+        let mut state = self.inner.state.borrow_mut();
+        self.check_on_task(&mut state, auth, Verb::FetchPrompt, task_id)?;
+        let task = Self::live_task(&mut state, task_id)?;
+        let (id, agent, attempt, input, directives) =
+            (task.id.clone(), task.agent.clone(), task.attempts, task.input.clone(), task.directives.clone());
+        let run_id = task.run_id.clone();
+        let run = Self::run_of(&state, &run_id)?;
+        let system_prompt =
+            run.compiled.blueprint.agent(&agent).and_then(|a| a.profile.as_ref()).and_then(|p| p.system_prompt.clone());
+        Ok(Prompt { task_id: id, agent, attempt, input, system_prompt, directives })
+    }
+
+    /// `fetch_data`: the task's input value.
+    pub fn fetch_data(&self, auth: Auth<'_>, task_id: &str) -> Result<Value, EngineError> {
+        let mut state = self.inner.state.borrow_mut();
+        self.check_on_task(&mut state, auth, Verb::FetchData, task_id)?;
+        Ok(Self::live_task(&mut state, task_id)?.input.clone())
+    }
+
+    /// `post_result`: a worker reports its attempt's result through the engine instead of
+    /// returning it (`ok = false` fails the attempt, with `value` as the reason).
+    pub fn post_result(&self, auth: Auth<'_>, task_id: &str, value: Value, ok: bool) -> Result<(), EngineError> {
+        let outcome = if ok {
+            HandedOutcome::Verdict(Verdict::Pass(value))
+        } else {
+            let message = match &value {
+                Value::String(s) => s.to_string(),
+                other => other.to_json(),
+            };
+            HandedOutcome::Failed(message)
+        };
+        self.hand_over(auth, Verb::PostResult, task_id, outcome)
+    }
+
+    /// `verify_token`: a worker asks whether `token` (usually its own) is good for `verb`.
+    pub fn verify_token(&self, auth: Auth<'_>, token: &str, verb: Verb) -> Result<Verified, EngineError> {
+        let mut state = self.inner.state.borrow_mut();
+        self.check(&mut state, auth, Verb::VerifyToken, VerifyContext { task: None, max_depth: None })?;
+        state
+            .tokens
+            .verify(token, verb, VerifyContext { task: None, max_depth: None }, now_ms())
+            .map_err(EngineError::Token)
+    }
+
+    /// `emit_output`: an output event from a worker, published as `worker_output`.
+    pub fn emit_output(&self, auth: Auth<'_>, task_id: &str, attempt: u32, output: Value) -> Result<(), EngineError> {
+        let run = {
+            let mut state = self.inner.state.borrow_mut();
+            self.check_on_task(&mut state, auth, Verb::EmitOutput, task_id)?;
+            let run_id = Self::live_task(&mut state, task_id)?.run_id.clone();
+            Self::run_of(&state, &run_id)?
+        };
+        let task_id: Arc<str> = task_id.into();
+        self.publish(run.event(EventKind::WorkerOutput { task_id, attempt, output }));
+        Ok(())
+    }
+
+    /// A worker's sub-dispatch: start a child task of `parent` and run one attempt of it.
+    pub(crate) async fn sub_dispatch(
+        &self,
+        run: &Rc<Run>,
+        parent: &Arc<str>,
+        token: &HeldToken,
+        agent: &str,
+        input: Value,
+    ) -> Result<Value, SubTaskError> {
+        let child = self.start_task(Auth::Held(token), &run.id, agent, input, Some(parent)).map_err(|e| {
+            let refused = Some(e.kind());
+            SubTaskError { error: e.into_flow().with_step(agent), refused }
+        })?;
+        let mut abandon = AbandonOnDrop { engine: self.clone(), run: run.clone(), task_id: child.clone(), armed: true };
+        let outcome = self.dispatch_attempt(Auth::Held(token), &child, 1).await;
+        abandon.armed = false;
+        self.settle(&child, &outcome);
+        Ok(outcome?)
+    }
+
+    /// What a worker token for `task` grants: the worker role, bound to the task and its depth.
+    pub(crate) fn worker_grant(&self, task: &Task) -> Grant {
+        Grant {
+            role: Role::Worker,
+            agent_id: task.agent.to_string(),
+            scopes: Vec::new(),
+            ttl_ms: self.inner.config.worker_token_ttl_ms,
+            max_uses: None,
+            task: Some(task.id.to_string()),
+            depth: task.depth,
+        }
+    }
+}
+
+/// Cancels a sub-task whose dispatch was dropped before it settled.
+struct AbandonOnDrop {
+    engine: Engine,
+    run: Rc<Run>,
+    task_id: Arc<str>,
+    armed: bool,
+}
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.engine.abandon(&self.run, &self.task_id);
+        }
+    }
+}
