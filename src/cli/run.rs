@@ -255,6 +255,11 @@ async fn watch(
             return super::EXIT_USAGE;
         }
     };
+    // Followed before the first load, so a save that lands while it runs is not missed.
+    if let Err(e) = watcher.track(&[file.to_path_buf()]) {
+        eprintln!("swarm run: {e}");
+        return super::EXIT_USAGE;
+    }
     let first = reload::load_blueprint(file, &engine, load_timeout);
     if let Err(e) = watcher.track(&first.files) {
         eprintln!("swarm run: {e}");

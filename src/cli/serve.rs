@@ -56,6 +56,11 @@ async fn serve(
             return super::EXIT_USAGE;
         }
     };
+    // Followed before the first load, so a save that lands while it runs is not missed.
+    if let Err(e) = watcher.track(&[file.to_path_buf()]) {
+        eprintln!("swarm serve: {e}");
+        return super::EXIT_USAGE;
+    }
     let first = load_script(file, &engine, &Value::object(), load_timeout);
     if let Err(e) = watcher.track(&first.files) {
         eprintln!("swarm serve: {e}");

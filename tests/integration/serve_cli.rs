@@ -1,6 +1,6 @@
 //! `swarm serve FILE`: a script with timers in a host that stays alive, edited while it runs.
 
-use crate::util::live::Swarm;
+use crate::util::live::{Swarm, save_by_rename};
 
 /// A served script whose 50 ms timer counts in `swarm.state.n` and prints `tick <tag> <n>`.
 fn counter(tag: &str) -> String {
@@ -145,7 +145,8 @@ fn storing_a_function_in_state_is_refused_where_it_is_stored_and_never_wedges_re
     let script = dir.path().join("s.lua");
     std::fs::write(&script, keeps_a_function("v1")).unwrap();
     let mut swarm = Swarm::start(dir.path(), &["serve", "s.lua", "--state", "memory"]);
-    swarm.wait_stdout("nested ", 1);
+    // `serving` comes once the watcher follows the script: a save before it could be missed.
+    swarm.wait_stderr("serving s.lua", 1);
     let out = swarm.stdout();
     assert!(out.contains("load v1 1 refused=true"), "{out}");
     assert!(
@@ -157,9 +158,11 @@ fn storing_a_function_in_state_is_refused_where_it_is_stored_and_never_wedges_re
     assert!(out.contains("nested s.lua:8: swarm.state.cache.items[2]: a function"), "{out}");
 
     // Two saves: each reload carries the state over (the count goes on).
-    std::fs::write(&script, keeps_a_function("v2")).unwrap();
+    save_by_rename(&script, &keeps_a_function("v2"));
     swarm.wait_stdout("load v2 2 refused=true", 1);
-    std::fs::write(&script, keeps_a_function("v3")).unwrap();
+    // The next save only once this reload has finished (and the watcher follows the file again).
+    swarm.wait_stderr("reloaded in ", 1);
+    save_by_rename(&script, &keeps_a_function("v3"));
     swarm.wait_stdout("load v3 3 refused=true", 1);
     assert_eq!(swarm.stderr().matches("reloaded in ").count(), 2, "{}", swarm.stderr());
     assert!(!swarm.stderr().contains("reload failed"), "{}", swarm.stderr());
@@ -207,6 +210,24 @@ fn an_out_of_range_timer_period_is_refused_at_its_line_and_the_server_lives() {
     // Still serving: the next good save loads.
     std::fs::write(&script, counter("fixed")).unwrap();
     swarm.wait_stdout("tick fixed 1", 1);
+    swarm.signal("TERM");
+    assert!(swarm.wait_exit().success(), "{}", swarm.stderr());
+}
+
+#[test]
+fn a_save_that_lands_while_the_first_load_runs_is_not_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.lua");
+    // The first version busies itself for a while after saying it is loading.
+    std::fs::write(
+        &script,
+        "print('loading v1') io.stdout:flush()\nlocal t = os.clock() while os.clock() - t < 0.5 do end\nprint('loaded v1')\n",
+    )
+    .unwrap();
+    let mut swarm = Swarm::start(dir.path(), &["serve", "s.lua", "--state", "memory"]);
+    swarm.wait_stdout("loading v1", 1);
+    save_by_rename(&script, "print('loaded v2')\n");
+    swarm.wait_stdout("loaded v2", 1);
     swarm.signal("TERM");
     assert!(swarm.wait_exit().success(), "{}", swarm.stderr());
 }
