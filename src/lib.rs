@@ -21,6 +21,7 @@ pub mod middleware;
 pub mod reload;
 #[cfg(feature = "cli")]
 pub mod repl;
+pub mod schema;
 #[cfg(feature = "cli")]
 mod stdout;
 pub mod store;

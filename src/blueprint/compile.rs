@@ -10,15 +10,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::Arc;
 
-use futures::future::LocalBoxFuture;
 use serde::Serialize;
 
-use super::schema::{Blueprint, Location};
+pub use crate::engine::compiled::{CompiledBlueprint, Router, Warning};
 use crate::flow::Node;
 use crate::middleware::{LayerRegistry, LinkError};
-use crate::worker::{BuildContext, Job, Spawner, SpawnerFactory, WorkerError, WorkerResult};
+use crate::schema::{Blueprint, Location};
+use crate::worker::{BuildContext, Spawner, SpawnerFactory};
 
 /// The kinds of compile error, in the order they are reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -117,93 +116,6 @@ impl fmt::Display for CompileErrors {
 }
 
 impl std::error::Error for CompileErrors {}
-
-/// A finding that does not stop compilation.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Warning {
-    /// What was found, for people.
-    pub message: String,
-    /// The file and line that declared the part concerned, when known.
-    pub location: Option<Location>,
-    /// The blueprint's file, when no line is known.
-    pub file: Option<String>,
-}
-
-impl fmt::Display for Warning {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.location, &self.file) {
-            (Some(loc), _) => write!(f, "{loc}: ")?,
-            (None, Some(file)) => write!(f, "{file}: ")?,
-            (None, None) => {}
-        }
-        write!(f, "warning: {}", self.message)
-    }
-}
-
-/// The routing table: a spawner that hands each attempt to its agent's spawner by the job's
-/// `agent`, so a layer that rewrites the agent reroutes the attempt.
-pub struct Router {
-    routes: HashMap<String, Rc<dyn Spawner>>,
-    default: Option<Rc<dyn Spawner>>,
-}
-
-impl Router {
-    /// The spawner for agent `name`, falling back to the default spawner.
-    pub fn route(&self, name: &str) -> Option<&Rc<dyn Spawner>> {
-        self.routes.get(name).or(self.default.as_ref())
-    }
-}
-
-impl Spawner for Router {
-    fn spawn(&self, job: Job) -> LocalBoxFuture<'static, WorkerResult> {
-        match self.route(&job.agent) {
-            Some(spawner) => spawner.spawn(job),
-            None => {
-                let message = format!("no agent '{}' to route to (a layer rerouted the attempt there?)", job.agent);
-                Box::pin(async move { Err(WorkerError::new(message)) })
-            }
-        }
-    }
-}
-
-/// A compiled blueprint: the blueprint, its routing table, and that table wrapped in the
-/// blueprint's layers, which is what every attempt is spawned on.
-pub struct CompiledBlueprint {
-    /// The blueprint as it was compiled.
-    pub blueprint: Rc<Blueprint>,
-    router: Rc<Router>,
-    spawner: Rc<dyn Spawner>,
-    /// Agent name → the name of the operator seat it asks ([`OperatorDef`](super::schema::OperatorDef)),
-    /// for `operator` agents.
-    operators: HashMap<String, Arc<str>>,
-    /// Findings that did not stop compilation.
-    pub warnings: Vec<Warning>,
-}
-
-impl CompiledBlueprint {
-    /// The spawner for agent `name`, falling back to the default spawner.
-    pub fn route(&self, name: &str) -> Option<&Rc<dyn Spawner>> {
-        self.router.route(name)
-    }
-
-    /// The linked stack: layers around the routing table.
-    pub fn spawner(&self) -> &Rc<dyn Spawner> {
-        &self.spawner
-    }
-
-    /// The name of the operator seat ([`OperatorDef`](super::schema::OperatorDef)) an `operator`
-    /// agent asks; `None` for other agents.
-    pub fn operator_of(&self, agent: &str) -> Option<Arc<str>> {
-        self.operators.get(agent).cloned()
-    }
-
-    /// The routed agent names, sorted.
-    pub fn agent_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.router.routes.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        names
-    }
-}
 
 /// Compiles blueprints with a registry of factories keyed by agent kind.
 #[derive(Default, Clone)]

@@ -8,6 +8,7 @@
 //! memory does not grow with the number of finished steps.
 
 mod attempt;
+pub mod compiled;
 mod dispatch;
 mod error;
 pub mod event;

@@ -11,17 +11,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::watch;
 
+use super::compiled::CompiledBlueprint;
 use super::dispatch::EngineDispatcher;
 use super::event::{AttemptStatus, Event, EventKind, RunStatus, elapsed_ms};
 use super::journal::{Journal, Recorded, RunStart, StepKey};
 use super::task::TaskState;
 use super::{Engine, now_ms};
-use crate::blueprint::compile::CompiledBlueprint;
-use crate::blueprint::{Location, SourceMap};
 use crate::flow::{ErrorKind, Evaluator, Externs, FlowError, Node, Step};
 use crate::gate::Role;
 use crate::gate::registry::Grant;
 use crate::gate::registry::HeldToken;
+use crate::schema::{Location, SourceMap};
 use crate::value::Value;
 
 /// How a run starts beyond its blueprint and ctx.

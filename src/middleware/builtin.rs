@@ -18,8 +18,8 @@ use futures::future::LocalBoxFuture;
 
 use super::registry::{LayerFactory, LayerRegistry, fixed};
 use super::{LayerFn, SpawnerLayer};
-use crate::blueprint::Blueprint;
 use crate::engine::spawner::{Job, Spawner, Verdict, WorkerError, WorkerResult};
+use crate::schema::Blueprint;
 use crate::value::{Map, Number, Value};
 
 /// Picks an agent for a job, or keeps it (`None`).

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::{SpawnerLayer, Stack};
-use crate::blueprint::Blueprint;
+use crate::schema::Blueprint;
 
 /// Makes a layer for one blueprint (a layer may take its settings from the blueprint's
 /// `hints.global.<key>` or `metadata`); `Err` is a compile error naming the layer.

@@ -7,8 +7,8 @@ use std::rc::Rc;
 use super::script::{Limits, Script, ScriptRuntime, ScriptSpawner};
 use super::spec::SpecReader;
 use super::{BuildContext, Spawner, SpawnerFactory, UnavailableSpawner};
-use crate::blueprint::AgentDef;
 use crate::flow::ir::MAX_TIMEOUT_MS;
+use crate::schema::AgentDef;
 use crate::value::Value;
 use crate::value::lua::MAX_RESULT_BYTES_LIMIT;
 

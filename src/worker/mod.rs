@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use futures::future::LocalBoxFuture;
 
-use crate::blueprint::{AgentDef, Blueprint};
+use crate::schema::{AgentDef, Blueprint};
 use crate::value::Value;
 
 /// The spawner port is the engine's: every worker kind implements [`Spawner`].

@@ -8,7 +8,7 @@ use futures::future::LocalBoxFuture;
 
 use super::spec::SpecReader;
 use super::{BuildContext, Job, Spawner, SpawnerFactory, Verdict, WorkerError, WorkerResult};
-use crate::blueprint::AgentDef;
+use crate::schema::AgentDef;
 use crate::value::{Number, Value};
 
 /// A registered Rust agent: input in, verdict out.

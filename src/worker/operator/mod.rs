@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::spec::SpecReader;
 use super::template::PromptTemplate;
 use super::{BuildContext, Spawner, SpawnerFactory, UnavailableSpawner};
-use crate::blueprint::{AgentDef, Blueprint};
+use crate::schema::{AgentDef, Blueprint};
 use crate::value::Value;
 
 pub use console::{ConsoleIo, ConsoleOperator, ScriptedConsole, StdConsole, parse_answer};

@@ -61,7 +61,7 @@ use std::time::Duration;
 
 use super::spec::SpecReader;
 use super::{BuildContext, Spawner, SpawnerFactory};
-use crate::blueprint::AgentDef;
+use crate::schema::AgentDef;
 use crate::value::Value;
 use keep_alive::KeepAliveSpawner;
 use launch::Launch;

@@ -222,7 +222,8 @@ impl Blueprint {
     /// records, to tell on resume whether its blueprint changed.
     pub fn digest(&self) -> std::sync::Arc<str> {
         use sha2::Digest;
-        crate::engine::journal::hex16(&sha2::Sha256::digest(self.to_json_pretty().as_bytes()))
+        let digest = sha2::Sha256::digest(self.to_json_pretty().as_bytes());
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect::<String>().into()
     }
 
     /// The agent named `name`, if declared.
