@@ -102,14 +102,19 @@ impl Swarm {
         }
     }
 
-    /// Waits until stderr holds `needle` `times` times.
+    /// Waits until stderr holds `needle` `times` times, each in a whole line (output may arrive
+    /// in pieces, and a test reading the line must see all of it).
     pub fn wait_stderr(&self, needle: &str, times: usize) {
-        self.wait_until(&format!("{times} × {needle:?} on stderr"), |_, err| err.matches(needle).count() >= times);
+        self.wait_until(&format!("{times} × {needle:?} on stderr"), |_, err| {
+            whole_lines(err).matches(needle).count() >= times
+        });
     }
 
-    /// Waits until stdout holds `needle` `times` times.
+    /// Waits until stdout holds `needle` `times` times, each in a whole line.
     pub fn wait_stdout(&self, needle: &str, times: usize) {
-        self.wait_until(&format!("{times} × {needle:?} on stdout"), |out, _| out.matches(needle).count() >= times);
+        self.wait_until(&format!("{times} × {needle:?} on stdout"), |out, _| {
+            whole_lines(out).matches(needle).count() >= times
+        });
     }
 
     /// Sends a signal by name (`INT`, `TERM`).
@@ -141,6 +146,11 @@ impl Drop for Swarm {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `text` up to its last newline: the lines written whole so far.
+fn whole_lines(text: &str) -> &str {
+    text.rfind('\n').map_or("", |end| &text[..end])
 }
 
 /// Saves like editors that write a temporary file and rename it over the original.
