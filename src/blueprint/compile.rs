@@ -6,6 +6,7 @@
 //! `unresolved_ref`. Each names the agent or step and, where known, the `file:line` that
 //! declared it.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
@@ -122,7 +123,9 @@ impl std::error::Error for CompileErrors {}
 pub struct Compiler {
     factories: BTreeMap<String, Rc<dyn SpawnerFactory>>,
     default_spawner: Option<Rc<dyn Spawner>>,
-    layers: LayerRegistry,
+    /// Shared with whoever registers layers (the host VM), so a compiler made once links
+    /// with the layers registered since.
+    layers: Rc<RefCell<LayerRegistry>>,
     /// Checking a blueprint away from the host that runs it: layer keys this registry does
     /// not know are warnings, as that host may register them.
     detached: bool,
@@ -148,6 +151,13 @@ impl Compiler {
 
     /// The layers blueprints are linked with (stage 2).
     pub fn set_layers(&mut self, layers: LayerRegistry) -> &mut Compiler {
+        self.layers = Rc::new(RefCell::new(layers));
+        self
+    }
+
+    /// Links with `layers` as they stand at each compile (the host VM's registry, which
+    /// `swarm.layer` adds to).
+    pub fn share_layers(&mut self, layers: Rc<RefCell<LayerRegistry>>) -> &mut Compiler {
         self.layers = layers;
         self
     }
@@ -175,7 +185,8 @@ impl Compiler {
             run.warn_unrouted(&routes, self.default_spawner.is_some());
         }
         let router = Rc::new(Router { routes, default: self.default_spawner.clone() });
-        let spawner = match self.layers.stack(&bp) {
+        let stack = self.layers.borrow().stack(&bp);
+        let spawner = match stack {
             Ok(stack) => stack.wrap(router.clone()),
             Err(link_errors) => {
                 for e in link_errors {

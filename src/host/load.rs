@@ -198,6 +198,11 @@ impl UserData for LuaCompiled {
 /// The `rust_fn` agents of a VM, kept in its app data so every native can compile.
 pub(super) struct RustFns(pub Rc<RustFnRegistry>);
 
+/// The VM's Rust agents (`HostBuilder::rust_fn` and the built-ins).
+pub(super) fn rust_fns(lua: &Lua) -> Rc<RustFnRegistry> {
+    lua.app_data_ref::<RustFns>().map(|r| r.0.clone()).unwrap_or_default()
+}
+
 /// Compiles a blueprint table (or passes a compiled one through); a failure comes back as the
 /// structured error table to raise.
 pub(super) fn compile_value(lua: &Lua, value: LuaValue) -> mlua::Result<Result<Rc<CompiledBlueprint>, Table>> {
@@ -211,8 +216,7 @@ pub(super) fn compile_value(lua: &Lua, value: LuaValue) -> mlua::Result<Result<R
         Ok(bp) => bp,
         Err(e) => return Ok(Err(load_error_table(lua, &e)?)),
     };
-    let rust_fns = lua.app_data_ref::<RustFns>().map(|r| r.0.clone()).unwrap_or_default();
-    match compiler_for(lua, rust_fns).compile(Rc::new(bp), None) {
+    match compiler_for(lua).compile(Rc::new(bp), None) {
         Ok(compiled) => Ok(Ok(Rc::new(compiled))),
         Err(errors) => Ok(Err(compile_error_table(lua, &errors)?)),
     }
@@ -225,11 +229,10 @@ pub(super) fn compile_file(lua: &Lua, path: &Path) -> mlua::Result<Result<Rc<Com
         Ok(bp) => bp,
         Err(e) => return Ok(Err(load_error_table(lua, &e)?)),
     };
-    let rust_fns = lua.app_data_ref::<RustFns>().map(|r| r.0.clone()).unwrap_or_default();
     let compiler = if path.extension().is_some_and(|e| e == "json") {
-        super::detached_compiler_for(lua, rust_fns)
+        super::detached_compiler_for(lua)
     } else {
-        compiler_for(lua, rust_fns)
+        compiler_for(lua)
     };
     match compiler.compile(Rc::new(bp), path.parent()) {
         Ok(compiled) => Ok(Ok(Rc::new(compiled))),

@@ -13,6 +13,7 @@ pub mod requires;
 mod semaphore;
 mod stdlib;
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
@@ -45,7 +46,6 @@ const SOURCES_KEY: &str = "swarm.sources_of";
 /// A Lua VM with the `swarm` module, and the registries its blueprints compile against.
 pub struct Host {
     lua: Lua,
-    rust_fns: Rc<RustFnRegistry>,
     /// Runs the `source`/`file` script agents of every blueprint compiled here.
     scripts: Rc<ScriptPool>,
 }
@@ -105,8 +105,8 @@ impl HostBuilder {
         }
         let scripts = Rc::new(ScriptPool::new(self.scripts));
         lua.set_app_data(Scripts(scripts.clone()));
-        let host = Host { lua, rust_fns: Rc::new(self.rust_fns), scripts };
-        module::install(&host.lua, host.rust_fns.clone())?;
+        let host = Host { lua, scripts };
+        module::install(&host.lua, Rc::new(self.rust_fns))?;
         requires::install(&host.lua)?;
         if let Some(config) = self.engine {
             engine_api::set_default_engine(&host.lua, Engine::new(config)?);
@@ -145,7 +145,7 @@ impl Host {
 
     /// Where `console` operators ask their questions from now on (the REPL sets its own).
     pub fn set_console(&self, io: Rc<dyn ConsoleIo>) {
-        self.lua.set_app_data(ConsoleSlot(io));
+        *console_slot(&self.lua).borrow_mut() = io;
     }
 
     /// The VM's default engine (what `swarm.run` uses).
@@ -165,13 +165,13 @@ impl Host {
 
     /// A compiler whose factories know this VM's inline functions and Rust agents.
     pub fn compiler(&self) -> Compiler {
-        compiler_for(&self.lua, self.rust_fns.clone())
+        compiler_for(&self.lua)
     }
 
     /// A compiler for blueprints that did not come from this VM (JSON files): an inline
     /// function reference cannot be resolved there, so it is a warning, not an error.
     pub fn detached_compiler(&self) -> Compiler {
-        detached_compiler_for(&self.lua, self.rust_fns.clone())
+        detached_compiler_for(&self.lua)
     }
 
     /// The pool that runs script agents (its stats, its configuration).
@@ -223,8 +223,33 @@ pub fn journaled_engine(
     Engine::with_output_store(config, Rc::new(outputs)).map_err(|e| e.to_string())
 }
 
+/// The VM's two compilers, made once (at its first compile) and cloned from then on: their
+/// factories read the VM's registries as they stand at each compile.
+struct Compilers {
+    attached: Compiler,
+    detached: Compiler,
+}
+
 /// The compiler for a VM: every built-in agent kind, with `lua` agents resolved in `lua`.
-pub(crate) fn compiler_for(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> Compiler {
+pub(crate) fn compiler_for(lua: &Lua) -> Compiler {
+    compilers(lua).attached.clone()
+}
+
+/// [`Host::detached_compiler`] for the VM `lua`.
+pub(crate) fn detached_compiler_for(lua: &Lua) -> Compiler {
+    compilers(lua).detached.clone()
+}
+
+fn compilers(lua: &Lua) -> mlua::AppDataRef<'_, Compilers> {
+    if lua.app_data_ref::<Compilers>().is_none() {
+        let compilers = make_compilers(lua);
+        lua.set_app_data(compilers);
+    }
+    lua.app_data_ref::<Compilers>().expect("just set")
+}
+
+fn make_compilers(lua: &Lua) -> Compilers {
+    let rust_fns = load::rust_fns(lua);
     let functions: Option<Table> = lua.named_registry_value(FUNCTIONS_KEY).ok();
     let weak = lua.weak();
     let lookup = functions.map(|t| {
@@ -235,32 +260,45 @@ pub(crate) fn compiler_for(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> Compiler 
         });
         lookup
     });
-    let mut compiler = compiler_with(lookup, operator_api::lookup(lua), console(lua), rust_fns, script_runtime(lua));
-    compiler.set_layers(layer_api::registry(lua).borrow().clone());
-    compiler
+    let layers = layer_api::registry(lua);
+    let mut attached =
+        compiler_with(lookup, operator_api::lookup(lua), console(lua), rust_fns.clone(), script_runtime(lua));
+    attached.share_layers(layers.clone());
+    let mut detached = compiler_with(None, None, console(lua), rust_fns, script_runtime(lua));
+    detached.share_layers(layers).set_detached(true);
+    Compilers { attached, detached }
 }
 
-/// The console the VM's `console` operators ask (the terminal unless the REPL set its own).
-struct ConsoleSlot(Rc<dyn ConsoleIo>);
+/// Where the VM's `console` operators ask (the terminal unless the REPL set its own); shared, so
+/// a compiler made before [`Host::set_console`] asks the new one.
+struct ConsoleSlot(Rc<RefCell<Rc<dyn ConsoleIo>>>);
+
+fn console_slot(lua: &Lua) -> Rc<RefCell<Rc<dyn ConsoleIo>>> {
+    if lua.app_data_ref::<ConsoleSlot>().is_none() {
+        let terminal: Rc<dyn ConsoleIo> = Rc::new(StdConsole::default());
+        lua.set_app_data(ConsoleSlot(Rc::new(RefCell::new(terminal))));
+    }
+    lua.app_data_ref::<ConsoleSlot>().expect("just set").0.clone()
+}
+
+/// The console as the VM's operators see it: whichever the slot holds when they ask.
+struct SlotConsole(Rc<RefCell<Rc<dyn ConsoleIo>>>);
+
+impl ConsoleIo for SlotConsole {
+    fn ask(&self, question: String) -> LocalBoxFuture<'static, Option<String>> {
+        let current = self.0.borrow().clone();
+        current.ask(question)
+    }
+}
 
 pub(crate) fn console(lua: &Lua) -> Rc<dyn ConsoleIo> {
-    match lua.app_data_ref::<ConsoleSlot>() {
-        Some(slot) => slot.0.clone(),
-        None => Rc::new(StdConsole::default()),
-    }
+    Rc::new(SlotConsole(console_slot(lua)))
 }
 
 /// The host's script pool, with the VM's bridges.
 fn script_runtime(lua: &Lua) -> Option<ScriptRuntime> {
     let pool = lua.app_data_ref::<Scripts>()?.0.clone();
     Some(ScriptRuntime { pool, bridges: Rc::new(HostBridges::new(lua)) })
-}
-
-/// [`Host::detached_compiler`] for the VM `lua`.
-pub(crate) fn detached_compiler_for(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> Compiler {
-    let mut compiler = compiler_with(None, None, console(lua), rust_fns, script_runtime(lua));
-    compiler.set_layers(layer_api::registry(lua).borrow().clone()).set_detached(true);
-    compiler
 }
 
 fn compiler_with(
