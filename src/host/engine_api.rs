@@ -22,16 +22,10 @@ use crate::value::Value;
 use crate::value::lua::lua_error_message;
 use crate::value::lua::{from_lua, to_lua};
 
-/// The engine a VM uses when a script does not make its own.
-struct DefaultEngine(RefCell<Option<Engine>>);
-
 /// The VM's default engine, created on first use.
 pub fn default_engine(lua: &Lua) -> mlua::Result<Engine> {
-    if lua.app_data_ref::<DefaultEngine>().is_none() {
-        lua.set_app_data(DefaultEngine(RefCell::new(None)));
-    }
-    let slot = lua.app_data_ref::<DefaultEngine>().expect("just set");
-    let mut engine = slot.0.borrow_mut();
+    let state = super::state::state(lua);
+    let mut engine = state.engine.borrow_mut();
     if engine.is_none() {
         *engine = Some(Engine::new(EngineConfig::default()).map_err(mlua::Error::external)?);
     }
@@ -40,32 +34,20 @@ pub fn default_engine(lua: &Lua) -> mlua::Result<Engine> {
 
 /// Makes `engine` the VM's default engine (the CLI does this with its configured engine).
 pub fn set_default_engine(lua: &Lua, engine: Engine) {
-    lua.set_app_data(DefaultEngine(RefCell::new(Some(engine))));
+    *super::state::state(lua).engine.borrow_mut() = Some(engine);
 }
-
-/// The runs a VM's scripts started, so a host that retires or stops the VM can cancel or wait
-/// for the ones still in flight (their inline agents need the VM alive).
-#[derive(Default)]
-struct StartedRuns(RefCell<Vec<RunHandle>>);
 
 /// The runs started from `lua` (with `engine:start` or `swarm.run`) that have not finished.
 pub fn runs_in_flight(lua: &Lua) -> Vec<RunHandle> {
-    match lua.app_data_ref::<StartedRuns>() {
-        Some(started) => {
-            let mut runs = started.0.borrow_mut();
-            runs.retain(|r| !r.is_finished());
-            runs.clone()
-        }
-        None => Vec::new(),
-    }
+    let state = super::state::state(lua);
+    let mut runs = state.started.borrow_mut();
+    runs.retain(|r| !r.is_finished());
+    runs.clone()
 }
 
 fn remember_run(lua: &Lua, handle: &RunHandle) {
-    if lua.app_data_ref::<StartedRuns>().is_none() {
-        lua.set_app_data(StartedRuns::default());
-    }
-    let started = lua.app_data_ref::<StartedRuns>().expect("just set");
-    let mut runs = started.0.borrow_mut();
+    let state = super::state::state(lua);
+    let mut runs = state.started.borrow_mut();
     runs.retain(|r| !r.is_finished());
     runs.push(handle.clone());
 }

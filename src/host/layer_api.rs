@@ -25,21 +25,19 @@ use crate::worker::lua_fn::call_agent;
 use crate::worker::operator::{ConsoleOperator, OperatorSetup};
 use crate::worker::{Job, Spawner, Verdict, WorkerError, WorkerResult};
 
-/// The VM's layer registry, read by every compile in the VM.
-pub(super) struct LayerSlot(pub Rc<RefCell<LayerRegistry>>);
-
 /// Registry keys of `swarm.resolver` and `swarm.senior` functions.
 const RESOLVER: &str = "swarm.resolver";
 const SENIOR: &str = "swarm.senior";
 
 /// The VM's registry (created on first use, with the built-in layers).
 pub(super) fn registry(lua: &Lua) -> Rc<RefCell<LayerRegistry>> {
-    if lua.app_data_ref::<LayerSlot>().is_none() {
+    let state = super::state::state(lua);
+    let layers = state.layers.get_or_init(|| {
         let mut registry = LayerRegistry::new();
         builtin::register(&mut registry, builtins(lua));
-        lua.set_app_data(LayerSlot(Rc::new(RefCell::new(registry))));
-    }
-    lua.app_data_ref::<LayerSlot>().expect("just set").0.clone()
+        Rc::new(RefCell::new(registry))
+    });
+    layers.clone()
 }
 
 /// The VM's resolver function and senior, for the built-in layers.

@@ -14,7 +14,6 @@ use crate::blueprint::{Blueprint, Location, SourceMap};
 use crate::interrupt::{self, Limit};
 use crate::value::Value;
 use crate::value::lua::{from_lua, to_lua};
-use crate::worker::rust_fn::RustFnRegistry;
 
 /// Why a file or table did not yield a blueprint.
 #[derive(Debug, thiserror::Error)]
@@ -195,14 +194,6 @@ impl UserData for LuaCompiled {
     }
 }
 
-/// The `rust_fn` agents of a VM, kept in its app data so every native can compile.
-pub(super) struct RustFns(pub Rc<RustFnRegistry>);
-
-/// The VM's Rust agents (`HostBuilder::rust_fn` and the built-ins).
-pub(super) fn rust_fns(lua: &Lua) -> Rc<RustFnRegistry> {
-    lua.app_data_ref::<RustFns>().map(|r| r.0.clone()).unwrap_or_default()
-}
-
 /// Compiles a blueprint table (or passes a compiled one through); a failure comes back as the
 /// structured error table to raise.
 pub(super) fn compile_value(lua: &Lua, value: LuaValue) -> mlua::Result<Result<Rc<CompiledBlueprint>, Table>> {
@@ -242,8 +233,7 @@ pub(super) fn compile_file(lua: &Lua, path: &Path) -> mlua::Result<Result<Rc<Com
 
 /// Installs `swarm.compile(bp)`: returns the compiled blueprint or raises a structured error
 /// table `{kind, message, agent?, step?, pointer?, file?, line?, errors = {...}}`.
-pub(super) fn install_compile(lua: &Lua, swarm: &Table, rust_fns: Rc<RustFnRegistry>) -> mlua::Result<()> {
-    lua.set_app_data(RustFns(rust_fns));
+pub(super) fn install_compile(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
     let native = lua.create_function(move |lua, value: LuaValue| {
         if let LuaValue::UserData(ud) = &value
             && ud.is::<LuaCompiled>()

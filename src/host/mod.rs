@@ -11,6 +11,7 @@ pub mod numbers;
 mod operator_api;
 pub mod requires;
 mod semaphore;
+mod state;
 mod stdlib;
 
 use std::cell::RefCell;
@@ -49,9 +50,6 @@ pub struct Host {
     /// Runs the `source`/`file` script agents of every blueprint compiled here.
     scripts: Rc<ScriptPool>,
 }
-
-/// The host's script pool, kept in its VM's app data so every compiler can reach it.
-struct Scripts(Rc<ScriptPool>);
 
 /// Sets up a [`Host`]: the Rust agents it offers and its engine.
 #[derive(Default)]
@@ -104,9 +102,10 @@ impl HostBuilder {
             self.scripts.limits.max_result_bytes = bytes;
         }
         let scripts = Rc::new(ScriptPool::new(self.scripts));
-        lua.set_app_data(Scripts(scripts.clone()));
+        let terminal: Rc<dyn ConsoleIo> = Rc::new(StdConsole::default());
+        lua.set_app_data(state::HostState::new(scripts.clone(), Rc::new(self.rust_fns), terminal));
         let host = Host { lua, scripts };
-        module::install(&host.lua, Rc::new(self.rust_fns))?;
+        module::install(&host.lua)?;
         requires::install(&host.lua)?;
         if let Some(config) = self.engine {
             engine_api::set_default_engine(&host.lua, Engine::new(config)?);
@@ -145,7 +144,7 @@ impl Host {
 
     /// Where `console` operators ask their questions from now on (the REPL sets its own).
     pub fn set_console(&self, io: Rc<dyn ConsoleIo>) {
-        *console_slot(&self.lua).borrow_mut() = io;
+        *state::state(&self.lua).console.borrow_mut() = io;
     }
 
     /// The VM's default engine (what `swarm.run` uses).
@@ -223,33 +222,25 @@ pub fn journaled_engine(
     Engine::with_output_store(config, Rc::new(outputs)).map_err(|e| e.to_string())
 }
 
-/// The VM's two compilers, made once (at its first compile) and cloned from then on: their
-/// factories read the VM's registries as they stand at each compile.
-struct Compilers {
-    attached: Compiler,
-    detached: Compiler,
-}
-
 /// The compiler for a VM: every built-in agent kind, with `lua` agents resolved in `lua`.
 pub(crate) fn compiler_for(lua: &Lua) -> Compiler {
-    compilers(lua).attached.clone()
+    compilers(lua).0
 }
 
 /// [`Host::detached_compiler`] for the VM `lua`.
 pub(crate) fn detached_compiler_for(lua: &Lua) -> Compiler {
-    compilers(lua).detached.clone()
+    compilers(lua).1
 }
 
-fn compilers(lua: &Lua) -> mlua::AppDataRef<'_, Compilers> {
-    if lua.app_data_ref::<Compilers>().is_none() {
-        let compilers = make_compilers(lua);
-        lua.set_app_data(compilers);
-    }
-    lua.app_data_ref::<Compilers>().expect("just set")
+/// The attached and the detached compiler.
+fn compilers(lua: &Lua) -> (Compiler, Compiler) {
+    let state = state::state(lua);
+    let compilers = state.compilers.get_or_init(|| make_compilers(lua));
+    (compilers.attached.clone(), compilers.detached.clone())
 }
 
-fn make_compilers(lua: &Lua) -> Compilers {
-    let rust_fns = load::rust_fns(lua);
+fn make_compilers(lua: &Lua) -> state::Compilers {
+    let rust_fns = state::state(lua).rust_fns.clone();
     let functions: Option<Table> = lua.named_registry_value(FUNCTIONS_KEY).ok();
     let weak = lua.weak();
     let lookup = functions.map(|t| {
@@ -266,19 +257,7 @@ fn make_compilers(lua: &Lua) -> Compilers {
     attached.share_layers(layers.clone());
     let mut detached = compiler_with(None, None, console(lua), rust_fns, script_runtime(lua));
     detached.share_layers(layers).set_detached(true);
-    Compilers { attached, detached }
-}
-
-/// Where the VM's `console` operators ask (the terminal unless the REPL set its own); shared, so
-/// a compiler made before [`Host::set_console`] asks the new one.
-struct ConsoleSlot(Rc<RefCell<Rc<dyn ConsoleIo>>>);
-
-fn console_slot(lua: &Lua) -> Rc<RefCell<Rc<dyn ConsoleIo>>> {
-    if lua.app_data_ref::<ConsoleSlot>().is_none() {
-        let terminal: Rc<dyn ConsoleIo> = Rc::new(StdConsole::default());
-        lua.set_app_data(ConsoleSlot(Rc::new(RefCell::new(terminal))));
-    }
-    lua.app_data_ref::<ConsoleSlot>().expect("just set").0.clone()
+    state::Compilers { attached, detached }
 }
 
 /// The console as the VM's operators see it: whichever the slot holds when they ask.
@@ -292,12 +271,12 @@ impl ConsoleIo for SlotConsole {
 }
 
 pub(crate) fn console(lua: &Lua) -> Rc<dyn ConsoleIo> {
-    Rc::new(SlotConsole(console_slot(lua)))
+    Rc::new(SlotConsole(state::state(lua).console.clone()))
 }
 
 /// The host's script pool, with the VM's bridges.
 fn script_runtime(lua: &Lua) -> Option<ScriptRuntime> {
-    let pool = lua.app_data_ref::<Scripts>()?.0.clone();
+    let pool = state::state(lua).scripts.clone();
     Some(ScriptRuntime { pool, bridges: Rc::new(HostBridges::new(lua)) })
 }
 

@@ -1,14 +1,11 @@
 //! Builds the `swarm` module: the Lua half (`lua/*.lua`, embedded) over a table of natives.
 
-use std::rc::Rc;
-
 use mlua::{Function, Lua, LuaSerdeExt, MultiValue, Table, Value as LuaValue};
 
 use super::{FUNCTIONS_KEY, SOURCES_KEY};
 use crate::flow::Path;
 use crate::value::from_json;
 use crate::value::lua::{from_lua, to_lua};
-use crate::worker::rust_fn::RustFnRegistry;
 
 const FLOW_LUA: &str = include_str!("../../lua/flow.lua");
 const BLUEPRINT_LUA: &str = include_str!("../../lua/blueprint.lua");
@@ -18,7 +15,7 @@ const ENGINE_LUA: &str = include_str!("../../lua/engine.lua");
 const CHUNK_PREFIX: &str = "@[swarm]/";
 
 /// Installs `swarm` into `package.loaded`, so `require("swarm")` finds it.
-pub(super) fn install(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> mlua::Result<()> {
+pub(super) fn install(lua: &Lua) -> mlua::Result<()> {
     let functions = lua.create_table()?;
     lua.set_named_registry_value(FUNCTIONS_KEY, &functions)?;
 
@@ -40,7 +37,7 @@ pub(super) fn install(lua: &Lua, rust_fns: Rc<RustFnRegistry>) -> mlua::Result<(
     swarm.set("null", lua.null())?;
     swarm.set("array", lua.create_function(|lua, t: Option<Table>| make_array(lua, t))?)?;
     swarm.set("json", json_table(lua)?)?;
-    super::load::install_compile(lua, &swarm, rust_fns)?;
+    super::load::install_compile(lua, &swarm)?;
     super::agent_api::install(lua, &swarm)?;
     super::operator_api::install(lua, &swarm)?;
     super::layer_api::install(lua, &swarm)?;
