@@ -174,7 +174,10 @@ impl Compiler {
         self.factories.keys().map(String::as_str)
     }
 
-    /// Compiles `bp`; relative paths in specs resolve against `base_dir`.
+    /// Compiles `bp` in its two stages: each agent's spec to a spawner, by the factory of its
+    /// kind, into a routing table (relative paths in specs resolve against `base_dir`); then
+    /// the link, the layers around that table. The result is runnable as a unit, which is why
+    /// one call does both: an engine starts runs of a `CompiledBlueprint`.
     pub fn compile(&self, bp: Rc<Blueprint>, base_dir: Option<&Path>) -> Result<CompiledBlueprint, CompileErrors> {
         let mut run = CompileRun { bp: &bp, errors: Vec::new(), warnings: Vec::new(), failed: HashSet::new() };
         run.check_references(self);
@@ -185,32 +188,7 @@ impl Compiler {
             run.warn_unrouted(&routes, self.default_spawner.is_some());
         }
         let router = Rc::new(Router { routes, default: self.default_spawner.clone() });
-        let stack = self.layers.borrow().stack(&bp);
-        let spawner = match stack {
-            Ok(stack) => stack.wrap(router.clone()),
-            Err(link_errors) => {
-                for e in link_errors {
-                    if self.detached && matches!(e, LinkError::Unknown { .. }) {
-                        run.warnings.push(Warning {
-                            message: format!("{e}; the host that runs this blueprint must register it"),
-                            location: bp.sources.blueprint.clone(),
-                            file: bp.sources.file.clone(),
-                        });
-                        continue;
-                    }
-                    run.errors.push(CompileError {
-                        kind: CompileErrorKind::UnknownLayer,
-                        message: e.to_string(),
-                        agent: None,
-                        step: None,
-                        pointer: None,
-                        location: bp.sources.blueprint.clone(),
-                        file: bp.sources.file.clone(),
-                    });
-                }
-                router.clone()
-            }
-        };
+        let spawner = run.link(self, router.clone());
         if !run.errors.is_empty() {
             run.errors.sort_by_key(|e| e.kind);
             return Err(CompileErrors(run.errors));
@@ -246,6 +224,39 @@ impl CompileRun<'_> {
             location: self.bp.sources.agent_site(index),
             file: self.bp.sources.file.clone(),
         });
+    }
+
+    /// Stage 2, the link: the engine's base layers, then each hint layer the blueprint lists,
+    /// around the routing table (stage 1's result). An unknown layer key is an `unknown_layer`
+    /// error, or a warning when the blueprint is checked away from the host that runs it.
+    fn link(&mut self, compiler: &Compiler, router: Rc<Router>) -> Rc<dyn Spawner> {
+        let bp = self.bp;
+        let stack = compiler.layers.borrow().stack(bp);
+        match stack {
+            Ok(stack) => stack.wrap(router),
+            Err(link_errors) => {
+                for e in link_errors {
+                    if compiler.detached && matches!(e, LinkError::Unknown { .. }) {
+                        self.warnings.push(Warning {
+                            message: format!("{e}; the host that runs this blueprint must register it"),
+                            location: bp.sources.blueprint.clone(),
+                            file: bp.sources.file.clone(),
+                        });
+                        continue;
+                    }
+                    self.errors.push(CompileError {
+                        kind: CompileErrorKind::UnknownLayer,
+                        message: e.to_string(),
+                        agent: None,
+                        step: None,
+                        pointer: None,
+                        location: bp.sources.blueprint.clone(),
+                        file: bp.sources.file.clone(),
+                    });
+                }
+                router
+            }
+        }
     }
 
     /// What each agent's spec refers to must be declared (operator agents name an operator), and
