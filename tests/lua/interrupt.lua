@@ -128,13 +128,21 @@ local settled = swarm.run(lanes, {}).lanes
 assert(settled[1].status == "rejected", "the looping lane timed out")
 assert(settled[2].value == 2 and settled[3].value == 3, "the other lanes finished")
 
--- A flow that never dispatches (a long loop of assign) answers cancel().
+-- A flow that never dispatches (a long loop of assign) answers cancel(): once it has looped a
+-- while (an extern counts the rounds), the cancel must reach it mid-loop.
+local rounds = 0
+swarm.extern("count_round", function()
+  rounds = rounds + 1
+  return rounds
+end)
 local counting = swarm.blueprint({
   id = "counting",
-  flow = F.loop({ counter = "$.i", max = 1000000000, cond = true, body = F.assign({ at = "$.x", value = 1 }) }),
+  flow = F.loop({ counter = "$.i", max = 1000000000, cond = true, body = F.assign({ at = "$.x", value = F.call("count_round", {}) }) }),
 })
 run = engine:start(counting, {})
-swarm.sleep(20)
+expect.eventually("the loop runs", function()
+  return rounds > 1000
+end)
 run:cancel()
 ok, err = pcall(run.wait, run)
 assert(not ok and kind_of(err):find("cancel"), "a loop of assign is cancelled")
