@@ -224,19 +224,14 @@ pub fn journaled_engine(
 
 /// The compiler for a VM: every built-in agent kind, with `lua` agents resolved in `lua`.
 pub(crate) fn compiler_for(lua: &Lua) -> Compiler {
-    compilers(lua).0
+    let state = state::state(lua);
+    state.compilers.get_or_init(|| make_compilers(lua)).attached.clone()
 }
 
 /// [`Host::detached_compiler`] for the VM `lua`.
 pub(crate) fn detached_compiler_for(lua: &Lua) -> Compiler {
-    compilers(lua).1
-}
-
-/// The attached and the detached compiler.
-fn compilers(lua: &Lua) -> (Compiler, Compiler) {
     let state = state::state(lua);
-    let compilers = state.compilers.get_or_init(|| make_compilers(lua));
-    (compilers.attached.clone(), compilers.detached.clone())
+    state.compilers.get_or_init(|| make_compilers(lua)).detached.clone()
 }
 
 fn make_compilers(lua: &Lua) -> state::Compilers {

@@ -22,6 +22,8 @@ use crate::value::raised::{Raised, raised};
 const BLOCK_MT: &str = "swarm.block_mt";
 /// Registry key of the `pcall` wrapper agents run under.
 const PROTECTED_CALL: &str = "swarm.protected_call";
+/// Registry key of the metatable of error tables.
+const ERROR_MT: &str = "swarm.error_mt";
 /// Registry key of `task.dispatch`.
 const DISPATCH: &str = "swarm.task_dispatch";
 
@@ -216,8 +218,11 @@ async fn dispatch(
 }
 
 /// The metatable of the error tables scripts catch: its `__tostring` reads
-/// `file:line: kind in step 'x' at /pointer: message`.
+/// `file:line: kind in step 'x' at /pointer: message`. Made once per VM and kept in its registry.
 pub fn error_metatable(lua: &Lua) -> mlua::Result<Table> {
+    if let Ok(mt) = lua.named_registry_value::<Table>(ERROR_MT) {
+        return Ok(mt);
+    }
     let mt = lua.create_table()?;
     mt.set("__name", "swarm.Error")?;
     mt.set(
@@ -241,6 +246,7 @@ pub fn error_metatable(lua: &Lua) -> mlua::Result<Table> {
             Ok(format!("{text}: {message}"))
         })?,
     )?;
+    lua.set_named_registry_value(ERROR_MT, &mt)?;
     Ok(mt)
 }
 
