@@ -48,7 +48,7 @@ struct Global {
     state: Option<String>,
     /// How long loading a blueprint module or served script may run, in milliseconds; a load
     /// that runs longer (a loop at the top level) is stopped with an error naming the file.
-    #[arg(long, global = true, value_name = "MS", default_value_t = 10_000,
+    #[arg(long, global = true, value_name = "MS", default_value_t = crate::host::DEFAULT_LOAD_TIMEOUT.as_millis() as u64,
           value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
     load_timeout: u64,
 }
