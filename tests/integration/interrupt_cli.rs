@@ -157,8 +157,20 @@ fn a_save_whose_load_loops_leaves_the_old_version_live_and_the_watcher_watching(
     assert!(swarm.stderr().contains("300 ms"), "the failed reload says why:\n{}", swarm.stderr());
     crate::util::live::save_by_rename(&file, &version(2));
     swarm.wait_stdout("\"v\": 2", 1);
-    // And a load that loops does not deafen it to signals.
-    crate::util::live::save_by_rename(&file, "while true do end\n");
+    swarm.signal("INT");
+    assert!(swarm.wait_exit().success(), "{}", swarm.stderr());
+}
+
+#[test]
+fn ctrl_c_reaches_run_watch_while_a_load_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "loops.lua", "io.stdout:write('looping\\n') io.stdout:flush()\nwhile true do end\n");
+    // A load limit far beyond the test's own deadline: only the signal can end this load.
+    let mut swarm = Swarm::start(
+        dir.path(),
+        &["run", "loops.lua", "--watch", "--poll", "--state", "memory", "--load-timeout", "600000"],
+    );
+    swarm.wait_stdout("looping", 1);
     swarm.signal("INT");
     assert!(swarm.wait_exit().success(), "{}", swarm.stderr());
 }
