@@ -25,6 +25,23 @@ function Run:cancel()
   self._native:cancel()
 end
 
+--- Delivers signal `name` with `value` to the run: every wait waiting on the name takes it, or
+--- the next wait for it does. Returns how many waits it reached now (0: buffered); a run that
+--- is not in flight raises `{kind = "not_waiting"}`.
+---@param name string
+---@param value any
+---@return integer waits
+function Run:signal(name, value)
+  if type(name) ~= "string" then
+    error("run:signal: the signal's name must be a string, got " .. type(name), 2)
+  end
+  local ok, result = self._native:signal(name, value)
+  if not ok then
+    error(result, 2)
+  end
+  return result
+end
+
 --- Whether the run has ended.
 ---@return boolean
 function Run:finished()
@@ -106,6 +123,29 @@ end
 ---@return any
 function Engine:output(ref)
   return self._native:output(ref)
+end
+
+--- `run:signal(name, value)` for a run in flight on this engine, by its id.
+---@param run_id string
+---@param name string
+---@param value any
+---@return integer waits
+function Engine:signal(run_id, name, value)
+  if type(run_id) ~= "string" or type(name) ~= "string" then
+    error("engine:signal: expects (run_id, name, value) with a string id and name", 2)
+  end
+  local ok, result = self._native:signal(run_id, name, value)
+  if not ok then
+    error(result, 2)
+  end
+  return result
+end
+
+--- The open waits of the runs in flight on this engine: `{run_id, signal, pointer?, task_id?,
+--- deadline_ms?, question?}` each.
+---@return table[]
+function Engine:pending()
+  return self._native:pending()
 end
 
 --- Revokes a token: `true`, or `nil, err`.

@@ -424,6 +424,31 @@ function F.try(spec)
   })
 end
 
+--- Waits for a signal: the flow (or the fanout lane) stops here until a signal named `signal`
+--- is delivered to the run (`run:signal`, `swarm runs signal`), then writes its value at `out`.
+--- `signal` is a name, or an expression giving it (`F.p"$.item.signal"`: each lane its own).
+--- After `timeout_ms` the wait fails with kind `timeout`, which `F.try` can catch.
+---@param spec {signal: string|swarm.Expr, out?: string|swarm.Expr, timeout_ms?: integer}
+function F.wait(spec)
+  check_fields("wait", spec, options.wait)
+  local signal = spec.signal
+  if type(signal) == "string" then
+    if signal == "" then
+      fail("wait", "`signal` must not be empty")
+    end
+  elseif is_expr(signal) then
+    signal = signal
+  else
+    fail("wait", "`signal` must be a name (a string) or an expression such as F.p\"$.item.signal\", got " .. type(signal))
+  end
+  return node({
+    kind = "wait",
+    signal = signal,
+    out = spec.out ~= nil and path_of("wait", "out", spec.out) or nil,
+    timeout_ms = positive_integer("wait", "timeout_ms", spec.timeout_ms, false, MAX_MS),
+  })
+end
+
 -- The names mlua-swarm's DSL uses, so its scripts port unchanged.
 F.loop_ = F.loop
 F.try_ = F.try

@@ -97,6 +97,11 @@ function Expr:Or(other) end
 ---@field catch swarm.Node?
 ---@field err_at swarm.PathLike?
 
+---@class swarm.WaitSpec
+---@field signal string|swarm.ExprLike the signal's name, or an expression giving it
+---@field out swarm.PathLike? where the signal's value goes
+---@field timeout_ms integer? the wait fails with kind `timeout` after this long
+
 --- The flow builders: `local F = swarm.flow`.
 ---@class swarm.flow
 local F = {}
@@ -157,6 +162,11 @@ function F.try(spec) end
 ---@param spec swarm.TrySpec
 ---@return swarm.Node
 function F.try_(spec) end
+--- Waits for a signal delivered to the run (`run:signal`, `swarm runs signal`); its value goes
+--- to `out`. After `timeout_ms` it fails with kind `timeout`.
+---@param spec swarm.WaitSpec
+---@return swarm.Node
+function F.wait(spec) end
 
 --- An agent table (inline functions are written directly in `agents`).
 ---@class swarm.AgentDef
@@ -201,6 +211,13 @@ function Task.emit(event) end
 ---@param input any
 ---@return any
 function Task:dispatch(agent, input) end
+--- Waits for signal `name` to the run (the task is `suspended` meanwhile) and returns its
+--- value; after `opts.timeout_ms` raises a `swarm.Error` of kind `timeout`. `swarm.wait` is the
+--- same, for the agent running.
+---@param name string
+---@param opts {timeout_ms: integer?}?
+---@return any
+function Task:wait(name, opts) end
 
 --- A structured error (`kind`: `failed`, `blocked`, `timeout`, `cancelled`, `compile`,
 --- `depth_exceeded`, a token error kind, ...).
@@ -223,6 +240,13 @@ function Run:wait() end
 function Run:cancel() end
 ---@return boolean
 function Run:finished() end
+--- Delivers signal `name` with `value` to the run: every wait waiting on the name takes it, or
+--- the next one does. Returns how many waits it reached now (0: buffered). A run that ended
+--- raises `{kind = "not_waiting"}`.
+---@param name string
+---@param value any
+---@return integer waits
+function Run:signal(name, value) end
 
 ---@class swarm.StartOpts
 ---@field on_event fun(event: table)?
@@ -264,6 +288,15 @@ function Engine:revoke(token) end
 ---@param ref string
 ---@return any
 function Engine:output(ref) end
+--- `run:signal` for a run in flight on this engine, by its id.
+---@param run_id string
+---@param name string
+---@param value any
+---@return integer waits
+function Engine:signal(run_id, name, value) end
+--- The open waits of the runs in flight on this engine.
+---@return {run_id: string, signal: string, pointer: string?, task_id: string?, deadline_ms: integer?, question: any}[]
+function Engine:pending() end
 
 ---@class swarm.Compiled: userdata
 
@@ -389,6 +422,12 @@ function swarm.run(bp, init, opts) end
 function swarm.engine(opts) end
 ---@return swarm.Engine
 function swarm.default_engine() end
+--- Inside an inline agent: waits for signal `name` to the run and returns its value (see
+--- `Task:wait`).
+---@param name string
+---@param opts {timeout_ms: integer?}?
+---@return any
+function swarm.wait(name, opts) end
 --- Marks a table as a JSON array (`swarm.array{}` is `[]`).
 ---@param t table?
 ---@return table

@@ -256,7 +256,8 @@ fn restart(path: &Path, id: &str, events: Option<EventsFormat>, cut: Option<&str
         return EXIT_USAGE;
     };
     let Some(runtime) = runtime() else { return EXIT_USAGE };
-    let options = RunOptions { file: Some(file.clone()), resume: restart.resume, replay: restart.replay };
+    let options =
+        RunOptions { file: Some(file.clone()), resume: restart.resume, replay: restart.replay, waits: restart.waits };
     let local = tokio::task::LocalSet::new();
     let digest = restart.digest.as_deref();
     let run = run_on_engine(Path::new(&file), restart.init, events, Some(journal), options, digest, load_timeout);

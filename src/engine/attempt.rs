@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::future::LocalBoxFuture;
+use sha2::{Digest, Sha256};
 
 use super::event::{AttemptStatus, EventKind, elapsed_ms};
 use super::ops::Auth;
@@ -13,6 +14,7 @@ use super::outputs::exceeds;
 use super::run::Run;
 use super::spawner::{Job, Spawner, SubTaskError, TaskHost, Verdict, WorkerResult};
 use super::task::{HandedOutcome, TaskState};
+use super::wait::WaitSite;
 use super::{Engine, EngineError, now_ms};
 use crate::flow::{ErrorKind, FlowError};
 use crate::gate::registry::HeldToken;
@@ -285,6 +287,12 @@ impl Engine {
         };
         let Some(task) = state.tasks.get_mut(&**task_id) else { return };
         let interrupted = task.interrupted.take();
+        if run.waits.try_borrow().is_ok_and(|w| w.is_detaching()) {
+            // A detached run has not ended: its tasks are left as the journal has them, to be
+            // run again where the run goes on.
+            self.retire(&mut state, task_id);
+            return;
+        }
         let newly = task.transition(TaskState::Cancelled);
         let agent = task.agent.clone();
         let elapsed_ms = task.attempt_started.map_or(0.0, elapsed_ms);
@@ -424,5 +432,36 @@ impl TaskHost for AttemptContext {
         let token = self.token.clone();
         let agent = agent.to_string();
         Box::pin(async move { engine.sub_dispatch(&run, &parent, &token, &agent, input).await })
+    }
+
+    fn wait(
+        &self,
+        signal: &str,
+        timeout_ms: Option<u64>,
+        question: Option<Value>,
+    ) -> LocalBoxFuture<'static, Result<Value, FlowError>> {
+        let (engine, run) = (self.engine.clone(), self.run.clone());
+        let site = WaitSite { scope: self.scope(), pointer: None, task_id: Some(self.task_id.clone()), question };
+        let signal: Arc<str> = signal.into();
+        Box::pin(async move { engine.wait_for_signal(&run, site, signal, timeout_ms).await })
+    }
+
+    fn signal(&self, signal: &str, value: Value) {
+        self.engine.signal_own_run(&self.run, signal, value);
+    }
+
+    fn question_signal(&self, seat: &str) -> String {
+        // The scope is the step's journal key, so the name survives a resume; the attempt
+        // tells a retry's question from the first one's.
+        let digest = Sha256::digest(format!("{}@{}", self.scope(), self.attempt).as_bytes());
+        let hex: String = digest[..3].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{seat}.{hex}")
+    }
+}
+
+impl AttemptContext {
+    fn scope(&self) -> Arc<str> {
+        let state = self.engine.inner.state.borrow();
+        state.tasks.get(&*self.task_id).map_or_else(|| self.task_id.clone(), |t| t.scope.clone())
     }
 }

@@ -16,6 +16,7 @@ use super::Engine;
 use super::journal::{StepRecord, input_hash};
 use super::ops::Auth;
 use super::run::Run;
+use super::wait::WaitSite;
 use crate::flow::{Dispatcher, ErrorKind, FlowError, Step};
 use crate::value::Value;
 
@@ -86,10 +87,19 @@ impl Dispatcher for EngineDispatcher {
         // A step the journal already holds takes a task id but opens no task: it replays.
         let id = match recorded {
             Some(_) => self.run.next_task_id(),
-            None => self
-                .engine
-                .start_task(Auth::Held(&self.run.op_token), &self.run.id, &step.agent, input, None)
-                .map_err(|e| e.into_flow().with_step(step.agent.as_str()))?,
+            None => {
+                let id = self
+                    .engine
+                    .start_task(Auth::Held(&self.run.op_token), &self.run.id, &step.agent, input, None)
+                    .map_err(|e| e.into_flow().with_step(step.agent.as_str()))?;
+                // Waits in its agent are known by the step's key, the same when the run is
+                // resumed in another process (the task id is not).
+                if let Some(key) = &key {
+                    let scope = format!("{}#{}#{}", key.pointer, key.hash, key.occurrence);
+                    self.engine.set_task_scope(&id, scope.into());
+                }
+                id
+            }
         };
         Ok(StepTask {
             engine: self.engine.clone(),
@@ -113,6 +123,16 @@ impl Dispatcher for EngineDispatcher {
         if task.replayed.is_none() {
             self.engine.attempt_timed_out(&self.run, &task.id, attempt);
         }
+    }
+
+    async fn wait(&self, pointer: &str, signal: Arc<str>, timeout_ms: Option<u64>) -> Result<Value, FlowError> {
+        let pointer: Arc<str> = pointer.into();
+        let site = WaitSite { scope: pointer.clone(), pointer: Some(pointer), task_id: None, question: None };
+        self.engine.wait_for_signal(&self.run, site, signal, timeout_ms).await
+    }
+
+    fn strands(&self, delta: isize) {
+        self.engine.strands_changed(&self.run, delta);
     }
 
     async fn close(&self, task: StepTask, outcome: &Result<Value, FlowError>) {

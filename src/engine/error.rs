@@ -48,6 +48,12 @@ pub enum EngineError {
     /// The asker stopped waiting before the query was answered.
     #[error("the query was dropped before a senior answered it")]
     QueryDropped,
+    /// A signal names a run that is not in flight here (it ended, or never started here).
+    #[error("run '{0}' is not waiting for signals (it is not in flight)")]
+    NotWaiting(String),
+    /// A signal without a usable name.
+    #[error("bad signal: {0}")]
+    BadSignal(String),
 }
 
 impl EngineError {
@@ -64,6 +70,8 @@ impl EngineError {
             EngineError::NoSuchQuery(_) => "no_such_query",
             EngineError::NoSuchSession(_) => "no_such_session",
             EngineError::QueryDropped => "query_dropped",
+            EngineError::NotWaiting(_) => "not_waiting",
+            EngineError::BadSignal(_) => "invalid_argument",
         }
     }
 

@@ -107,6 +107,20 @@ pub enum EventKind {
         /// The cancelled task.
         task_id: Arc<str>,
     },
+    /// Every strand of the run waits for a signal: the run is `waiting`.
+    RunWaiting {
+        /// The signals its waits wait for, each once.
+        signals: Vec<Arc<str>>,
+    },
+    /// A signal was delivered to the run.
+    RunSignalled {
+        /// The signal's name.
+        signal: Arc<str>,
+        /// How many waits it reached; 0 when it is buffered for the next wait for its name.
+        waits: usize,
+        /// The signal's value.
+        value: Value,
+    },
     /// A middleware layer recorded something about an attempt.
     LayerNote {
         /// The task whose attempt the layer saw.
@@ -132,6 +146,9 @@ impl Event {
             EventKind::LayerNote { note, .. } => {
                 scrub_value(note);
             }
+            EventKind::RunSignalled { value, .. } => {
+                scrub_value(value);
+            }
             EventKind::TaskSuspended { reason, .. } => {
                 if let std::borrow::Cow::Owned(clean) = scrub(reason) {
                     *reason = clean.into();
@@ -156,6 +173,8 @@ impl EventKind {
             EventKind::TaskResumed { .. } => "task_resumed",
             EventKind::TaskCancelled { .. } => "task_cancelled",
             EventKind::LayerNote { .. } => "layer_note",
+            EventKind::RunWaiting { .. } => "run_waiting",
+            EventKind::RunSignalled { .. } => "run_signalled",
         }
     }
 }
@@ -177,6 +196,21 @@ pub enum RunStatus {
     Failed,
     /// The run was cancelled.
     Cancelled,
+    /// The run was left waiting for a signal (detached): it has not ended, and goes on in the
+    /// process that delivers the signal. Never the status of a `run_finished` event.
+    Waiting,
+}
+
+impl RunStatus {
+    /// The snake_case name used on the wire and in the journal.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Finished => "finished",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Waiting => "waiting",
+        }
+    }
 }
 
 /// How one attempt ended.
@@ -258,6 +292,11 @@ impl EventBus {
             }
             trace.push_back(event);
         }
+    }
+
+    /// Closes the taps of run `run_id` without a last event: a run left waiting.
+    pub fn close_taps(&self, run_id: &str) {
+        self.taps.borrow_mut().retain(|(run, _)| &**run != run_id);
     }
 
     /// A receiver of every event from now on; one that lags too far misses events.

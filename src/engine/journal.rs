@@ -9,6 +9,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
+use super::wait::WaitKey;
 use super::{Event, RunStatus};
 use crate::flow::FlowError;
 use crate::value::Value;
@@ -29,6 +30,25 @@ pub trait Journal {
     fn step_closed(&self, step: StepRecord) -> Ack;
     /// A run ended with this ctx (final or partial); the ack resolves once durable.
     fn run_finished(&self, run_id: &Arc<str>, status: RunStatus, ctx: &Value, error: Option<&FlowError>) -> Ack;
+    /// A wait began (its deadline is absolute); the ack resolves once the record is durable.
+    fn wait_began(&self, _wait: &WaitBegun) -> Ack {
+        Ack::done()
+    }
+    /// A wait ended with a signal's value or an error; the ack resolves once durable.
+    fn wait_ended(&self, _wait: &WaitEnded) -> Ack {
+        Ack::done()
+    }
+    /// A signal was delivered to a run, reaching some waits (`taken`) or buffered. With
+    /// `from_journal` it was read from this journal ([`Journal::foreign_signals`]) and is
+    /// recorded as delivered; otherwise it is recorded as sent.
+    fn signal_arrived(&self, _signal: &SignalRecord, _from_journal: bool, _taken: bool) {}
+    /// Every strand of a run waits (`true`: its status is `waiting`), or not any more.
+    fn run_waiting(&self, _run_id: &Arc<str>, _waiting: bool) {}
+    /// Signals that other processes put in the journal since the last call, for any run; a
+    /// journal no other process writes has none.
+    fn foreign_signals(&self) -> Result<Vec<SignalRecord>, String> {
+        Ok(Vec::new())
+    }
     /// The file the journal can be read back from (to resume its runs), if it has one.
     fn location(&self) -> Option<&Path> {
         None
@@ -75,6 +95,51 @@ pub struct StepRecord {
     pub outcome: Result<Value, FlowError>,
     /// Replayed from the journal rather than dispatched (a rerun's steps before the cut).
     pub replayed: bool,
+}
+
+/// A wait that began.
+#[derive(Clone, Debug)]
+pub struct WaitBegun {
+    /// The waiting run.
+    pub run_id: Arc<str>,
+    /// The wait's identity.
+    pub key: WaitKey,
+    /// The `wait` node's pointer, for a wait in the flow.
+    pub pointer: Option<Arc<str>>,
+    /// The waiting task, for a wait inside an agent.
+    pub task_id: Option<Arc<str>>,
+    /// The question, when the wait is one.
+    pub question: Option<Value>,
+    /// When it times out, in milliseconds since the Unix epoch.
+    pub deadline_ms: Option<u64>,
+}
+
+/// A wait that ended.
+#[derive(Clone, Debug)]
+pub struct WaitEnded {
+    /// The run.
+    pub run_id: Arc<str>,
+    /// The wait's identity.
+    pub key: WaitKey,
+    /// The signal's value, or why the wait failed (a timeout).
+    pub outcome: Result<Value, FlowError>,
+    /// The signal it took, if it took one.
+    pub signal_uid: Option<Arc<str>>,
+}
+
+/// A signal to a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignalRecord {
+    /// The run it is for.
+    pub run_id: Arc<str>,
+    /// Its id, unique across processes.
+    pub uid: Arc<str>,
+    /// Its name.
+    pub name: Arc<str>,
+    /// Its value.
+    pub value: Value,
+    /// When it was sent, in milliseconds since the Unix epoch.
+    pub sent_ms: u64,
 }
 
 /// Resolves when a journal write is durable (or failed).

@@ -18,8 +18,9 @@ pub mod outputs;
 mod run;
 pub mod spawner;
 pub mod task;
+pub mod wait;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use event::{AttemptStatus, Event, EventBus, EventKind, RunStatus};
 pub use ops::{Auth, Prompt};
 pub use run::{Resume, RunHandle, RunOptions, RunOutcome};
 pub use task::{HandedOutcome, Task, TaskSnapshot, TaskState};
+pub use wait::{PendingWait, WaitKey, WaitReplay, WaitSite};
 
 /// How an engine is set up.
 #[derive(Clone, Debug)]
@@ -104,6 +106,8 @@ struct Inner {
     paused: watch::Sender<bool>,
     config: EngineConfig,
     outputs: Rc<dyn OutputStore>,
+    /// Whether a task looks in the journal for signals other processes sent (see `wait`).
+    polling: Cell<bool>,
 }
 
 struct State {
@@ -139,7 +143,8 @@ impl Engine {
         };
         let bus = EventBus::new(config.event_capacity, config.trace_capacity);
         let (paused, _) = watch::channel(false);
-        Ok(Engine { inner: Rc::new(Inner { state: RefCell::new(state), bus, paused, config, outputs }) })
+        let polling = Cell::new(false);
+        Ok(Engine { inner: Rc::new(Inner { state: RefCell::new(state), bus, paused, config, outputs, polling }) })
     }
 
     /// The configuration the engine was built with.

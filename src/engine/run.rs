@@ -16,6 +16,7 @@ use super::dispatch::EngineDispatcher;
 use super::event::{AttemptStatus, Event, EventKind, RunStatus, elapsed_ms};
 use super::journal::{Journal, Recorded, RunStart, StepKey};
 use super::task::TaskState;
+use super::wait::{RunWaits, WaitReplay};
 use super::{Engine, now_ms};
 use crate::flow::{ErrorKind, Evaluator, Externs, FlowError, Node, Step};
 use crate::gate::Role;
@@ -34,6 +35,9 @@ pub struct RunOptions {
     /// Step results to replay instead of dispatching, by (pointer, input hash), each list in
     /// occurrence order.
     pub replay: Recorded,
+    /// What a resumed run's waits did before: ended waits, begun waits' deadlines, and the
+    /// signals no wait took yet.
+    pub waits: WaitReplay,
 }
 
 /// Where a resumed run picks up: its id, and the last event seq and task number it journaled.
@@ -85,6 +89,12 @@ pub(crate) struct Run {
     /// between a check and the wait is not lost).
     pub signal: watch::Sender<u64>,
     cancel: watch::Sender<bool>,
+    /// Set to leave the run waiting (see [`RunHandle::detach`]).
+    detach: watch::Sender<bool>,
+    /// The signals the run waits for while every strand of it waits; `None` otherwise.
+    pub waiting: watch::Sender<Option<Vec<Arc<str>>>>,
+    /// Its waits, signals and strands.
+    pub waits: RefCell<RunWaits>,
     pub journaling: Option<Journaling>,
     file: Option<String>,
 }
@@ -147,6 +157,24 @@ impl RunHandle {
         self.run.cancel.send_replace(true);
     }
 
+    /// Follows whether every strand of the run waits for a signal: `Some(signals)` while it
+    /// does, `None` while anything else runs.
+    pub fn waiting(&self) -> watch::Receiver<Option<Vec<Arc<str>>>> {
+        self.run.waiting.subscribe()
+    }
+
+    /// Leaves a run that waits to whoever delivers its signal: the run stops here without
+    /// ending (its journal keeps it `waiting`, its waits and their deadlines), and
+    /// [`RunHandle::wait`] reports [`RunStatus::Waiting`]. A run not waiting is not detached;
+    /// `false` then.
+    pub fn detach(&self) -> bool {
+        if self.run.waiting.borrow().is_none() || self.is_finished() {
+            return false;
+        }
+        self.run.detach.send_replace(true);
+        true
+    }
+
     /// How many replayable step results the run has not used (so far): after a resume, results
     /// recorded for steps whose blueprint or input changed since.
     pub fn unreplayed(&self) -> usize {
@@ -171,7 +199,7 @@ fn new_run_id() -> Arc<str> {
     format!("r-{:012x}", mixed & 0xffff_ffff_ffff).into()
 }
 
-fn splitmix(mut x: u64) -> u64 {
+pub(crate) fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -187,9 +215,16 @@ struct DoneGuard {
 
 impl DoneGuard {
     fn report(&self, outcome: RunOutcome) {
-        self.engine.retire_leftovers(&self.run);
-        self.engine
-            .publish(self.run.event(EventKind::RunFinished { status: outcome.status, error: outcome.error.clone() }));
+        if outcome.status == RunStatus::Waiting {
+            // Not ended: its journal keeps it, and its event feeds close without a last event.
+            self.engine.retire_leftovers(&self.run);
+            self.engine.inner.bus.close_taps(&self.run.id);
+        } else {
+            self.engine.retire_leftovers(&self.run);
+            self.engine.publish(
+                self.run.event(EventKind::RunFinished { status: outcome.status, error: outcome.error.clone() }),
+            );
+        }
         self.engine.end_run(&self.run);
         self.done.send_replace(Some(outcome));
     }
@@ -253,6 +288,8 @@ impl Engine {
         );
         let (signal, _) = watch::channel(0);
         let (cancel, _) = watch::channel(false);
+        let (detach, _) = watch::channel(false);
+        let (waiting, _) = watch::channel(None);
         let run = Rc::new(Run {
             id: id.clone(),
             compiled,
@@ -262,6 +299,9 @@ impl Engine {
             next_task: Cell::new(next_task),
             signal,
             cancel,
+            detach,
+            waiting,
+            waits: RefCell::new(RunWaits::new(options.waits)),
             journaling,
             file: options.file,
         });
@@ -287,6 +327,19 @@ impl Engine {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Detaches run `run_id` as [`RunHandle::detach`] does; `false` when it is not in flight or
+    /// not waiting.
+    pub fn detach_run(&self, run_id: &str) -> bool {
+        let run = self.inner.state.borrow().runs.get(run_id).cloned();
+        match run {
+            Some(run) if run.waiting.borrow().is_some() => {
+                run.detach.send_replace(true);
+                true
+            }
+            _ => false,
         }
     }
 
@@ -357,11 +410,32 @@ async fn drive(guard: DoneGuard, init: Value) {
         let dispatcher = EngineDispatcher { engine: engine.clone(), run: run.clone() };
         let evaluator = Evaluator::new(&dispatcher, &*run.externs);
         let mut cancelled = run.cancel.subscribe();
+        let mut detached = run.detach.subscribe();
+        let mut evaluation = std::pin::pin!(evaluator.run(&run.compiled.blueprint.flow, &mut ctx));
+        // Each time the flow stops to await something, its strands hold still: whether they
+        // all wait for signals is decided then.
+        let evaluation = std::future::poll_fn(|cx| {
+            let polled = evaluation.as_mut().poll(cx);
+            if polled.is_pending() {
+                engine.recheck_waiting(&run);
+            }
+            polled
+        });
         tokio::select! {
-            result = evaluator.run(&run.compiled.blueprint.flow, &mut ctx) => result,
-            _ = cancelled.wait_for(|c| *c) => Err(FlowError::new(ErrorKind::Cancelled, "the run was cancelled")),
+            result = evaluation => Some(result),
+            _ = cancelled.wait_for(|c| *c) => Some(Err(FlowError::new(ErrorKind::Cancelled, "the run was cancelled"))),
+            _ = detached.wait_for(|d| *d) => {
+                engine.start_detaching(&run);
+                None
+            }
         }
-        // Leaving this block drops the evaluation: steps still in flight cancel their tasks.
+        // Leaving this block drops the evaluation: steps still in flight cancel their tasks,
+        // and a detached run's waits are given up without ending.
+    };
+    let Some(result) = result else {
+        // Its journal says `waiting` already, with its waits and their deadlines.
+        guard.report(RunOutcome { run_id: run.id.clone(), status: RunStatus::Waiting, ctx, error: None });
+        return;
     };
     let result = result.map_err(|e| locate(e, &run.compiled.blueprint.sources));
     let status = match &result {

@@ -44,6 +44,26 @@ pub trait TaskHost {
     fn output_refs(&self) -> Vec<Arc<str>>;
     /// Starts a sub-task on the same blueprint's agents and waits for its value.
     fn dispatch(&self, agent: &str, input: Value) -> LocalBoxFuture<'static, Result<Value, SubTaskError>>;
+    /// Waits for signal `signal` to the attempt's run (the task is `suspended` meanwhile), for
+    /// at most `timeout_ms`: the signal's value, or an error of kind `timeout`. `question`
+    /// is what the wait asks, for the hosts that list open questions.
+    fn wait(
+        &self,
+        signal: &str,
+        _timeout_ms: Option<u64>,
+        _question: Option<Value>,
+    ) -> LocalBoxFuture<'static, Result<Value, FlowError>> {
+        let message = format!("nothing here delivers signals (the wait for '{signal}')");
+        Box::pin(async move { Err(FlowError::new(crate::flow::ErrorKind::Dispatch, message)) })
+    }
+    /// Delivers signal `signal` with `value` to the attempt's own run (a console operator's
+    /// answer typed at the terminal reaches its wait this way).
+    fn signal(&self, _signal: &str, _value: Value) {}
+    /// The name under which a question this attempt asks `seat` waits for its answer: the same
+    /// in every process that runs the run, so a signal sent by name reaches it after a resume.
+    fn question_signal(&self, seat: &str) -> String {
+        seat.to_string()
+    }
 }
 
 /// Why a sub-task gave no value: its flow error, and when the engine refused to start it, the

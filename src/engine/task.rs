@@ -102,6 +102,10 @@ pub struct Task {
     pub attempt_started: Option<Instant>,
     /// Worker tokens an operator minted for this task; forgotten when it retires.
     pub minted: Vec<HeldToken>,
+    /// What names the task's agent's waits in the journal, the same in every process that
+    /// runs the run: a flow step's journal key (pointer, input hash, occurrence), a
+    /// sub-task's parent scope and agent; the task id when the run journals nothing.
+    pub scope: Arc<str>,
 }
 
 impl Task {
@@ -115,6 +119,7 @@ impl Task {
         parent: Option<Arc<str>>,
     ) -> Task {
         Task {
+            scope: id.clone(),
             id,
             run_id,
             agent,

@@ -2,8 +2,9 @@
 //! and [`Externs`], the pure functions `call_extern` may call.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use super::error::FlowError;
+use super::error::{ErrorKind, FlowError};
 use super::ir::Step;
 use crate::value::Value;
 
@@ -30,6 +31,17 @@ pub trait Dispatcher {
     /// only when this returns, so a dispatcher that journals results can make them durable
     /// first.
     async fn close(&self, _task: Self::Task, _outcome: &Result<Value, FlowError>) {}
+
+    /// A `wait` node at `pointer` waits for signal `signal`, for at most `timeout_ms`: the
+    /// signal's value, or an error of kind `timeout`. Dropping the future gives the wait up.
+    async fn wait(&self, _pointer: &str, signal: Arc<str>, _timeout_ms: Option<u64>) -> Result<Value, FlowError> {
+        Err(FlowError::new(ErrorKind::Dispatch, format!("nothing here delivers signals (the wait for '{signal}')")))
+    }
+
+    /// The strands of the flow changed by `delta`: `+1` when a fanout lane starts, `-1` when
+    /// it ends or when the flow pauses at a fanout's join (and `+1` when it goes on). With the
+    /// waits it counts, a dispatcher can tell when every strand of the flow waits.
+    fn strands(&self, _delta: isize) {}
 }
 
 /// Pure functions callable from `call_extern`. They must not yield: they run inline in an

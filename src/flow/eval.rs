@@ -18,7 +18,7 @@ use super::at::At;
 use super::dispatch::{Dispatcher, Externs};
 use super::error::{ErrorKind, FlowError};
 use super::expr::{PREVIEW, eval_expr};
-use super::ir::{Expr, Node, PathExpr, Retry, RetryOn, Step};
+use super::ir::{Expr, Node, PathExpr, Retry, RetryOn, SignalName, Step, Wait};
 use crate::interrupt::{self, Limit};
 use crate::value::Value;
 
@@ -113,6 +113,7 @@ impl<'a, D: Dispatcher> Evaluator<'a, D> {
                     let value = self.expr(value, ctx, &at.field("value"))?;
                     write(path, ctx, value, &at.field("at"))
                 }
+                Node::Wait(wait) => self.wait(wait, ctx, at).await,
             };
             result.map_err(|e| e.with_pointer(|| at.pointer()))
         })
@@ -125,6 +126,38 @@ impl<'a, D: Dispatcher> Evaluator<'a, D> {
         let outcome = self.attempts(step, &task).await;
         self.dispatcher.close(task, &outcome).await;
         write(&step.out, ctx, outcome?, &at.field("out"))
+    }
+
+    /// A wait: evaluate the signal's name, wait for the signal, write its value.
+    async fn wait(&self, wait: &Wait, ctx: &mut Value, at: &At<'_>) -> Result<(), FlowError> {
+        let name: std::sync::Arc<str> = match &wait.signal {
+            SignalName::Name(name) => name.as_str().into(),
+            SignalName::Expr(expr) => {
+                let signal_at = at.field("signal");
+                match self.expr(expr, ctx, &signal_at)? {
+                    Value::String(name) if !name.is_empty() => name,
+                    other => {
+                        return Err(FlowError::eval(format!(
+                            "wait signal must be a name (a non-empty string), got {}: {}",
+                            other.type_name(),
+                            other.preview(PREVIEW)
+                        ))
+                        .with_value(other)
+                        .with_pointer(|| signal_at.pointer()));
+                    }
+                }
+            }
+        };
+        let pointer = at.pointer();
+        // A wait's failure (a timeout) names the wait node, as an eval error names its node.
+        let value = self.dispatcher.wait(&pointer, name, wait.timeout_ms).await.map_err(|mut e| {
+            e.pointer.get_or_insert_with(|| pointer.as_str().into());
+            e
+        })?;
+        match &wait.out {
+            Some(out) => write(out, ctx, value, &at.field("out")),
+            None => Ok(()),
+        }
     }
 
     /// Attempts 1, 2, … until one succeeds or the retry policy gives up.

@@ -37,7 +37,18 @@ impl<D: Dispatcher> Evaluator<'_, D> {
             _ => usize::MAX,
         };
         let base: &Value = ctx;
-        let start = |i: usize| self.lane(fanout, base, items[i].clone(), at);
+        let start = |i: usize| {
+            // Counted from the moment it is queued, so a lane not yet polled is not taken
+            // for one that waits.
+            let strand = Strand::new(self.dispatcher, 1);
+            let lane = self.lane(fanout, base, items[i].clone(), at);
+            async move {
+                let _strand = strand;
+                lane.await
+            }
+        };
+        // The flow itself waits on the join meanwhile: one strand fewer until it goes on.
+        let _paused = Strand::new(self.dispatcher, -1);
         let result = match fanout.join {
             Join::All => {
                 let mut results = vec![Value::Null; items.len()];
@@ -108,6 +119,26 @@ impl<D: Dispatcher> Evaluator<'_, D> {
             }
             None => Ok(lane),
         }
+    }
+}
+
+/// A change in the number of the flow's strands, undone when dropped: a lane's `+1`, the
+/// paused flow's `-1` (see [`Dispatcher::strands`]).
+struct Strand<'d, D: Dispatcher> {
+    dispatcher: &'d D,
+    delta: isize,
+}
+
+impl<'d, D: Dispatcher> Strand<'d, D> {
+    fn new(dispatcher: &'d D, delta: isize) -> Self {
+        dispatcher.strands(delta);
+        Strand { dispatcher, delta }
+    }
+}
+
+impl<D: Dispatcher> Drop for Strand<'_, D> {
+    fn drop(&mut self) {
+        self.dispatcher.strands(-self.delta);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The flow IR: nodes and expressions as serde types whose JSON is the mlua-flow-ir 0.2 wire
 //! shape (`kind` / `op` tags, `ref`, `in`, `out`, `then`, `else`, `children`), plus the optional
-//! extensions `timeout_ms`, `retry`, `max_concurrency` and `collect`. Unknown fields are rejected.
+//! extensions `timeout_ms`, `retry`, `max_concurrency`, `collect` and the `wait` node. Unknown
+//! fields are rejected.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +9,8 @@ use super::path::Path;
 pub use super::wire::MAX_TIMEOUT_MS;
 pub(crate) use super::wire::list;
 use super::wire::{
-    fanout_max_concurrency, loop_max, retry_backoff_factor, retry_backoff_ms, retry_max_attempts, step_timeout_ms,
+    fanout_max_concurrency, loop_max, retry_backoff_factor, retry_backoff_ms, retry_max_attempts, signal_name,
+    step_timeout_ms, wait_timeout_ms,
 };
 use crate::value::Value;
 
@@ -66,6 +68,36 @@ pub enum Node {
         /// What to write.
         value: Expr,
     },
+    /// Suspends its strand of the flow until a signal arrives; see [`Wait`].
+    Wait(Wait),
+}
+
+/// `wait`: the flow (or the fanout lane) stops here until a signal of the name arrives, and
+/// writes the signal's value at `out`. A wait that runs past `timeout_ms` fails with kind
+/// `timeout`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    /// The signal's name, or an expression whose value (a string) is the name.
+    #[serde(deserialize_with = "signal_name")]
+    pub signal: SignalName,
+    /// Where the signal's value is written; without it the value is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<PathExpr>,
+    /// The wait fails with kind `timeout` once this long has passed since it began.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "wait_timeout_ms")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The name a `wait` waits for: written on the wire as a string, or as an expression object
+/// evaluated on the (lane's) ctx, so each fanout lane can wait for a name of its own.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SignalName {
+    /// A fixed name.
+    Name(String),
+    /// An expression giving the name.
+    Expr(Expr),
 }
 
 /// `step`: dispatch `in`'s value to agent `ref`, write the result at `out`.
@@ -387,6 +419,8 @@ pub enum Role {
     Agent,
     /// A step's retry policy.
     Retry,
+    /// A signal's name, or an expression giving it.
+    Signal,
 }
 
 /// One field of a node kind.
@@ -475,6 +509,14 @@ pub const NODE_SHAPES: &[Shape] = &[
         ],
     },
     Shape { kind: "assign", fields: &[field("at", "at", Role::Path), field("value", "value", Role::Expr)] },
+    Shape {
+        kind: "wait",
+        fields: &[
+            field("signal", "signal", Role::Signal),
+            optional("out", "out", Role::Path),
+            optional("timeout_ms", "timeout_ms", Role::Number),
+        ],
+    },
 ];
 
 /// Where a child sits in its parent: a field (`then`, `body`) or an item of a list field
@@ -516,6 +558,7 @@ impl Node {
             Node::Fanout(_) => "fanout",
             Node::Try { .. } => "try",
             Node::Assign { .. } => "assign",
+            Node::Wait(_) => "wait",
         }
     }
 
@@ -537,7 +580,7 @@ impl Node {
             Node::Loop { body, .. } => vec![(Slot::Field("body"), &**body)],
             Node::Fanout(fanout) => vec![(Slot::Field("body"), &*fanout.body)],
             Node::Try { body, catch, .. } => vec![(Slot::Field("body"), &**body), (Slot::Field("catch"), &**catch)],
-            Node::Step(_) | Node::Assign { .. } => Vec::new(),
+            Node::Step(_) | Node::Assign { .. } | Node::Wait(_) => Vec::new(),
         }
     }
 
@@ -660,6 +703,7 @@ mod tests {
                 Role::Enum(names) => names[0].into(),
                 Role::Agent => "a".into(),
                 Role::Retry => serde_json::json!({"max_attempts": 1}),
+                Role::Signal => "approve".into(),
             };
             node.insert(field.wire.into(), value);
         }
@@ -696,6 +740,28 @@ mod tests {
                 let parsed = serde_json::from_value::<Node>(without);
                 assert_eq!(parsed.is_ok(), field.optional, "{}.{} optional: {parsed:?}", shape.kind, field.wire);
             }
+        }
+    }
+
+    #[test]
+    fn a_wait_signal_is_a_name_or_an_expression() {
+        let named = r#"{"kind":"wait","signal":"approve","out":{"op":"path","at":"$.approval"},"timeout_ms":86400000}"#;
+        let node: Node = serde_json::from_str(named).unwrap();
+        let Node::Wait(wait) = &node else { panic!("{node:?}") };
+        assert_eq!(wait.signal, SignalName::Name("approve".into()));
+        assert_eq!(serde_json::to_string(&node).unwrap(), named);
+        let computed = r#"{"kind":"wait","signal":{"op":"path","at":"$.item.signal"}}"#;
+        let node: Node = serde_json::from_str(computed).unwrap();
+        let Node::Wait(wait) = &node else { panic!("{node:?}") };
+        assert!(matches!(wait.signal, SignalName::Expr(Expr::Path { .. })));
+        assert_eq!(serde_json::to_string(&node).unwrap(), computed);
+        for bad in [
+            r#"{"kind":"wait","signal":3}"#,
+            r#"{"kind":"wait","signal":{"op":"nope"}}"#,
+            r#"{"kind":"wait","signal":"a","timeout_ms":-1}"#,
+            r#"{"kind":"wait"}"#,
+        ] {
+            assert!(serde_json::from_str::<Node>(bad).is_err(), "{bad}");
         }
     }
 

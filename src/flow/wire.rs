@@ -92,6 +92,25 @@ pub(super) fn step_timeout_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<
     Option::<WireNumber>::deserialize(d)?.map(|n| whole(n, 1, MAX_TIMEOUT_MS, "step `timeout_ms`")).transpose()
 }
 
+pub(super) fn wait_timeout_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<WireNumber>::deserialize(d)?.map(|n| whole(n, 1, MAX_TIMEOUT_MS, "wait `timeout_ms`")).transpose()
+}
+
+/// A wait's `signal`: a string is the name itself, an object is an expression giving it.
+pub(super) fn signal_name<'de, D: Deserializer<'de>>(d: D) -> Result<super::ir::SignalName, D::Error> {
+    use super::ir::{Expr, SignalName};
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(name) if !name.is_empty() => Ok(SignalName::Name(name)),
+        serde_json::Value::String(_) => Err(serde::de::Error::custom("wait `signal` must not be empty")),
+        object @ serde_json::Value::Object(_) => Expr::deserialize(object)
+            .map(SignalName::Expr)
+            .map_err(|e| serde::de::Error::custom(format!("wait `signal`: {e}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "wait `signal` must be a name (a string) or an expression, got {other}"
+        ))),
+    }
+}
+
 pub(super) fn fanout_max_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     let n = Option::<WireNumber>::deserialize(d)?;
     let n = n.map(|n| whole(n, 0, u32::MAX.into(), "fanout `max_concurrency`")).transpose()?;

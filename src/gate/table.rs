@@ -64,6 +64,11 @@ impl Default for Gate {
                     DetachSession,
                     Heartbeat,
                     PollTask,
+                    // A run's owner watches its runs and answers their waits: one owner token
+                    // serves the command line, the API and the web view.
+                    SubscribeEvents,
+                    ReadTrace,
+                    AnswerQuery,
                 ],
             )
             // A worker runs its own attempt (the first five) and may run a swarm of its own
@@ -122,6 +127,9 @@ mod tests {
                 "detach_session",
                 "heartbeat",
                 "poll_task",
+                "subscribe_events",
+                "read_trace",
+                "answer_query",
             ],
         ),
         (

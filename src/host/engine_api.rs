@@ -58,6 +58,7 @@ pub struct LuaEngine(pub Engine);
 /// A started run as a Lua value.
 pub struct LuaRun {
     handle: RunHandle,
+    engine: Engine,
     /// The `on_event` pump; `wait` lets it drain before returning.
     events: RefCell<Option<JoinHandle<()>>>,
 }
@@ -173,6 +174,13 @@ impl UserData for LuaEngine {
         methods.add_method("output", |lua, this, id: String| match this.0.outputs().get(&id) {
             Some(record) => to_lua(lua, &record.value),
             None => Ok(LuaValue::Nil),
+        });
+        methods.add_method("signal", |lua, this, (run_id, name, value): (String, String, LuaValue)| {
+            signal(lua, &this.0, &run_id, &name, &value)
+        });
+        methods.add_method("pending", |lua, this, ()| {
+            let pending = serde_json::to_value(this.0.pending_waits()).map_err(mlua::Error::external)?;
+            to_lua(lua, &Value::from(pending))
         });
         methods.add_method("revoke", |lua, this, token: String| match this.0.revoke(&token) {
             Ok(()) => Ok((true, LuaValue::Nil)),
@@ -310,7 +318,8 @@ fn resume(
             "swarm: the blueprint of run {id} changed since it started; steps whose pointer or input no longer match run again"
         );
     }
-    let options = RunOptions { file: restart.file, resume: restart.resume, replay: restart.replay };
+    let options =
+        RunOptions { file: restart.file, resume: restart.resume, replay: restart.replay, waits: restart.waits };
     start(lua, engine, compiled, restart.init, on_event, options).map(Ok)
 }
 
@@ -328,7 +337,7 @@ fn start(
         Some(callback) => Some(pump_events(lua, engine, &handle, callback)?),
         None => None,
     };
-    Ok(LuaRun { handle, events: RefCell::new(events) })
+    Ok(LuaRun { handle, engine: engine.clone(), events: RefCell::new(events) })
 }
 
 /// Feeds the run's events to `callback` in order. A failing callback is reported and the run
@@ -380,8 +389,36 @@ impl UserData for LuaRun {
             this.handle.cancel();
             Ok(())
         });
+        methods.add_method("signal", |lua, this, (name, value): (String, LuaValue)| {
+            signal(lua, &this.engine, &this.handle.id, &name, &value)
+        });
         methods.add_method("finished", |_, this, ()| Ok(this.handle.is_finished()));
         methods.add_meta_method("__tostring", |_, this, ()| Ok(format!("swarm.Run({})", this.handle.id)));
+    }
+}
+
+/// `run:signal(name, value)` and `engine:signal(run_id, name, value)`: `true, waits reached`
+/// or `false, error table` (`not_waiting` for a run that is not in flight).
+fn signal(lua: &Lua, engine: &Engine, run_id: &str, name: &str, value: &LuaValue) -> mlua::Result<(bool, LuaValue)> {
+    let value = match from_lua(lua, value) {
+        Ok(v) => v,
+        Err(e) => {
+            let error = EngineError::BadSignal(format!("the value of signal '{name}': {e}"));
+            return Ok((false, LuaValue::Table(engine_error_table(lua, &error)?)));
+        }
+    };
+    // The host holds the engine, so it answers with an owner's token of its own.
+    let grant = Grant::new(Role::Operator, "host").with_max_uses(1);
+    let owner = engine.mint_held(grant, now_ms());
+    let result = engine.signal_run(crate::engine::Auth::Held(&owner), run_id, name, value);
+    engine.forget_held(&owner);
+    match result {
+        Ok(reached) => Ok((true, LuaValue::Integer(reached as i64))),
+        Err(e) => {
+            let t = engine_error_table(lua, &e)?;
+            t.set("run_id", run_id)?;
+            Ok((false, LuaValue::Table(t)))
+        }
     }
 }
 

@@ -343,9 +343,8 @@ impl ScriptVersion {
         for run in runs {
             let outcome = run.wait().await;
             let status = match outcome.status {
-                RunStatus::Finished => "finished",
-                RunStatus::Failed => "failed",
-                RunStatus::Cancelled => "cancelled",
+                RunStatus::Waiting => "left waiting",
+                other => other.name(),
             };
             eprintln!("run {} {status}", outcome.run_id);
         }

@@ -220,11 +220,7 @@ impl Session {
 }
 
 fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Finished => "finished",
-        RunStatus::Failed => "failed",
-        RunStatus::Cancelled => "cancelled",
-    }
+    status.name()
 }
 
 /// The blueprint `:load` made current.

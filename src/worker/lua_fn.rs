@@ -26,6 +26,52 @@ const PROTECTED_CALL: &str = "swarm.protected_call";
 const ERROR_MT: &str = "swarm.error_mt";
 /// Registry key of `task.dispatch`.
 const DISPATCH: &str = "swarm.task_dispatch";
+/// Registry key of `task.wait`.
+const WAIT: &str = "swarm.task_wait";
+
+/// The `pcall` an agent runs under. An inline agent's task is kept, for as long as the agent
+/// runs, under the coroutine running it, so `swarm.wait` (which takes no task) finds it.
+const PROTECTED_CALL_LUA: &str = r#"
+local pcall, running, type = pcall, coroutine.running, type
+local current = setmetatable({}, { __mode = "k" })
+local function call(f, a, b)
+  if type(b) ~= "userdata" then
+    return pcall(f, a, b)
+  end
+  local co = running()
+  local outer = current[co]
+  current[co] = b
+  local ok, result = pcall(f, a, b)
+  current[co] = outer
+  return ok, result
+end
+return call, current
+"#;
+
+/// `task:wait(name, opts)` and `swarm.wait(name, opts)`, raising the error table itself.
+const WAIT_LUA: &str = r#"
+local raw, current = ...
+local error, running = error, coroutine.running
+local function wait(task, name, opts)
+  local ok, result = raw(task, name, opts)
+  if not ok then
+    error(result, 2)
+  end
+  return result
+end
+local function swarm_wait(name, opts)
+  local task = current[running()]
+  if task == nil then
+    error("swarm.wait: only an inline agent can wait (in a flow, use F.wait)", 2)
+  end
+  local ok, result = raw(task, name, opts)
+  if not ok then
+    error(result, 2)
+  end
+  return result
+end
+return wait, swarm_wait
+"#;
 
 /// `task:dispatch(agent, input)`: a Lua function, so a failure is raised as the error table
 /// itself; an error a Rust function raises reaches `pcall` as opaque userdata.
@@ -57,10 +103,19 @@ pub fn install(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
         })?,
     )?;
 
-    let protected = lua
-        .load("local pcall = pcall return function(f, a, b) return pcall(f, a, b) end")
-        .set_name("=[swarm agent call]");
-    lua.set_named_registry_value(PROTECTED_CALL, protected.call::<Function>(())?)?;
+    let (protected, current): (Function, Table) =
+        lua.load(PROTECTED_CALL_LUA).set_name("=[swarm agent call]").call(())?;
+    lua.set_named_registry_value(PROTECTED_CALL, protected)?;
+    let raw_wait = lua.create_async_function(|lua, (task, name, opts): (LuaValue, LuaValue, LuaValue)| async move {
+        match wait(&lua, task, name, opts).await? {
+            Ok(value) => Ok((true, value)),
+            Err(error) => Ok((false, LuaValue::Table(error))),
+        }
+    })?;
+    let (task_wait, swarm_wait): (Function, Function) =
+        lua.load(WAIT_LUA).set_name("=[swarm task:wait]").call((raw_wait, current))?;
+    lua.set_named_registry_value(WAIT, task_wait)?;
+    swarm.set("wait", swarm_wait)?;
     let raw_dispatch =
         lua.create_async_function(|lua, (task, agent, input): (LuaValue, LuaValue, LuaValue)| async move {
             match dispatch(&lua, task, agent, input).await? {
@@ -119,8 +174,10 @@ pub async fn call_agent(lua: &Lua, func: &Function, input: &Value, second: LuaVa
         // What the host raised (a limit, a cancellation): as if no pcall had caught it.
         (false, LuaValue::Error(e)) => Err(fail(*e)),
         (false, other) => {
+            // A wait that timed out, not caught by the agent: the attempt timed out.
+            let timed_out = is_error_table(lua, &other, "timeout");
             let Raised { message, value } = raised(lua, &other, "the agent");
-            Err(WorkerError { message, value, timed_out: false })
+            Err(WorkerError { message, value, timed_out })
         }
     }
 }
@@ -154,6 +211,7 @@ impl UserData for LuaTask {
         fields.add_field_method_get("runtime", |lua, this| to_lua(lua, &this.job.runtime));
         fields.add_field_method_get("operator", |_, this| Ok(this.job.operator.as_deref().map(str::to_string)));
         fields.add_field_method_get("dispatch", |lua, _| lua.named_registry_value::<Function>(DISPATCH));
+        fields.add_field_method_get("wait", |lua, _| lua.named_registry_value::<Function>(WAIT));
         // `task.emit(event)` and `task:emit(event)` both work: a leading task is skipped.
         fields.add_field_method_get("emit", |lua, this| {
             let host: Rc<dyn TaskHost> = this.job.host.clone();
@@ -215,6 +273,66 @@ async fn dispatch(
             Ok(Err(table))
         }
     }
+}
+
+/// Runs `task:wait(name, {timeout_ms})`: the signal's value, or the error table to raise
+/// (`{kind = "timeout", ...}` when it timed out).
+async fn wait(lua: &Lua, task: LuaValue, name: LuaValue, opts: LuaValue) -> mlua::Result<Result<LuaValue, Table>> {
+    let refuse = |message: String| -> mlua::Result<Result<LuaValue, Table>> {
+        let error = FlowError::new(ErrorKind::Dispatch, format!("swarm.wait: {message}"));
+        let table = flow_error_table(lua, &error, None)?;
+        table.set("kind", "invalid_argument")?;
+        Ok(Err(table))
+    };
+    let host = match &task {
+        LuaValue::UserData(ud) if ud.is::<LuaTask>() => ud.borrow::<LuaTask>()?.job.host.clone(),
+        other => return refuse(format!("call it as task:wait(name, opts), not with a {}", other.type_name())),
+    };
+    let name = match &name {
+        LuaValue::String(s) if !s.as_bytes().is_empty() => s.to_string_lossy(),
+        other => return refuse(format!("the signal's name must be a non-empty string, got {}", other.type_name())),
+    };
+    let timeout_ms = match &opts {
+        LuaValue::Nil => None,
+        LuaValue::Table(t) => {
+            for pair in t.pairs::<LuaValue, LuaValue>() {
+                let (key, _) = pair?;
+                if !matches!(&key, LuaValue::String(k) if k.as_bytes() == b"timeout_ms") {
+                    return refuse(format!("unknown option {} (options: timeout_ms)", key.to_string()?));
+                }
+            }
+            match t.get::<LuaValue>("timeout_ms")? {
+                LuaValue::Nil => None,
+                ms => {
+                    let max = crate::flow::ir::MAX_TIMEOUT_MS;
+                    let whole = match ms {
+                        LuaValue::Integer(n) => Some(n),
+                        LuaValue::Number(f) if f.fract() == 0.0 && (1.0..9.0e15).contains(&f) => Some(f as i64),
+                        _ => None,
+                    };
+                    match whole.filter(|n| (1..=max as i64).contains(n)) {
+                        Some(n) => Some(n as u64),
+                        None => return refuse(format!("timeout_ms must be a whole number of ms from 1 to {max}")),
+                    }
+                }
+            }
+        }
+        other => return refuse(format!("opts must be a table, got {}", other.type_name())),
+    };
+    match host.wait(&name, timeout_ms, None).await {
+        Ok(value) => Ok(Ok(to_lua(lua, &value)?)),
+        Err(e) => Ok(Err(flow_error_table(lua, &e, None)?)),
+    }
+}
+
+/// Whether `value` is one of the error tables the host raises, of `kind`.
+fn is_error_table(lua: &Lua, value: &LuaValue, kind: &str) -> bool {
+    let LuaValue::Table(t) = value else { return false };
+    let ours = match (t.metatable(), lua.named_registry_value::<Table>(ERROR_MT)) {
+        (Some(mt), Ok(error_mt)) => mt.to_pointer() == error_mt.to_pointer(),
+        _ => false,
+    };
+    ours && t.raw_get::<Option<String>>("kind").ok().flatten().as_deref() == Some(kind)
 }
 
 /// The metatable of the error tables scripts catch: its `__tostring` reads

@@ -34,6 +34,7 @@ lua_tests!(
     std_pipeline,
     structured_errors,
     tokens,
+    waits,
 );
 
 #[test]

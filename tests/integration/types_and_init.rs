@@ -216,6 +216,7 @@ local builders = {
   ["swarm.LoopSpec"] = { F.loop, { counter = "$.i", max = 1, body = F.seq({}) } },
   ["swarm.FanoutSpec"] = { F.fanout, { items = F.lit({}), body = F.seq({}), out = "$.o" } },
   ["swarm.TrySpec"] = { F.try, { body = F.seq({}) } },
+  ["swarm.WaitSpec"] = { F.wait, { signal = "approve" } },
   ["swarm.BlueprintSpec"] = { swarm.blueprint, { id = "probe", flow = F.seq({}) } },
 }
 
@@ -317,6 +318,7 @@ fn lua_type(role: luaswarm::flow::Role) -> Vec<String> {
         Role::Number => one("integer"),
         Role::Agent => one("string"),
         Role::Retry => one("swarm.Retry"),
+        Role::Signal => vec!["string".to_string(), "swarm.ExprLike".to_string()],
         Role::Enum(names) => names.iter().map(|name| format!("\"{name}\"")).collect(),
     }
 }

@@ -42,7 +42,7 @@ pub enum Auth<'a> {
 }
 
 impl Engine {
-    fn check(
+    pub(super) fn check(
         &self,
         state: &mut State,
         auth: Auth<'_>,

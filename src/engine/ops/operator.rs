@@ -73,11 +73,21 @@ impl Engine {
         };
         let id = run.next_task_id();
         let agent: Arc<str> = agent.into();
-        let task = Task::new(id.clone(), run.id.clone(), agent.clone(), input, depth, parent.clone());
+        let mut task = Task::new(id.clone(), run.id.clone(), agent.clone(), input, depth, parent.clone());
+        if let Some(parent) = parent.as_deref().and_then(|p| state.tasks.get(p)) {
+            task.scope = format!("{}>{agent}", parent.scope).into();
+        }
         state.tasks.insert(id.clone(), task);
         drop(state);
         self.publish(run.event(EventKind::TaskCreated { task_id: id.clone(), agent, depth, parent }));
         Ok(id)
+    }
+
+    /// Names the waits of task `task_id`'s agent in the journal (see [`Task::scope`]).
+    pub(crate) fn set_task_scope(&self, task_id: &str, scope: Arc<str>) {
+        if let Some(task) = self.inner.state.borrow_mut().tasks.get_mut(task_id) {
+            task.scope = scope;
+        }
     }
 
     /// `dispatch_attempt`: runs attempt `attempt` of a task on its agent's worker.

@@ -15,6 +15,7 @@ mod reader;
 mod recovery;
 mod restart;
 mod schema;
+pub mod signals;
 mod write_ahead;
 mod writer;
 
@@ -25,7 +26,7 @@ use crate::engine::RunStatus;
 pub use crate::engine::journal::{Ack, Journal, Recorded, RunStart, StepKey, StepRecord, input_hash};
 
 pub use outputs::SqliteOutputStore;
-pub use reader::{Reader, RunRow, StepRow};
+pub use reader::{Reader, RunRow, SignalRow, StepRow, WaitRow};
 pub use restart::{Restart, RestartError, prepare as prepare_restart, release as release_restart};
 pub use schema::SCHEMA_VERSION;
 pub use writer::SqliteJournal;
@@ -53,9 +54,5 @@ impl JournalError {
 
 /// The status string of a run in the journal: the engine's, plus `running` and `interrupted`.
 pub fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Finished => "finished",
-        RunStatus::Failed => "failed",
-        RunStatus::Cancelled => "cancelled",
-    }
+    status.name()
 }

@@ -6,8 +6,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::JournalError;
-use crate::engine::Event;
-use crate::engine::journal::Recorded;
+use crate::engine::journal::{Recorded, SignalRecord};
+use crate::engine::{Event, WaitKey, WaitReplay};
+use crate::flow::FlowError;
 use crate::value::from_json;
 
 /// A run as `swarm runs list` shows it.
@@ -19,7 +20,8 @@ pub struct RunRow {
     pub blueprint: String,
     /// The blueprint file, when the run was started from one.
     pub file: Option<String>,
-    /// `running`, `interrupted`, or how the run ended (`finished`, `failed`, `cancelled`).
+    /// `running`, `waiting` (every strand waits for a signal), `interrupted`, or how the run
+    /// ended (`finished`, `failed`, `cancelled`).
     pub status: String,
     /// When the run started, in milliseconds since the Unix epoch.
     pub started_ms: i64,
@@ -67,6 +69,38 @@ pub struct StepRow {
     /// The step's error, for a step that did not pass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<serde_json::Value>,
+}
+
+/// An open wait as `swarm runs show` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct WaitRow {
+    /// The signal it waits for.
+    pub signal: String,
+    /// The `wait` node's pointer, for a wait in the flow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// The waiting task, for a wait inside an agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// What the wait asks, when it is a question.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub question: Option<serde_json::Value>,
+    /// When the wait began, in milliseconds since the Unix epoch.
+    pub started_ms: i64,
+    /// When it times out, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<i64>,
+}
+
+/// A signal no wait has taken yet, as `swarm runs show` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SignalRow {
+    /// Its name.
+    pub name: String,
+    /// Its value.
+    pub value: Option<serde_json::Value>,
+    /// When it was sent, in milliseconds since the Unix epoch.
+    pub sent_ms: i64,
 }
 
 /// A read connection on a journal file.
@@ -126,10 +160,10 @@ impl Reader {
         rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
     }
 
-    /// Claims interrupted run `id` for this process, or says which process owns it:
-    /// `Ok(Err(pid))` when it is not interrupted (`pid` is its last owner, the live one if it is
-    /// running). One conditional update does the check and the claim, so two processes cannot
-    /// both win.
+    /// Claims run `id` for this process, when it is interrupted or left waiting by a process
+    /// that is gone, or says which process owns it: `Ok(Err(pid))` otherwise (`pid` is its last
+    /// owner, the live one if it is running or waiting). One conditional update does the check
+    /// and the claim, so two processes cannot both win.
     pub fn claim(&self, id: &str) -> Result<Result<(), i64>, JournalError> {
         let me = i64::from(std::process::id());
         let claimed = self
@@ -142,9 +176,142 @@ impl Reader {
         if claimed == 1 {
             return Ok(Ok(()));
         }
-        let pid =
-            self.conn.query_row("SELECT pid FROM runs WHERE id = ?1", [id], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let (status, pid): (String, i64) = self
+            .conn
+            .query_row("SELECT status, pid FROM runs WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        if status == "waiting" && pid != me && !super::recovery::alive(pid) {
+            let claimed = self
+                .conn
+                .execute(
+                    "UPDATE runs SET status = 'running', pid = ?2 WHERE id = ?1 AND status = 'waiting' AND pid = ?3",
+                    params![id, me, pid],
+                )
+                .map_err(|e| self.err(e))?;
+            if claimed == 1 {
+                // Its tasks in flight (agents waiting) went with that process; they run again.
+                self.conn
+                    .execute(
+                        "UPDATE tasks SET status = 'interrupted' WHERE run_id = ?1 \
+                         AND status IN ('pending', 'running', 'suspended')",
+                        [id],
+                    )
+                    .map_err(|e| self.err(e))?;
+                return Ok(Ok(()));
+            }
+        }
         Ok(Err(pid))
+    }
+
+    /// What run `run_id`'s waits did: the ends of those that ended, the deadlines of those that
+    /// began, and the signals no wait took, oldest first.
+    pub fn wait_replay(&self, run_id: &str) -> Result<WaitReplay, JournalError> {
+        let mut replay = WaitReplay::default();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT scope, signal, occurrence, status, value, error, deadline_ms FROM waits WHERE run_id = ?1",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (scope, signal, occurrence, status, value, error, deadline) = row.map_err(|e| self.err(e))?;
+            let key = WaitKey { scope: scope.into(), signal: signal.into(), occurrence };
+            let undecodable = || self.err(format!("run {run_id}: a wait for '{}' does not decode", key.signal));
+            match (status.as_str(), value, error) {
+                ("waiting", ..) => {
+                    replay.begun.insert(key, deadline.map(|d| d.max(0) as u64));
+                }
+                (_, Some(value), _) => {
+                    let value = from_json(&value).map_err(|_| undecodable())?;
+                    replay.ended.insert(key, Ok(value));
+                }
+                (_, None, Some(error)) => {
+                    let error: FlowError = serde_json::from_str(&error).map_err(|_| undecodable())?;
+                    replay.ended.insert(key, Err(error));
+                }
+                _ => return Err(undecodable()),
+            }
+        }
+        replay.buffered = self.untaken_signals(run_id)?;
+        Ok(replay)
+    }
+
+    fn untaken_signals(&self, run_id: &str) -> Result<Vec<SignalRecord>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT uid, name, value, sent_ms FROM signals WHERE run_id = ?1 AND taken = 0 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut signals = Vec::new();
+        for row in rows {
+            let (uid, name, value, sent_ms) = row.map_err(|e| self.err(e))?;
+            let Ok(value) = from_json(&value) else {
+                tracing::warn!(run = run_id, "skipping signal '{name}': its value does not decode");
+                continue;
+            };
+            signals.push(SignalRecord {
+                run_id: run_id.into(),
+                uid: uid.into(),
+                name: name.into(),
+                value,
+                sent_ms: sent_ms as u64,
+            });
+        }
+        Ok(signals)
+    }
+
+    /// The waits of run `run_id` that began and have not ended, in the order they began.
+    pub fn open_waits(&self, run_id: &str) -> Result<Vec<WaitRow>, JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT signal, pointer, task_id, question, started_ms, deadline_ms FROM waits \
+                 WHERE run_id = ?1 AND status = 'waiting' ORDER BY started_ms, rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(WaitRow {
+                    signal: r.get(0)?,
+                    pointer: r.get(1)?,
+                    task_id: r.get(2)?,
+                    question: parse(r.get(3)?),
+                    started_ms: r.get(4)?,
+                    deadline_ms: r.get(5)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>().map_err(|e| self.err(e))
+    }
+
+    /// The signals delivered to run `run_id` that no wait took yet, oldest first.
+    pub fn buffered_signals(&self, run_id: &str) -> Result<Vec<SignalRow>, JournalError> {
+        Ok(self
+            .untaken_signals(run_id)?
+            .into_iter()
+            .map(|s| SignalRow {
+                name: s.name.to_string(),
+                value: serde_json::from_str(&s.value.to_json()).ok(),
+                sent_ms: s.sent_ms as i64,
+            })
+            .collect())
     }
 
     /// Undoes this process's [`Reader::claim`] of run `id`.

@@ -59,7 +59,7 @@ pub(super) fn apply_dead_logs(conn: &mut Connection, db: &Path) -> rusqlite::Res
 }
 
 /// Whether process `pid` is alive (it may belong to someone else: then it is alive too).
-fn alive(pid: i64) -> bool {
+pub(super) fn alive(pid: i64) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
     // SAFETY: signal 0 only checks that the process exists and may be signalled.
     let r = unsafe { libc::kill(pid, 0) };

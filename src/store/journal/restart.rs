@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{JournalError, Reader, Recorded};
-use crate::engine::Resume;
+use crate::engine::{Resume, WaitReplay};
 use crate::value::{Value, from_json};
 
 /// A run made ready to go on.
@@ -21,6 +21,8 @@ pub struct Restart {
     pub resume: Option<Resume>,
     /// The step results to replay instead of dispatching.
     pub replay: Recorded,
+    /// What a resumed run's waits did, and the signals no wait took yet.
+    pub waits: WaitReplay,
 }
 
 /// Why a run cannot go on.
@@ -84,7 +86,7 @@ pub fn prepare(path: &Path, id: &str, from: Option<&str>) -> Result<Restart, Res
     if from.is_none() {
         match reader.claim(id)? {
             Ok(()) => run.status = "interrupted".into(),
-            Err(pid) if run.status == "interrupted" || run.status == "running" => {
+            Err(pid) if matches!(run.status.as_str(), "interrupted" | "running" | "waiting") => {
                 return Err(RestartError::AlreadyRunning { run: id.to_string(), pid });
             }
             Err(_) => {}
@@ -94,7 +96,7 @@ pub fn prepare(path: &Path, id: &str, from: Option<&str>) -> Result<Restart, Res
         (None, "interrupted") | (Some(_), "finished" | "failed" | "cancelled") => {}
         (None, status) => {
             return Err(RestartError::NotRestartable(format!(
-                "run {id} is {status}; only an interrupted run can be resumed"
+                "run {id} is {status}; only an interrupted or waiting run can be resumed"
             )));
         }
         (Some(_), status) => {
@@ -107,17 +109,19 @@ pub fn prepare(path: &Path, id: &str, from: Option<&str>) -> Result<Restart, Res
         Some(Ok(init)) => init,
         _ => return Err(RestartError::NotRestartable(format!("run {id}: its input does not decode"))),
     };
-    let (resume, replay) = match from {
+    let (resume, replay, waits) = match from {
         None => {
             let (last_seq, last_task) = reader.counters(id)?;
-            (Some(Resume { run_id: Arc::from(id), last_seq, last_task }), reader.recorded(id)?)
+            let resume = Resume { run_id: Arc::from(id), last_seq, last_task };
+            (Some(resume), reader.recorded(id)?, reader.wait_replay(id)?)
         }
+        // A rerun is a new run: its waits wait again.
         Some(step) => match reader.recorded_until(id, step)? {
-            Some(replay) => (None, replay),
+            Some(replay) => (None, replay, WaitReplay::default()),
             None => return Err(RestartError::NoSuchStep { run: id.to_string(), step: step.to_string() }),
         },
     };
-    Ok(Restart { file: run.file, init, digest: run.digest, resume, replay })
+    Ok(Restart { file: run.file, init, digest: run.digest, resume, replay, waits })
 }
 
 /// Gives back a run that [`prepare`] claimed for this process but that was not started after

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Each migration takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -74,6 +74,40 @@ CREATE INDEX outputs_by_run ON outputs(run_id);
     // group leader), so the next process to open the journal kills what a dead host left.
     "CREATE TABLE children (host_pid INTEGER NOT NULL, host_start INTEGER NOT NULL, pgid INTEGER NOT NULL, \
      leader_start INTEGER NOT NULL, PRIMARY KEY (host_pid, pgid));",
+    // 5: durable waits. A wait is known by its scope (a `wait` node's pointer, or the waiting
+    // task's scope), its signal and its occurrence; signals arrive in `id` order, from this
+    // process or another (`origin`), and are `taken` once a wait has their value.
+    r#"
+CREATE TABLE waits (
+    run_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    signal TEXT NOT NULL,
+    occurrence INTEGER NOT NULL,
+    pointer TEXT,
+    task_id TEXT,
+    question TEXT,
+    started_ms INTEGER NOT NULL,
+    deadline_ms INTEGER,
+    status TEXT NOT NULL,
+    value TEXT,
+    error TEXT,
+    signal_uid TEXT,
+    finished_ms INTEGER,
+    PRIMARY KEY (run_id, scope, signal, occurrence)
+);
+CREATE TABLE signals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT NOT NULL UNIQUE,
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    sent_ms INTEGER NOT NULL,
+    origin TEXT NOT NULL,
+    delivered_ms INTEGER,
+    taken INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX signals_by_run ON signals(run_id);
+"#,
 ];
 
 /// Brings `conn` up to [`SCHEMA_VERSION`]; refuses a file written by a newer build. Each step

@@ -63,6 +63,23 @@ pub(super) const SQL: &[&str] = &[
     "INSERT OR REPLACE INTO children (host_pid, host_start, pgid, leader_start) VALUES (?1, ?2, ?3, ?4)",
     // CHILD_ENDED: host_pid, pgid
     "DELETE FROM children WHERE host_pid = ?1 AND pgid = ?2",
+    // WAIT_BEGAN: run_id, scope, signal, occurrence, pointer, task_id, question, started_ms, deadline_ms
+    // (a resumed run's wait keeps its first start and deadline)
+    "INSERT INTO waits (run_id, scope, signal, occurrence, pointer, task_id, question, started_ms, deadline_ms, status) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'waiting') \
+     ON CONFLICT (run_id, scope, signal, occurrence) DO UPDATE SET task_id = excluded.task_id",
+    // WAIT_ENDED: run_id, scope, signal, occurrence, status, value, error, signal_uid, finished_ms
+    "UPDATE waits SET status = ?5, value = ?6, error = ?7, signal_uid = ?8, finished_ms = ?9 \
+     WHERE run_id = ?1 AND scope = ?2 AND signal = ?3 AND occurrence = ?4",
+    // SIGNAL_SENT: uid, run_id, name, value, sent_ms, origin, delivered_ms, taken
+    "INSERT OR IGNORE INTO signals (uid, run_id, name, value, sent_ms, origin, delivered_ms, taken) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    // SIGNAL_DELIVERED: uid, delivered_ms, taken
+    "UPDATE signals SET delivered_ms = ?2, taken = MAX(taken, ?3) WHERE uid = ?1",
+    // SIGNAL_TAKEN: uid
+    "UPDATE signals SET taken = 1 WHERE uid = ?1",
+    // RUN_STATUS: id, status (`waiting` or `running`, for a run in flight)
+    "UPDATE runs SET status = ?2 WHERE id = ?1 AND status IN ('running', 'waiting')",
 ];
 
 pub(super) const RUN_INSERT: u8 = 0;
@@ -78,6 +95,12 @@ pub(super) const RUN_FINISHED: u8 = 9;
 pub(super) const OUTPUT: u8 = 10;
 pub(super) const CHILD_STARTED: u8 = 11;
 pub(super) const CHILD_ENDED: u8 = 12;
+pub(super) const WAIT_BEGAN: u8 = 13;
+pub(super) const WAIT_ENDED: u8 = 14;
+pub(super) const SIGNAL_SENT: u8 = 15;
+pub(super) const SIGNAL_DELIVERED: u8 = 16;
+pub(super) const SIGNAL_TAKEN: u8 = 17;
+pub(super) const RUN_STATUS: u8 = 18;
 
 /// A statement parameter.
 #[derive(Clone, Debug, PartialEq)]

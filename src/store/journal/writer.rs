@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use super::open::open_retrying;
 use super::write_ahead::{self, LogFile, Param, Stmt};
 use super::{Ack, Journal, JournalError, RunStart, StepRecord, status_name};
+use crate::engine::journal::{SignalRecord, WaitBegun, WaitEnded};
 use crate::engine::{Event, EventKind, RunStatus, now_ms};
 use crate::flow::FlowError;
 use crate::store::OutputRecord;
@@ -44,6 +45,19 @@ pub struct SqliteJournal {
     tx: Option<mpsc::Sender<Msg>>,
     thread: Option<JoinHandle<()>>,
     log: RefCell<LogFile>,
+    /// Names the signals this journal writes, so it can tell those other processes wrote.
+    origin: Arc<str>,
+    /// Reads what other processes wrote (their signals), opened on first use.
+    peer: RefCell<Option<PeerReader>>,
+}
+
+/// A read connection on the journal file, and how far it has read.
+struct PeerReader {
+    conn: Connection,
+    /// SQLite's `data_version` when last read: it changes when another connection commits.
+    data_version: i64,
+    /// The last signal row read.
+    last_signal: i64,
 }
 
 impl SqliteJournal {
@@ -61,7 +75,14 @@ impl SqliteJournal {
             .name("swarm-journal".into())
             .spawn(move || write_loop(conn, rx, dir))
             .map_err(|e| JournalError::new(path, e))?;
-        Ok(SqliteJournal { path: path.to_path_buf(), tx: Some(tx), thread: Some(thread), log: RefCell::new(log) })
+        Ok(SqliteJournal {
+            path: path.to_path_buf(),
+            tx: Some(tx),
+            thread: Some(thread),
+            log: RefCell::new(log),
+            origin: crate::engine::wait::new_signal_uid(),
+            peer: RefCell::new(None),
+        })
     }
 
     /// The journal file.
@@ -242,6 +263,140 @@ impl Journal for SqliteJournal {
             Ok(()) => self.flush(),
             Err(e) => Ack::failed(e),
         }
+    }
+
+    fn wait_began(&self, wait: &WaitBegun) -> Ack {
+        let stmt = Stmt::new(
+            write_ahead::WAIT_BEGAN,
+            vec![
+                (&*wait.run_id).into(),
+                (&*wait.key.scope).into(),
+                (&*wait.key.signal).into(),
+                Param::Int(i64::from(wait.key.occurrence)),
+                wait.pointer.as_deref().into(),
+                wait.task_id.as_deref().into(),
+                wait.question.as_ref().map(Value::to_json).into(),
+                Param::Int(now_ms() as i64),
+                wait.deadline_ms.map(|d| d as i64).into(),
+            ],
+        );
+        match self.record(vec![stmt], true) {
+            Ok(()) => Ack::done(),
+            Err(e) => Ack::failed(e),
+        }
+    }
+
+    fn wait_ended(&self, wait: &WaitEnded) -> Ack {
+        let (status, value, error) = match &wait.outcome {
+            Ok(v) => ("signalled", Param::Text(v.to_json()), Param::Null),
+            Err(e) => (e.kind.name(), Param::Null, Param::Text(json(e))),
+        };
+        let mut stmts = vec![Stmt::new(
+            write_ahead::WAIT_ENDED,
+            vec![
+                (&*wait.run_id).into(),
+                (&*wait.key.scope).into(),
+                (&*wait.key.signal).into(),
+                Param::Int(i64::from(wait.key.occurrence)),
+                status.into(),
+                value,
+                error,
+                wait.signal_uid.as_deref().into(),
+                Param::Int(now_ms() as i64),
+            ],
+        )];
+        if let Some(uid) = &wait.signal_uid {
+            stmts.push(Stmt::new(write_ahead::SIGNAL_TAKEN, vec![(&**uid).into()]));
+        }
+        match self.record(stmts, true) {
+            Ok(()) => Ack::done(),
+            Err(e) => Ack::failed(e),
+        }
+    }
+
+    fn signal_arrived(&self, signal: &SignalRecord, from_journal: bool, taken: bool) {
+        let now = Param::Int(now_ms() as i64);
+        let stmt = if from_journal {
+            Stmt::new(write_ahead::SIGNAL_DELIVERED, vec![(&*signal.uid).into(), now, Param::Int(i64::from(taken))])
+        } else {
+            Stmt::new(
+                write_ahead::SIGNAL_SENT,
+                vec![
+                    (&*signal.uid).into(),
+                    (&*signal.run_id).into(),
+                    (&*signal.name).into(),
+                    signal.value.to_json().into(),
+                    Param::Int(signal.sent_ms as i64),
+                    (&*self.origin).into(),
+                    now,
+                    Param::Int(i64::from(taken)),
+                ],
+            )
+        };
+        // Durable before the waits it reached go on: a signal is never lost to a crash.
+        if let Err(e) = self.record(vec![stmt], true) {
+            tracing::error!("cannot journal signal '{}' to run {}: {e}", signal.name, signal.run_id);
+        }
+    }
+
+    fn run_waiting(&self, run_id: &Arc<str>, waiting: bool) {
+        let status = if waiting { "waiting" } else { "running" };
+        let _ = self.record(vec![Stmt::new(write_ahead::RUN_STATUS, vec![(&**run_id).into(), status.into()])], false);
+    }
+
+    fn foreign_signals(&self) -> Result<Vec<SignalRecord>, String> {
+        let mut peer = self.peer.borrow_mut();
+        if peer.is_none() {
+            let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = Connection::open_with_flags(&self.path, flags).map_err(|e| e.to_string())?;
+            conn.busy_timeout(std::time::Duration::from_secs(1)).map_err(|e| e.to_string())?;
+            *peer = Some(PeerReader { conn, data_version: -1, last_signal: 0 });
+        }
+        let peer = peer.as_mut().expect("just opened");
+        let version: i64 = peer.conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+        if version == peer.data_version {
+            return Ok(Vec::new());
+        }
+        let mut stmt = peer
+            .conn
+            .prepare_cached(
+                "SELECT id, run_id, uid, name, value, sent_ms FROM signals WHERE id > ?1 AND origin != ?2 AND taken = 0 \
+                 AND run_id IN (SELECT id FROM runs WHERE status IN ('running', 'waiting')) ORDER BY id",
+            )
+            .map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map(params![peer.last_signal, &*self.origin], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(|e| e.to_string())?;
+        let mut arrived = Vec::new();
+        let mut last = peer.last_signal;
+        for row in rows {
+            let (id, run_id, uid, name, value, sent_ms) = row.map_err(|e| e.to_string())?;
+            last = last.max(id);
+            let Ok(value) = crate::value::from_json(&value) else {
+                tracing::warn!(run = run_id, "skipping signal '{name}': its value does not decode");
+                continue;
+            };
+            arrived.push(SignalRecord {
+                run_id: run_id.into(),
+                uid: uid.into(),
+                name: name.into(),
+                value,
+                sent_ms: sent_ms as u64,
+            });
+        }
+        drop(stmt);
+        peer.last_signal = last;
+        peer.data_version = version;
+        Ok(arrived)
     }
 
     fn location(&self) -> Option<&Path> {

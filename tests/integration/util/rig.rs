@@ -245,11 +245,7 @@ impl Call {
 // Reading results.
 
 pub fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Finished => "finished",
-        RunStatus::Failed => "failed",
-        RunStatus::Cancelled => "cancelled",
-    }
+    status.name()
 }
 
 /// An event in one line: its kind and the fields that tell events of a run apart. The task is
@@ -276,6 +272,8 @@ pub fn show(event: &Event) -> String {
         EventKind::TaskResumed { task_id } => format!("task_resumed {}", task(task_id)),
         EventKind::TaskCancelled { task_id } => format!("task_cancelled {}", task(task_id)),
         EventKind::LayerNote { task_id, layer, .. } => format!("layer_note {} {layer}", task(task_id)),
+        EventKind::RunWaiting { signals } => format!("run_waiting {}", signals.join(",")),
+        EventKind::RunSignalled { signal, waits, .. } => format!("run_signalled {signal} {waits}"),
     }
 }
 
