@@ -11,6 +11,9 @@ local Blueprint = { __name = "swarm.Blueprint" }
 
 -- blueprint table -> { blueprint = site, agents = {index -> site}, nodes = {pointer -> site} }
 local sources = setmetatable({}, { __mode = "k" })
+-- The last blueprint built under each id: a host that picks up a run left waiting (a
+-- restarted `swarm serve`) finds the blueprint of a run started from a script here.
+local by_id = {}
 
 local function array(t)
   return setmetatable(t, native.array_mt)
@@ -208,6 +211,7 @@ local function blueprint(spec, site)
     schema_version = spec.schema_version,
   }, Blueprint)
   sources[bp] = where
+  by_id[spec.id] = bp
   return bp
 end
 
@@ -215,4 +219,4 @@ local function sources_of(bp)
   return sources[bp]
 end
 
-return blueprint, sources_of
+return blueprint, sources_of, by_id

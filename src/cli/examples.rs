@@ -17,7 +17,8 @@ pub const COMPILE: &str = r#"Examples:
 pub const RUN: &str = r#"Examples:
   swarm run examples/hello.lua --input '{"name":"you"}'
   swarm run examples/pipeline.lua --input '{"topic":"lua"}' --events ndjson 2> events.ndjson
-  swarm run examples/hello.lua --input '{"name":"you"}' --watch --state memory"#;
+  swarm run examples/hello.lua --input '{"name":"you"}' --watch --state memory
+  swarm run examples/approval.lua --input '{"title":"v2"}' --detach"#;
 
 pub const RUNS: &str = r#"Examples:
   swarm runs
@@ -34,6 +35,10 @@ pub const RUNS_EVENTS: &str = r#"Examples:
 
 pub const RUNS_RESUME: &str = r#"Examples:
   swarm runs resume r-1a2b3c4d5e6f --state .swarm/state.db"#;
+
+pub const RUNS_SIGNAL: &str = r#"Examples:
+  swarm run examples/approval.lua --input '{"title":"v2"}' --detach
+  swarm runs signal r-1a2b3c4d5e6f approve --value '{"ok":true}'"#;
 
 pub const RUNS_RERUN: &str = r#"Examples:
   swarm runs rerun r-1a2b3c4d5e6f --from shout --events ndjson"#;

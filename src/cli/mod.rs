@@ -1,5 +1,5 @@
 //! The `swarm` command line: one file per subcommand; this file parses arguments and maps
-//! outcomes to exit codes (0 ok, 1 run failed, 2 usage or compile error).
+//! outcomes to exit codes (0 ok, 1 run failed, 2 usage or compile error, 3 left waiting).
 
 mod check;
 mod compile;
@@ -84,6 +84,10 @@ enum Command {
         /// With --watch: scan for changes every 100 ms instead of using the OS's file events.
         #[arg(long, requires = "watch")]
         poll: bool,
+        /// Exit with code 3 once every strand of the run waits for a signal, leaving the run
+        /// in the journal; `swarm runs signal` then carries it on.
+        #[arg(long, conflicts_with = "watch")]
+        detach: bool,
     },
     /// Journaled runs: list them, show one, print its events, resume an interrupted one, rerun
     /// one from a step.
@@ -136,6 +140,8 @@ enum Command {
 pub const EXIT_RUN_FAILED: u8 = 1;
 /// Exit code for bad usage, a file that does not load, or a blueprint that does not compile.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a run left waiting for a signal (`--detach`).
+pub const EXIT_WAITING: u8 = 3;
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> ExitCode {
@@ -155,13 +161,13 @@ pub fn main() -> ExitCode {
         }
         Command::Graph { file, format } => graph::run(&file, format, load_timeout),
         Command::Runs { command } => runs::run(state, command, load_timeout),
-        Command::Run { file, input, events, watch, poll } => {
+        Command::Run { file, input, events, watch, poll, detach } => {
             let mode = match (watch, poll) {
                 (false, _) => None,
                 (true, false) => Some(WatchMode::Events),
                 (true, true) => Some(WatchMode::Poll),
             };
-            run::run(&file, input.as_deref(), events, mode, state, load_timeout)
+            run::run(&file, input.as_deref(), events, mode, detach, state, load_timeout)
         }
         Command::Repl { file } => repl::run(file.as_deref(), load_timeout),
         Command::Init { dir } => init::run(&dir),

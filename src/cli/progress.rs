@@ -64,6 +64,11 @@ impl Progress {
                 let line = format!("  {agent:<20} {:<9} #{attempt:<3} {elapsed_ms:>9.1} ms{note}", status.name());
                 self.line(&line);
             }
+            EventKind::RunWaiting { signals } => self.line(&format!("  waiting for {}", signals.join(", "))),
+            EventKind::RunSignalled { signal, waits, .. } => {
+                let note = if *waits == 0 { "  (buffered: nothing waits on it yet)" } else { "" };
+                self.line(&format!("  signal {signal:<13} delivered{note}"));
+            }
             _ => return,
         }
         self.tick();

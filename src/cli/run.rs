@@ -5,6 +5,9 @@
 //! line per attempt (or every event as NDJSON with `--events ndjson`), and the structured error
 //! if the run fails. Ctrl-C cancels the run. With `--watch` it runs again after every save
 //! (see `crate::reload`), printing `reloaded in N ms` or `reload failed: file:line: ...` first.
+//! With `--detach` it exits with code 3 once every strand of the run waits for a signal,
+//! printing `run <id> waiting for <signal>`: the run stays in the journal, for `swarm runs
+//! signal`.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -40,6 +43,7 @@ pub fn run(
     input: Option<&str>,
     events: Option<EventsFormat>,
     watch_mode: Option<WatchMode>,
+    detach: bool,
     state: Option<&str>,
     load_timeout: Duration,
 ) -> u8 {
@@ -60,8 +64,13 @@ pub fn run(
     match watch_mode {
         Some(mode) => local.block_on(&runtime, watch(file, init, events, mode, journal, load_timeout)),
         None => {
+            if detach && journal.is_none() {
+                eprintln!("swarm run: --detach leaves the run in the journal, and --state memory keeps none");
+                return super::EXIT_USAGE;
+            }
             let options = RunOptions { file: Some(absolute(file)), ..RunOptions::default() };
-            local.block_on(&runtime, run_on_engine(file, init, events, journal, options, None, load_timeout))
+            let how = How { events, detach, load_timeout };
+            local.block_on(&runtime, run_on_engine(file, init, how, journal, options, None))
         }
     }
 }
@@ -94,17 +103,28 @@ fn parse_input(input: Option<&str>) -> Result<Value, String> {
     }
 }
 
+/// How a run is carried out on the command line.
+#[derive(Clone, Copy)]
+pub(super) struct How {
+    /// Every event on stderr in this format, instead of progress lines.
+    pub events: Option<EventsFormat>,
+    /// Leave the run once every strand of it waits for a signal (exit code 3).
+    pub detach: bool,
+    /// How long the blueprint module may load.
+    pub load_timeout: Duration,
+}
+
 /// Runs `file` once on a fresh engine that journals to `journal` (when given), started with
-/// `options` (a resumed run's id and recorded results); its module may load for `load_timeout`.
+/// `options` (a resumed run's id, its recorded results and waits).
 pub(super) async fn run_on_engine(
     file: &Path,
     init: Value,
-    events: Option<EventsFormat>,
+    how: How,
     journal: Option<Rc<SqliteJournal>>,
     options: RunOptions,
     expect_digest: Option<&str>,
-    load_timeout: Duration,
 ) -> u8 {
+    let How { events, detach, load_timeout } = how;
     let host = match super::new_host() {
         Ok(h) => h,
         Err(code) => return code,
@@ -136,11 +156,23 @@ pub(super) async fn run_on_engine(
     };
     let running = Running::start(&engine, &host, Rc::new(compiled), init, events, options, journal.as_deref());
 
-    let outcome = tokio::select! {
-        outcome = running.handle.wait() => outcome,
-        _ = shutdown.recv() => {
-            running.handle.cancel();
-            running.handle.wait().await
+    let mut waiting = running.handle.waiting();
+    let mut left_waiting = None;
+    let outcome = loop {
+        tokio::select! {
+            outcome = running.handle.wait() => break outcome,
+            _ = shutdown.recv() => {
+                running.handle.cancel();
+                break running.handle.wait().await;
+            }
+            Ok(()) = waiting.changed(), if detach => {
+                let signals = waiting.borrow_and_update().clone();
+                if let Some(signals) = signals
+                    && running.handle.detach()
+                {
+                    left_waiting = Some(signals);
+                }
+            }
         }
     };
     let unused = running.handle.unreplayed();
@@ -149,7 +181,16 @@ pub(super) async fn run_on_engine(
             "swarm: {unused} recorded step result(s) no longer match the blueprint or their input; those steps ran again"
         );
     }
-    let code = running.finish(outcome).await;
+    let code = match (outcome.status, left_waiting) {
+        (RunStatus::Waiting, Some(signals)) => {
+            if let Some(reporter) = running.reporter {
+                let _ = reporter.await;
+            }
+            eprintln!("run {} waiting for {}", outcome.run_id, signals.join(", "));
+            super::EXIT_WAITING
+        }
+        _ => running.finish(outcome).await,
+    };
     if let Some(journal) = journal
         && let Err(e) = journal.flush().wait().await
     {

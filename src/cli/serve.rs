@@ -2,7 +2,8 @@
 //! (`swarm.every`), layers and bridges, and starts runs on the engine; every save of it or of a
 //! module it requires loads a new version in a fresh VM and swaps it in (`swarm.state` carried
 //! over, the old version's timers stopped, `swarm.on_reload` hooks run). SIGINT and SIGTERM
-//! cancel the runs in flight, wait for them, and exit 0. The engine journals its runs to
+//! cancel the runs in flight, wait for them, and exit 0; a run that only waits for signals is
+//! left waiting in the journal instead, and the next `swarm serve` on the journal picks it up. The engine journals its runs to
 //! `.swarm/state.db` beside FILE (`--state PATH`, `--state memory` for none), so a run the
 //! process died in is `interrupted` there, for `engine:resume`.
 
@@ -74,6 +75,9 @@ async fn serve(
                 None => "(not journaled)".to_string(),
             };
             eprintln!("serving {} ({} timers)  {journal}", file.display(), version.timers());
+            for line in version.pick_up_waiting() {
+                eprintln!("{line}");
+            }
             Some(version)
         }
         Err(message) => {

@@ -192,7 +192,7 @@ mod tests {
     fn verbs_of_follows_verb_order() {
         let gate = Gate::default();
         assert_eq!(gate.verbs_of(Role::Observer), vec![Verb::ReadTaskState, Verb::SubscribeEvents, Verb::ReadTrace]);
-        assert_eq!(gate.verbs_of(Role::Operator).len(), 12);
+        assert_eq!(gate.verbs_of(Role::Operator).len(), 15);
         assert_eq!(gate.verbs_of(Role::Worker).len(), 10);
         assert_eq!(gate.verbs_of(Role::Senior).len(), 5);
     }

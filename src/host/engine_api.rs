@@ -323,6 +323,53 @@ fn resume(
     start(lua, engine, compiled, restart.init, on_event, options).map(Ok)
 }
 
+/// Picks up, in this VM, the runs of `engine`'s journal that a process now gone left waiting
+/// (a `swarm serve` restarted on its journal): each goes on from the journal, its waits with
+/// their deadlines, on the blueprint of its file or, for a run started from a script, the
+/// blueprint this VM built under its id. One line per run says what became of it.
+pub fn resume_left_waiting(lua: &Lua, engine: &Engine) -> Vec<String> {
+    let Some(journal) = engine.config().journal.as_ref().map(|j| j.0.clone()) else { return Vec::new() };
+    let Some(path) = journal.location().map(Path::to_path_buf) else { return Vec::new() };
+    if let Err(e) = journal.sync() {
+        return vec![format!("cannot read the journal to pick up waiting runs: {e}")];
+    }
+    let left = match journal::Reader::open(&path).and_then(|r| r.left_waiting()) {
+        Ok(left) => left,
+        Err(e) => return vec![format!("cannot read the journal to pick up waiting runs: {e}")],
+    };
+    let mut report = Vec::new();
+    for run in left {
+        let bp = match &run.file {
+            Some(_) => LuaValue::Nil,
+            None => match known_blueprint(lua, &run.blueprint) {
+                Some(bp) => bp,
+                None => {
+                    report.push(format!(
+                        "run {} waits on blueprint '{}', which this script does not build; left waiting",
+                        run.id, run.blueprint
+                    ));
+                    continue;
+                }
+            },
+        };
+        match resume(lua, engine, &run.id, bp, None) {
+            Ok(Ok(_run)) => report.push(format!("picked up run {} ({}), waiting", run.id, run.blueprint)),
+            Ok(Err(error)) => {
+                let message: String = error.get("message").unwrap_or_default();
+                report.push(format!("run {} left waiting: {message}", run.id));
+            }
+            Err(e) => report.push(format!("run {} left waiting: {}", run.id, lua_error_message(&e))),
+        }
+    }
+    report
+}
+
+/// The blueprint this VM last built under `id` (`swarm.blueprint{id = ...}`).
+fn known_blueprint(lua: &Lua, id: &str) -> Option<LuaValue> {
+    let by_id: Table = lua.named_registry_value(super::BLUEPRINTS_KEY).ok()?;
+    by_id.get::<Option<Table>>(id).ok().flatten().map(LuaValue::Table)
+}
+
 fn start(
     lua: &Lua,
     engine: &Engine,

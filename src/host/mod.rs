@@ -43,6 +43,8 @@ pub use load::{DEFAULT_LOAD_TIMEOUT, LoadError};
 const FUNCTIONS_KEY: &str = "swarm.functions";
 /// Registry key of the Lua function that reports a built blueprint's source sites.
 const SOURCES_KEY: &str = "swarm.sources_of";
+/// Registry key of the table of the last blueprint built under each id (see `lua/blueprint.lua`).
+const BLUEPRINTS_KEY: &str = "swarm.blueprints_by_id";
 
 /// A Lua VM with the `swarm` module, and the registries its blueprints compile against.
 pub struct Host {

@@ -22,11 +22,12 @@ pub(super) fn install(lua: &Lua) -> mlua::Result<()> {
     let native = natives(lua, functions)?;
     let (flow, node_sites, is_node): (Table, Table, Function) =
         lua.load(FLOW_LUA).set_name(format!("{CHUNK_PREFIX}flow.lua")).call(&native)?;
-    let (blueprint, sources_of): (Function, Function) = lua
+    let (blueprint, sources_of, by_id): (Function, Function, Table) = lua
         .load(BLUEPRINT_LUA)
         .set_name(format!("{CHUNK_PREFIX}blueprint.lua"))
         .call((&native, node_sites, is_node))?;
     lua.set_named_registry_value(SOURCES_KEY, sources_of)?;
+    lua.set_named_registry_value(super::BLUEPRINTS_KEY, by_id)?;
 
     let swarm = lua.create_table()?;
     swarm.set("flow", flow)?;

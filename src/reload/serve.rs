@@ -24,7 +24,7 @@ use crate::interrupt::lua::call_async;
 use super::{Loaded, files_of};
 use crate::engine::{Engine, RunStatus};
 use crate::flow::{Path as CtxPath, Segment};
-use crate::host::engine_api::{runs_in_flight, set_default_engine};
+use crate::host::engine_api::{resume_left_waiting, runs_in_flight, set_default_engine};
 use crate::host::load::{add_module_dir, call_module, load_error};
 use crate::host::{Host, lua_error_message};
 use crate::value::Value;
@@ -307,6 +307,16 @@ impl ScriptVersion {
         }
     }
 
+    /// Picks up the runs a dead process left waiting in the engine's journal (see
+    /// [`resume_left_waiting`]); one line for each.
+    pub fn pick_up_waiting(&self) -> Vec<String> {
+        let lua = self.host.lua();
+        match crate::host::engine_api::default_engine(lua) {
+            Ok(engine) => resume_left_waiting(lua, &engine),
+            Err(e) => vec![format!("cannot pick up waiting runs: {e}")],
+        }
+    }
+
     /// Stops the timers. A body already running finishes; runs it started go on.
     pub fn retire(&self) {
         let served = served(self.host.lua());
@@ -338,7 +348,11 @@ impl ScriptVersion {
         let lua = self.host.lua();
         let runs = runs_in_flight(lua);
         for run in &runs {
-            run.cancel();
+            // A run that only waits is left to the journal, for the next process to pick up;
+            // anything else is cancelled.
+            if !run.detach() {
+                run.cancel();
+            }
         }
         for run in runs {
             let outcome = run.wait().await;

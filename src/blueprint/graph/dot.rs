@@ -60,6 +60,7 @@ fn shape(shape: Shape) -> &'static str {
         Shape::Fork => "trapezium",
         Shape::Join => "invtrapezium",
         Shape::Assign => "box, style=rounded",
+        Shape::Wait => "cylinder",
     }
 }
 

@@ -66,6 +66,7 @@ fn brackets(shape: Shape) -> (&'static str, &'static str) {
         Shape::Fork => ("[/", "\\]"),
         Shape::Join => ("[\\", "/]"),
         Shape::Assign => ("(", ")"),
+        Shape::Wait => ("[(", ")]"),
     }
 }
 

@@ -44,6 +44,8 @@ enum Shape {
     Fork,
     Join,
     Assign,
+    /// A `wait` node: the flow stops for a signal.
+    Wait,
 }
 
 struct Vertex {
@@ -200,6 +202,21 @@ impl Builder<'_> {
             }
             Node::Assign { at, value } => {
                 let id = self.vertex(out, Shape::Assign, vec![format!("{at} := {}", describe_expr(value))]);
+                (id, Exit { id, label: None })
+            }
+            Node::Wait(wait) => {
+                let signal = match &wait.signal {
+                    crate::flow::SignalName::Name(name) => name.clone(),
+                    crate::flow::SignalName::Expr(expr) => describe_expr(expr),
+                };
+                let mut lines = vec![format!("wait for {signal}")];
+                if let Some(out) = &wait.out {
+                    lines.push(format!("→ {out}"));
+                }
+                if let Some(ms) = wait.timeout_ms {
+                    lines.push(format!("timeout {ms} ms"));
+                }
+                let id = self.vertex(out, Shape::Wait, lines);
                 (id, Exit { id, label: None })
             }
             // Every kind above has a drawing; a new kind is drawn plainly until it gets one.

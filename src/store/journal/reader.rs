@@ -314,6 +314,24 @@ impl Reader {
             .collect())
     }
 
+    /// The runs left `waiting` by a process that is gone, oldest first.
+    pub fn left_waiting(&self) -> Result<Vec<RunRow>, JournalError> {
+        let sql = format!("SELECT {}, pid FROM runs WHERE status = 'waiting' ORDER BY started_ms, rowid", Self::RUN_COLUMNS);
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((Self::run_row(r, false)?, r.get::<_, i64>(11)?)))
+            .map_err(|e| self.err(e))?;
+        let me = i64::from(std::process::id());
+        let mut left = Vec::new();
+        for row in rows {
+            let (run, pid) = row.map_err(|e| self.err(e))?;
+            if pid != me && !super::recovery::alive(pid) {
+                left.push(run);
+            }
+        }
+        Ok(left)
+    }
+
     /// Undoes this process's [`Reader::claim`] of run `id`.
     pub fn release(&self, id: &str) -> Result<(), JournalError> {
         let me = i64::from(std::process::id());
