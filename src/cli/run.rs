@@ -129,6 +129,10 @@ pub(super) async fn run_on_engine(
         Ok(h) => h,
         Err(code) => return code,
     };
+    if detach {
+        // The process leaves the run at its first question: nobody answers here.
+        host.set_console(Rc::new(crate::worker::operator::UnattendedConsole));
+    }
     let compiled = match super::load_and_compile(&host, file, load_timeout) {
         Ok(c) => c,
         Err(code) => return code,

@@ -233,7 +233,12 @@ fn show(reader: &Reader, run: &RunRow, json: bool) -> Result<String, Box<dyn std
         );
     }
     for w in &waits {
-        let at = w.pointer.as_deref().or(w.task_id.as_deref()).unwrap_or("-");
+        let at = match (w.pointer.as_deref(), w.task_id.as_deref()) {
+            (Some(""), _) => "/",
+            (Some(pointer), _) => pointer,
+            (None, Some(task)) => task,
+            (None, None) => "-",
+        };
         let deadline = w.deadline_ms.map(|d| format!("  until {}", utc(d))).unwrap_or_default();
         let _ = writeln!(text, "  waiting for {:<20} at {at}{deadline}", w.signal);
         if let Some(question) = &w.question {

@@ -8,6 +8,7 @@ use super::Session;
 use super::pretty::pretty;
 use crate::blueprint::graph::{GraphFormat, render};
 use crate::engine::{EventKind, RunStatus};
+use crate::gate::{Grant, Role};
 use crate::host::agent_api::LuaExterns;
 use crate::value::lua::to_lua;
 use crate::value::{Value, from_json};
@@ -21,6 +22,8 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
     ("runs", "", "the runs of this session: id, blueprint, status, duration"),
     ("events", "[RUN_ID]", "the events of the last run, or of RUN_ID"),
     ("graph", "", "the current blueprint's flow as a Mermaid diagram"),
+    ("pending", "", "the open waits and questions of the runs in flight"),
+    ("answer", "SIGNAL [JSON]", "deliver signal SIGNAL (or RUN_ID/SIGNAL) with a value (default null)"),
     ("quit", "", "leave the REPL (also Ctrl-D, or Ctrl-C twice on an empty line)"),
 ];
 
@@ -59,6 +62,9 @@ impl Session {
                     None => self.fail("no blueprint loaded: :load FILE first"),
                 }
             }
+            "pending" => self.pending(),
+            "answer" if arg.is_empty() => self.fail("usage: :answer SIGNAL [JSON] (:pending lists them)"),
+            "answer" => self.answer(arg),
             "quit" | "q" | "exit" => return Next::Quit,
             other => self.fail(&format!("unknown command :{other} (:help lists them)")),
         }
@@ -165,6 +171,68 @@ impl Session {
                 };
                 self.fail(&format!("error: {text}"))
             }
+        }
+    }
+
+    /// `:pending`: every open wait of the runs in flight, with the question it asks.
+    fn pending(&self) {
+        let pending = self.engine.pending_waits();
+        if pending.is_empty() {
+            return self.printer.out("nothing waits");
+        }
+        let mut lines = Vec::new();
+        for w in pending {
+            let at = match (w.pointer.as_deref(), w.task_id.as_deref()) {
+            (Some(""), _) => "/",
+            (Some(pointer), _) => pointer,
+            (None, Some(task)) => task,
+            (None, None) => "-",
+        };
+            lines.push(format!("{}  {:<20} at {at}", w.run_id, w.signal));
+            if let Some(question) = &w.question {
+                let asks = question.get("prompt").and_then(Value::as_str).map_or_else(|| question.to_json(), str::to_string);
+                lines.push(format!("    asks: {}", asks.split_whitespace().collect::<Vec<_>>().join(" ")));
+            }
+        }
+        lines.push("answer with :answer SIGNAL JSON".into());
+        self.printer.out(&lines.join("\n"));
+    }
+
+    /// `:answer SIGNAL [JSON]` or `:answer RUN_ID/SIGNAL [JSON]`: delivers the signal to the
+    /// run waiting for it (the text, when it is not JSON).
+    fn answer(&self, arg: &str) {
+        let (target, value) = match arg.split_once(char::is_whitespace) {
+            Some((target, value)) => (target, crate::worker::operator::parse_answer(value.trim())),
+            None => (arg, Value::Null),
+        };
+        let (run, signal) = match target.split_once('/') {
+            Some((run, signal)) => (Some(run), signal),
+            None => (None, target),
+        };
+        let mut runs: Vec<std::sync::Arc<str>> = self
+            .engine
+            .pending_waits()
+            .into_iter()
+            .filter(|w| &*w.signal == signal && run.is_none_or(|r| &*w.run_id == r))
+            .map(|w| w.run_id)
+            .collect();
+        runs.dedup();
+        let run_id = match (runs.as_slice(), run) {
+            ([one], _) => one.clone(),
+            ([], Some(run)) => run.into(),
+            ([], None) => return self.fail(&format!("nothing waits for '{signal}' (:pending lists what does)")),
+            (_, _) => {
+                let ids: Vec<&str> = runs.iter().map(|r| &**r).collect();
+                return self.fail(&format!("runs {} wait for '{signal}': say which, :answer RUN_ID/{signal} JSON", ids.join(", ")));
+            }
+        };
+        let owner = self.engine.mint_held(Grant::new(Role::Operator, "repl").with_max_uses(1), crate::engine::now_ms());
+        let sent = self.engine.signal_run(crate::engine::Auth::Held(&owner), &run_id, signal, value);
+        self.engine.forget_held(&owner);
+        match sent {
+            Ok(0) => self.printer.out(&format!("signal {signal} buffered for run {run_id} (nothing waits on it yet)")),
+            Ok(n) => self.printer.out(&format!("signal {signal} delivered to run {run_id} ({n} wait(s))")),
+            Err(e) => self.fail(&format!("{}: {e}", e.kind())),
         }
     }
 

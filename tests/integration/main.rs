@@ -41,4 +41,5 @@ mod subprocess_streams;
 mod subprocess_tree_cli;
 mod token_scrub_cli;
 mod types_and_init;
+mod waits_cli;
 mod watch_cli;

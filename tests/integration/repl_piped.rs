@@ -179,3 +179,31 @@ return swarm.blueprint({{ id = "greet", agents = {{ say = function() return "{wo
     assert_eq!(stderr.matches("loaded greet (1 agents, 1 steps)").count(), 3, "{stderr}");
     assert!(rest.contains("\"said\": \"second\""), ":run runs the reloaded version: {rest}");
 }
+
+#[test]
+fn pending_lists_the_open_waits_and_answer_delivers_their_signals() {
+    let dir = tempfile::tempdir().unwrap();
+    let until_waiting = "while #swarm.default_engine():pending() == 0 do swarm.sleep(5) end";
+    let input = [
+        "F = swarm.flow",
+        r#"run = swarm.default_engine():start(swarm.blueprint{id = "w", agents = {}, flow = F.seq{F.wait{signal = "go", out = "$.go"}, F.wait{signal = "q", out = "$.q"}}})"#,
+        until_waiting,
+        ":pending",
+        r#":answer go {"n": 5}"#,
+        ":answer nothing 1",
+        until_waiting,
+        ":answer q hello there",
+        "run:wait().go.n, run:wait().q",
+        ":pending",
+    ]
+    .join("\n");
+    let out = repl(&format!("{input}\n"), &dir.path().join("history"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains(" go ") && stdout.contains("at /children/0"), "the open wait is listed: {stdout}");
+    assert!(stdout.contains("signal go delivered to run r-"), "{stdout}");
+    assert!(stderr.contains("nothing waits for 'nothing'"), "{stderr}");
+    assert!(stdout.contains("5\t\"hello there\"\n"), "the values the signals carried: {stdout}");
+    assert!(stdout.trim_end().ends_with("nothing waits"), "{stdout}");
+    assert_eq!(out.status.code(), Some(1), "a failed command fails the piped session: {stderr}");
+}

@@ -314,9 +314,14 @@ impl Reader {
             .collect())
     }
 
-    /// The runs left `waiting` by a process that is gone, oldest first.
+    /// The runs left waiting by a process that is gone, oldest first: those `waiting`, and
+    /// those `interrupted` with a wait open (killed before it could say it waited).
     pub fn left_waiting(&self) -> Result<Vec<RunRow>, JournalError> {
-        let sql = format!("SELECT {}, pid FROM runs WHERE status = 'waiting' ORDER BY started_ms, rowid", Self::RUN_COLUMNS);
+        let sql = format!(
+            "SELECT {}, pid FROM runs WHERE status = 'waiting' OR (status = 'interrupted' AND EXISTS \
+             (SELECT 1 FROM waits w WHERE w.run_id = runs.id AND w.status = 'waiting')) ORDER BY started_ms, rowid",
+            Self::RUN_COLUMNS
+        );
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| Ok((Self::run_row(r, false)?, r.get::<_, i64>(11)?)))

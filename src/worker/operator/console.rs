@@ -54,6 +54,11 @@ pub struct ConsoleOperator {
     pub io: Rc<dyn ConsoleIo>,
 }
 
+/// The question is a wait for a signal named after the seat and the attempt (see
+/// `TaskHost::question_signal`), asked on the console at the same time: an answer typed there
+/// is delivered as that signal, and one sent from elsewhere (`swarm runs signal`, the REPL's
+/// `:answer`) settles it without the console. A question whose answer is already in the
+/// journal (a run resumed after it was answered) is not asked again.
 impl Spawner for ConsoleOperator {
     fn spawn(&self, job: Job) -> LocalBoxFuture<'static, WorkerResult> {
         let io = self.io.clone();
@@ -61,6 +66,21 @@ impl Spawner for ConsoleOperator {
         let operator = self.setup.operator.clone();
         Box::pin(async move {
             let prompt = prompt.map_err(|e| WorkerError::new(format!("agent '{}': {e}", job.agent)))?;
+            let signal = job.host.question_signal(&operator);
+            let mut asked = vec![
+                ("operator", Value::from(operator.as_str())),
+                ("agent", Value::from(&*job.agent)),
+                ("input", job.input.clone()),
+            ];
+            if let Some(prompt) = &prompt {
+                asked.push(("prompt", Value::from(prompt.as_str())));
+            }
+            let mut wait = job.host.wait(&signal, None, Some(Value::from_pairs(asked)));
+            // Answered before (in the journal of a resumed run): no need to ask.
+            if let std::task::Poll::Ready(answered) = futures::poll!(&mut wait) {
+                return answered.map(Verdict::Pass).map_err(|e| WorkerError::new(e.message));
+            }
+            let run_id = job.task_id.rsplit_once('.').map_or(&*job.task_id, |(run, _)| run);
             let mut question = format!(
                 "\n── operator {operator} · agent {} · task {} (attempt {})\n",
                 job.agent, job.task_id, job.attempt
@@ -70,11 +90,35 @@ impl Spawner for ConsoleOperator {
                 question.push('\n');
             }
             let input = serde_json::to_string_pretty(&job.input).unwrap_or_default();
-            question.push_str(&format!("input: {input}\nanswer (text, or JSON): "));
-            let answer = io.ask(question).await.ok_or_else(|| {
-                WorkerError::new(format!("operator '{operator}': the console closed before answering"))
-            })?;
-            Ok(Verdict::Pass(parse_answer(&answer)))
+            question.push_str(&format!(
+                "input: {input}\n(or from another terminal: swarm runs signal {run_id} {signal} --value JSON)\n\
+                 answer (text, or JSON): "
+            ));
+            let answered = tokio::select! {
+                answered = &mut wait => answered,
+                typed = io.ask(question) => {
+                    let typed = typed.ok_or_else(|| {
+                        WorkerError::new(format!("operator '{operator}': the console closed before answering"))
+                    })?;
+                    job.host.signal(&signal, parse_answer(&typed));
+                    wait.await
+                }
+            };
+            answered.map(Verdict::Pass).map_err(|e| WorkerError::new(e.message))
+        })
+    }
+}
+
+/// A console nobody answers at: it shows the question and waits for ever, so the question
+/// is answered only by its signal (`swarm run --detach`, where the process leaves the run).
+pub struct UnattendedConsole;
+
+impl ConsoleIo for UnattendedConsole {
+    fn ask(&self, question: String) -> LocalBoxFuture<'static, Option<String>> {
+        let question = question.trim_end_matches("answer (text, or JSON): ").to_string();
+        Box::pin(async move {
+            eprint!("{question}");
+            std::future::pending().await
         })
     }
 }

@@ -14,7 +14,7 @@ use super::{BuildContext, Spawner, SpawnerFactory, UnavailableSpawner};
 use crate::schema::{AgentDef, Blueprint};
 use crate::value::Value;
 
-pub use console::{ConsoleIo, ConsoleOperator, ScriptedConsole, StdConsole, parse_answer};
+pub use console::{ConsoleIo, ConsoleOperator, ScriptedConsole, StdConsole, UnattendedConsole, parse_answer};
 
 /// The operator kinds a blueprint may declare.
 pub const OPERATOR_KINDS: [&str; 2] = ["lua", "console"];
