@@ -199,7 +199,7 @@ impl Compiler {
             .filter_map(|a| Some((a.name.clone(), self.factories.get(&a.kind)?.operator_seat(a)?)))
             .collect();
         let warnings = run.warnings;
-        Ok(CompiledBlueprint { blueprint: bp, router, spawner, operators, warnings })
+        Ok(CompiledBlueprint { blueprint: bp, router, spawner, operators, warnings, step_pointers: Default::default() })
     }
 }
 

@@ -90,7 +90,7 @@ enum Command {
         detach: bool,
     },
     /// Journaled runs: list them, show one, print its events, resume an interrupted one, rerun
-    /// one from a step.
+    /// one from a step, send a signal to one that waits.
     #[command(after_help = examples::RUNS)]
     Runs {
         #[command(subcommand)]

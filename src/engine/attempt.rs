@@ -76,7 +76,7 @@ impl Engine {
         let started = Instant::now();
         let mut guard =
             AttemptGuard { engine: self.clone(), task_id: task_id.clone(), attempt, token: token.clone(), armed: true };
-        let mut signal = run.signal.subscribe();
+        let mut signal = run.generation();
         let ending = {
             let mut work = spawner.spawn(job);
             loop {
@@ -105,7 +105,7 @@ impl Engine {
         let mut paused = self.inner.paused.subscribe();
         // A cancel pokes the run's signal: a cancelled task stops waiting for the loop to
         // resume at once, and `begin_attempt` then refuses it as cancelled.
-        let mut signal = run.signal.subscribe();
+        let mut signal = run.generation();
         while *paused.borrow_and_update() && !self.is_settled(task_id) {
             // Both senders outlive this call (the engine's and the run's), so neither errs.
             tokio::select! {

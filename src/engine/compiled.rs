@@ -71,9 +71,27 @@ pub struct CompiledBlueprint {
     pub(crate) operators: HashMap<String, Arc<str>>,
     /// Findings that did not stop compilation.
     pub warnings: Vec<Warning>,
+    /// Every step of the flow with its node pointer, worked out for the first run that
+    /// journals and shared by the runs after it.
+    pub(crate) step_pointers: std::cell::OnceCell<Rc<HashMap<*const crate::flow::Step, Arc<str>>>>,
 }
 
 impl CompiledBlueprint {
+    /// Every step of the flow with its node pointer (the journal's step keys).
+    pub(crate) fn step_pointers(&self) -> Rc<HashMap<*const crate::flow::Step, Arc<str>>> {
+        self.step_pointers
+            .get_or_init(|| {
+                let mut pointers = HashMap::new();
+                self.blueprint.flow.walk(&mut |pointer, node| {
+                    if let crate::flow::Node::Step(step) = node {
+                        pointers.insert(step as *const crate::flow::Step, Arc::from(pointer));
+                    }
+                });
+                Rc::new(pointers)
+            })
+            .clone()
+    }
+
     /// The spawner for agent `name`, falling back to the default spawner.
     pub fn route(&self, name: &str) -> Option<&Rc<dyn Spawner>> {
         self.router.route(name)

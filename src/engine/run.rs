@@ -1,7 +1,7 @@
 //! Runs: one evaluation of a compiled blueprint's flow, driven on the host thread, with a
 //! handle to wait for it or cancel it.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::compiled::CompiledBlueprint;
 use super::dispatch::EngineDispatcher;
@@ -18,7 +18,7 @@ use super::journal::{Journal, Recorded, RunStart, StepKey};
 use super::task::TaskState;
 use super::wait::{RunWaits, WaitReplay};
 use super::{Engine, now_ms};
-use crate::flow::{ErrorKind, Evaluator, Externs, FlowError, Node, Step};
+use crate::flow::{ErrorKind, Evaluator, Externs, FlowError, Step};
 use crate::gate::Role;
 use crate::gate::registry::Grant;
 use crate::gate::registry::HeldToken;
@@ -53,8 +53,8 @@ pub struct Resume {
 /// What a run keeps to journal and replay its steps.
 pub(crate) struct Journaling {
     pub journal: Rc<dyn Journal>,
-    /// Step address → node pointer, for the steps of this run's flow.
-    pub pointers: HashMap<*const Step, Arc<str>>,
+    /// Step address → node pointer, for the steps of this run's flow (shared by its runs).
+    pub pointers: Rc<HashMap<*const Step, Arc<str>>>,
     /// Opens so far per (pointer, input hash).
     pub occurrences: RefCell<HashMap<StepKey, u32>>,
     pub replay: RefCell<Recorded>,
@@ -62,17 +62,6 @@ pub(crate) struct Journaling {
     pub resumed: bool,
     /// A journal write failed: the next step fails rather than run unjournaled.
     pub failed: RefCell<Option<String>>,
-}
-
-/// Every step of `flow` with its pointer.
-fn step_pointers(flow: &Node) -> HashMap<*const Step, Arc<str>> {
-    let mut pointers = HashMap::new();
-    flow.walk(&mut |pointer, node| {
-        if let Node::Step(step) = node {
-            pointers.insert(step as *const Step, Arc::from(pointer));
-        }
-    });
-    pointers
 }
 
 /// A run in flight.
@@ -86,13 +75,13 @@ pub(crate) struct Run {
     next_task: Cell<u64>,
     /// Bumped whenever a task of this run is cancelled or handed a verdict from outside, so
     /// attempts waiting on their worker re-check their task (a generation counter: a bump
-    /// between a check and the wait is not lost).
-    pub signal: watch::Sender<u64>,
-    cancel: watch::Sender<bool>,
-    /// Set to leave the run waiting (see [`RunHandle::detach`]).
-    detach: watch::Sender<bool>,
-    /// The signals the run waits for while every strand of it waits; `None` otherwise.
-    pub waiting: watch::Sender<Option<Vec<Arc<str>>>>,
+    /// between a check and the wait is not lost). Made when an attempt first needs it: a run
+    /// that only waits for signals never does.
+    signal: OnceCell<watch::Sender<u64>>,
+    /// Set to cancel the run, or to leave it waiting (see [`RunHandle::detach`]).
+    stop: watch::Sender<Stop>,
+    /// Follows whether every strand waits (see [`RunHandle::waiting`]), once someone asks.
+    pub waiting: OnceCell<watch::Sender<Option<Vec<Arc<str>>>>>,
     /// Its waits, signals and strands.
     pub waits: RefCell<RunWaits>,
     pub journaling: Option<Journaling>,
@@ -115,8 +104,49 @@ impl Run {
 
     /// Wakes every attempt of this run to re-check its task.
     pub fn poke(&self) {
-        self.signal.send_modify(|g| *g = g.wrapping_add(1));
+        if let Some(signal) = self.signal.get() {
+            signal.send_modify(|g| *g = g.wrapping_add(1));
+        }
     }
+
+    /// Follows the generation [`Run::poke`] bumps.
+    pub fn generation(&self) -> watch::Receiver<u64> {
+        self.signal.get_or_init(|| watch::channel(0).0).subscribe()
+    }
+
+    /// Asks the driver to stop: a cancel is never turned into a detach.
+    fn request(&self, stop: Stop) {
+        self.stop.send_if_modified(|now| {
+            let take = *now == Stop::Go || (stop == Stop::Cancel && *now == Stop::Detach);
+            if take {
+                *now = stop;
+            }
+            take
+        });
+    }
+
+    fn cancelled(&self) -> bool {
+        *self.stop.borrow() == Stop::Cancel
+    }
+
+    /// Whether every strand of the run waits for a signal now.
+    fn all_waiting(&self) -> bool {
+        self.waits.borrow().is_all_waiting()
+    }
+}
+
+/// What the driver of a run is asked to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Go,
+    Cancel,
+    Detach,
+}
+
+/// A run's outcome once it has one, for every handle to wait on.
+struct Done {
+    outcome: RefCell<Option<RunOutcome>>,
+    reported: Notify,
 }
 
 /// How a run ended: its final (or partial) ctx, and the error if it failed.
@@ -138,29 +168,35 @@ pub struct RunHandle {
     /// The run's id.
     pub id: Arc<str>,
     run: Rc<Run>,
-    done: watch::Receiver<Option<RunOutcome>>,
+    done: Rc<Done>,
 }
 
 impl RunHandle {
     /// Waits for the run to end.
     pub async fn wait(&self) -> RunOutcome {
-        let mut done = self.done.clone();
-        match done.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().expect("wait_for saw Some"),
-            // The driver always reports before it goes, even when it panics (see DoneGuard).
-            Err(_) => unreachable!("the run driver dropped its report"),
+        // The driver always reports before it goes, even when it panics (see DoneGuard).
+        loop {
+            let reported = self.done.reported.notified();
+            tokio::pin!(reported);
+            // Registered before the check, so a report between the two is not missed.
+            reported.as_mut().enable();
+            if let Some(outcome) = &*self.done.outcome.borrow() {
+                return outcome.clone();
+            }
+            reported.await;
         }
     }
 
     /// Cancels the run: in-flight attempts stop and their tasks become `cancelled`.
     pub fn cancel(&self) {
-        self.run.cancel.send_replace(true);
+        self.run.request(Stop::Cancel);
     }
 
     /// Follows whether every strand of the run waits for a signal: `Some(signals)` while it
     /// does, `None` while anything else runs.
     pub fn waiting(&self) -> watch::Receiver<Option<Vec<Arc<str>>>> {
-        self.run.waiting.subscribe()
+        let now = self.run.waits.borrow().waiting_for();
+        self.run.waiting.get_or_init(|| watch::channel(now).0).subscribe()
     }
 
     /// Leaves a run that waits to whoever delivers its signal: the run stops here without
@@ -168,10 +204,10 @@ impl RunHandle {
     /// [`RunHandle::wait`] reports [`RunStatus::Waiting`]. A run not waiting is not detached;
     /// `false` then.
     pub fn detach(&self) -> bool {
-        if self.run.waiting.borrow().is_none() || self.is_finished() {
+        if !self.run.all_waiting() || self.is_finished() {
             return false;
         }
-        self.run.detach.send_replace(true);
+        self.run.request(Stop::Detach);
         true
     }
 
@@ -183,7 +219,7 @@ impl RunHandle {
 
     /// Whether the run has ended.
     pub fn is_finished(&self) -> bool {
-        self.done.borrow().is_some()
+        self.done.outcome.borrow().is_some()
     }
 }
 
@@ -210,7 +246,7 @@ pub(crate) fn splitmix(mut x: u64) -> u64 {
 struct DoneGuard {
     engine: Engine,
     run: Rc<Run>,
-    done: watch::Sender<Option<RunOutcome>>,
+    done: Rc<Done>,
 }
 
 impl DoneGuard {
@@ -226,13 +262,14 @@ impl DoneGuard {
             );
         }
         self.engine.end_run(&self.run);
-        self.done.send_replace(Some(outcome));
+        *self.done.outcome.borrow_mut() = Some(outcome);
+        self.done.reported.notify_waiters();
     }
 }
 
 impl Drop for DoneGuard {
     fn drop(&mut self) {
-        if self.done.borrow().is_none() {
+        if self.done.outcome.borrow().is_none() {
             let error = FlowError::eval("the run driver stopped unexpectedly (an internal error)");
             if let Some(j) = &self.run.journaling {
                 // Not awaited (a destructor cannot): the writer still commits it in order.
@@ -268,7 +305,7 @@ impl Engine {
         };
         let journaling = self.inner.config.journal.as_ref().map(|j| Journaling {
             journal: j.0.clone(),
-            pointers: step_pointers(&compiled.blueprint.flow),
+            pointers: compiled.step_pointers(),
             occurrences: RefCell::new(HashMap::new()),
             replay: RefCell::new(options.replay),
             resumed: options.resume.is_some(),
@@ -286,10 +323,7 @@ impl Engine {
             },
             now_ms(),
         );
-        let (signal, _) = watch::channel(0);
-        let (cancel, _) = watch::channel(false);
-        let (detach, _) = watch::channel(false);
-        let (waiting, _) = watch::channel(None);
+        let (stop, _) = watch::channel(Stop::Go);
         let run = Rc::new(Run {
             id: id.clone(),
             compiled,
@@ -297,19 +331,18 @@ impl Engine {
             op_token,
             seq: Cell::new(seq),
             next_task: Cell::new(next_task),
-            signal,
-            cancel,
-            detach,
-            waiting,
+            signal: OnceCell::new(),
+            stop,
+            waiting: OnceCell::new(),
             waits: RefCell::new(RunWaits::new(options.waits)),
             journaling,
             file: options.file,
         });
         self.inner.state.borrow_mut().runs.insert(id.clone(), run.clone());
-        let (done, done_rx) = watch::channel(None);
-        let guard = DoneGuard { engine: self.clone(), run: run.clone(), done };
+        let done = Rc::new(Done { outcome: RefCell::new(None), reported: Notify::new() });
+        let guard = DoneGuard { engine: self.clone(), run: run.clone(), done: done.clone() };
         tokio::task::spawn_local(drive(guard, init));
-        RunHandle { id, run, done: done_rx }
+        RunHandle { id, run, done }
     }
 
     /// The ids of the runs in flight, in no particular order.
@@ -323,7 +356,7 @@ impl Engine {
         let run = self.inner.state.borrow().runs.get(run_id).cloned();
         match run {
             Some(run) => {
-                run.cancel.send_replace(true);
+                run.request(Stop::Cancel);
                 true
             }
             None => false,
@@ -335,8 +368,8 @@ impl Engine {
     pub fn detach_run(&self, run_id: &str) -> bool {
         let run = self.inner.state.borrow().runs.get(run_id).cloned();
         match run {
-            Some(run) if run.waiting.borrow().is_some() => {
-                run.detach.send_replace(true);
+            Some(run) if run.all_waiting() => {
+                run.request(Stop::Detach);
                 true
             }
             _ => false,
@@ -409,8 +442,8 @@ async fn drive(guard: DoneGuard, init: Value) {
     let result = {
         let dispatcher = EngineDispatcher { engine: engine.clone(), run: run.clone() };
         let evaluator = Evaluator::new(&dispatcher, &*run.externs);
-        let mut cancelled = run.cancel.subscribe();
-        let mut detached = run.detach.subscribe();
+        let mut cancelled = run.stop.subscribe();
+        let mut detached = run.stop.subscribe();
         let mut evaluation = std::pin::pin!(evaluator.run(&run.compiled.blueprint.flow, &mut ctx));
         // Each time the flow stops to await something, its strands hold still: whether they
         // all wait for signals is decided then.
@@ -423,8 +456,10 @@ async fn drive(guard: DoneGuard, init: Value) {
         });
         tokio::select! {
             result = evaluation => Some(result),
-            _ = cancelled.wait_for(|c| *c) => Some(Err(FlowError::new(ErrorKind::Cancelled, "the run was cancelled"))),
-            _ = detached.wait_for(|d| *d) => {
+            _ = cancelled.wait_for(|s| *s == Stop::Cancel) => {
+                Some(Err(FlowError::new(ErrorKind::Cancelled, "the run was cancelled")))
+            }
+            _ = detached.wait_for(|s| *s == Stop::Detach) => {
                 engine.start_detaching(&run);
                 None
             }
@@ -440,7 +475,7 @@ async fn drive(guard: DoneGuard, init: Value) {
     let result = result.map_err(|e| locate(e, &run.compiled.blueprint.sources));
     let status = match &result {
         Ok(()) => RunStatus::Finished,
-        Err(e) if e.kind == ErrorKind::Cancelled && *run.cancel.borrow() => RunStatus::Cancelled,
+        Err(e) if e.kind == ErrorKind::Cancelled && run.cancelled() => RunStatus::Cancelled,
         Err(_) => RunStatus::Failed,
     };
     if let Some(j) = &run.journaling

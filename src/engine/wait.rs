@@ -117,7 +117,7 @@ pub(crate) struct RunWaits {
     /// Strands of the flow running: 1 for the flow, less one for each fanout paused at its
     /// join, plus one for each lane in flight.
     strands: isize,
-    waiters: HashMap<u64, Waiter>,
+    waiters: HashMap<u64, Box<Waiter>>,
     by_signal: HashMap<Arc<str>, Vec<u64>>,
     buffered: HashMap<Arc<str>, VecDeque<Signal>>,
     /// The signals delivered so far, so one the journal hands over again is not taken twice.
@@ -158,7 +158,7 @@ impl RunWaits {
         self.waiters.len()
     }
 
-    fn remove(&mut self, id: u64) -> Option<Waiter> {
+    fn remove(&mut self, id: u64) -> Option<Box<Waiter>> {
         let waiter = self.waiters.remove(&id)?;
         if let Some(ids) = self.by_signal.get_mut(&waiter.signal) {
             ids.retain(|other| *other != id);
@@ -167,6 +167,16 @@ impl RunWaits {
             }
         }
         Some(waiter)
+    }
+
+    /// Whether every strand waits, as last decided.
+    pub(crate) fn is_all_waiting(&self) -> bool {
+        self.all_waiting
+    }
+
+    /// The signals the run waits for while every strand waits.
+    pub(crate) fn waiting_for(&self) -> Option<Vec<Arc<str>>> {
+        self.all_waiting.then(|| self.signals())
     }
 
     /// Whether the run is being detached.
@@ -240,11 +250,16 @@ impl Engine {
         if now {
             self.publish(run.event(EventKind::RunWaiting { signals: signals.clone() }));
         }
-        run.waiting.send_replace(if now { Some(signals) } else { None });
+        if let Some(waiting) = run.waiting.get() {
+            waiting.send_replace(if now { Some(signals) } else { None });
+        }
     }
 
     /// Waits for signal `signal` at `site` of `run`, for at most `timeout_ms` from when the wait
     /// first began (in this process or an earlier one); the signal's value, or a `timeout`.
+    ///
+    /// Written to keep its future small (a waiting run holds one per wait): what is only needed
+    /// to begin the wait is dropped before it waits.
     pub(crate) async fn wait_for_signal(
         &self,
         run: &Rc<Run>,
@@ -252,6 +267,39 @@ impl Engine {
         signal: Arc<str>,
         timeout_ms: Option<u64>,
     ) -> Result<Value, FlowError> {
+        let task = site.task_id.clone();
+        let (key, deadline_ms, delivered, guard) = match Box::pin(self.begin_wait(run, site, &signal, timeout_ms)).await? {
+            Begun::Ended(outcome) => return outcome,
+            Begun::Taken(key, taken) => return self.end_wait(run, key, Ok(taken)).await,
+            Begun::Waiting { key, deadline_ms, delivered, guard } => (key, deadline_ms, delivered, guard),
+        };
+        let outcome = match deadline_ms {
+            Some(deadline) => {
+                let left = Duration::from_millis(deadline.saturating_sub(now_ms()));
+                match tokio::time::timeout(left, delivered).await {
+                    Ok(delivered) => delivered.map_err(|_| given_up()),
+                    Err(_) => Err(timeout_error(&signal, timeout_ms, deadline_ms)),
+                }
+            }
+            None => delivered.await.map_err(|_| given_up()),
+        };
+        // A delivered signal removed the waiter already; a timeout removes it here.
+        drop(guard);
+        if let Some(task) = &task {
+            self.resume(run, task);
+        }
+        self.end_wait(run, key, outcome).await
+    }
+
+    /// Begins a wait: its key, its replayed end or a buffered signal it takes at once, or an
+    /// open waiter (journaled, with its deadline) to await.
+    async fn begin_wait(
+        &self,
+        run: &Rc<Run>,
+        site: WaitSite,
+        signal: &Arc<str>,
+        timeout_ms: Option<u64>,
+    ) -> Result<Begun, FlowError> {
         let key = {
             let mut waits = run.waits.borrow_mut();
             let n = waits.occurrences.entry((site.scope.clone(), signal.clone())).or_insert(0);
@@ -261,7 +309,7 @@ impl Engine {
         // A wait that ended before the run was resumed ends the same way again.
         let ended = run.waits.borrow_mut().replay.ended.remove(&key);
         if let Some(outcome) = ended {
-            return outcome;
+            return Ok(Begun::Ended(outcome));
         }
         let begun = run.waits.borrow_mut().replay.begun.remove(&key);
         let deadline_ms = match begun {
@@ -272,59 +320,36 @@ impl Engine {
                 deadline
             }
         };
-        let buffered = {
+        let taken = {
             let mut waits = run.waits.borrow_mut();
-            let queue = waits.buffered.get_mut(&signal);
-            let next = queue.and_then(VecDeque::pop_front);
-            if waits.buffered.get(&signal).is_some_and(VecDeque::is_empty) {
-                waits.buffered.remove(&signal);
+            let next = waits.buffered.get_mut(signal).and_then(VecDeque::pop_front);
+            if waits.buffered.get(signal).is_some_and(VecDeque::is_empty) {
+                waits.buffered.remove(signal);
             }
             next
         };
-        if let Some(taken) = buffered {
-            return self.end_wait(run, &key, Ok(taken)).await;
+        if let Some(taken) = taken {
+            return Ok(Begun::Taken(key, taken));
         }
         if deadline_ms.is_some_and(|d| d <= now_ms()) {
-            return self.end_wait(run, &key, Err(timeout_error(&signal, timeout_ms, deadline_ms))).await;
+            return Ok(Begun::Ended(self.end_wait(run, key, Err(timeout_error(signal, timeout_ms, deadline_ms))).await));
         }
         let (deliver, delivered) = oneshot::channel();
+        let task = site.task_id.clone();
         let id = {
             let mut waits = run.waits.borrow_mut();
             let id = waits.next_waiter;
             waits.next_waiter += 1;
-            let waiter = Waiter { signal: signal.clone(), deadline_ms, site: site.clone(), deliver };
-            waits.waiters.insert(id, waiter);
-            waits.by_signal.entry(signal.clone()).or_default().push(id);
+            waits.waiters.insert(id, Box::new(Waiter { signal: signal.clone(), deadline_ms, site, deliver }));
+            waits.by_signal.entry(signal.clone()).or_insert_with(|| Vec::with_capacity(1)).push(id);
             id
         };
         let guard = WaiterGuard { run: run.clone(), id };
-        if let Some(task) = &site.task_id {
+        if let Some(task) = &task {
             self.suspend(run, task, &format!("waiting for signal '{signal}'"));
         }
         self.poll_journal_while_waiting();
-        let timer = async {
-            match deadline_ms {
-                Some(deadline) => {
-                    let left = deadline.saturating_sub(now_ms());
-                    tokio::time::sleep(Duration::from_millis(left)).await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        let outcome = tokio::select! {
-            signal = delivered => match signal {
-                Ok(signal) => Ok(signal),
-                // The sender goes only with its waiter, which only this wait removes.
-                Err(_) => Err(FlowError::new(ErrorKind::Cancelled, "the wait was given up")),
-            },
-            () = timer => Err(timeout_error(&signal, timeout_ms, deadline_ms)),
-        };
-        // A delivered signal removed the waiter already; a timeout removes it here.
-        drop(guard);
-        if let Some(task) = &site.task_id {
-            self.resume(run, task);
-        }
-        self.end_wait(run, &key, outcome).await
+        Ok(Begun::Waiting { key, deadline_ms, delivered, guard })
     }
 
     async fn journal_wait_began(
@@ -335,30 +360,26 @@ impl Engine {
         deadline_ms: Option<u64>,
     ) -> Result<(), FlowError> {
         let Some(j) = &run.journaling else { return Ok(()) };
-        let record = WaitBegun {
+        let ack = j.journal.wait_began(&WaitBegun {
             run_id: run.id.clone(),
             key: key.clone(),
             pointer: site.pointer.clone(),
             task_id: site.task_id.clone(),
             question: site.question.clone(),
             deadline_ms,
-        };
-        j.journal.wait_began(&record).wait().await.map_err(|e| {
-            FlowError::new(ErrorKind::Dispatch, format!("the journal cannot be written: {e}"))
-        })
+        });
+        ack.wait().await.map_err(journal_error)
     }
 
     /// Journals how a wait ended (durable before the flow moves on) and hands back its value.
-    async fn end_wait(&self, run: &Run, key: &WaitKey, outcome: Result<Signal, FlowError>) -> Result<Value, FlowError> {
+    async fn end_wait(&self, run: &Run, key: WaitKey, outcome: Result<Signal, FlowError>) -> Result<Value, FlowError> {
         if let Some(j) = &run.journaling {
-            let (uid, result) = match &outcome {
+            let (signal_uid, result) = match &outcome {
                 Ok(signal) => (Some(signal.uid.clone()), Ok(signal.value.clone())),
                 Err(e) => (None, Err(e.clone())),
             };
-            let record = WaitEnded { run_id: run.id.clone(), key: key.clone(), outcome: result, signal_uid: uid };
-            if let Err(e) = j.journal.wait_ended(&record).wait().await {
-                return Err(FlowError::new(ErrorKind::Dispatch, format!("the journal cannot be written: {e}")));
-            }
+            let ack = j.journal.wait_ended(&WaitEnded { run_id: run.id.clone(), key, outcome: result, signal_uid });
+            ack.wait().await.map_err(journal_error)?;
         }
         outcome.map(|signal| signal.value)
     }
@@ -393,7 +414,7 @@ impl Engine {
                 return 0;
             }
             let ids = waits.by_signal.remove(&name).unwrap_or_default();
-            let waiters: Vec<Waiter> = ids.into_iter().filter_map(|id| waits.waiters.remove(&id)).collect();
+            let waiters: Vec<Box<Waiter>> = ids.into_iter().filter_map(|id| waits.waiters.remove(&id)).collect();
             if waiters.is_empty() {
                 waits.buffered.entry(name.clone()).or_default().push_back(signal.clone());
             }
@@ -477,6 +498,25 @@ impl Engine {
             engine.inner.polling.set(false);
         });
     }
+}
+
+/// How a wait began.
+enum Begun {
+    /// It had ended before the run was resumed: the same end again.
+    Ended(Result<Value, FlowError>),
+    /// It took a buffered signal at once.
+    Taken(WaitKey, Signal),
+    /// It waits.
+    Waiting { key: WaitKey, deadline_ms: Option<u64>, delivered: oneshot::Receiver<Signal>, guard: WaiterGuard },
+}
+
+fn given_up() -> FlowError {
+    // The sender goes only with its waiter, which only this wait removes.
+    FlowError::new(ErrorKind::Cancelled, "the wait was given up")
+}
+
+fn journal_error(e: String) -> FlowError {
+    FlowError::new(ErrorKind::Dispatch, format!("the journal cannot be written: {e}"))
 }
 
 fn timeout_error(signal: &str, timeout_ms: Option<u64>, deadline_ms: Option<u64>) -> FlowError {

@@ -66,8 +66,11 @@ impl<'a, D: Dispatcher> Evaluator<'a, D> {
             if entered == NODES_PER_YIELD {
                 tokio::task::yield_now().await;
             }
+            // The step and the wait have futures of their own size: each node's future is
+            // boxed at the size of its largest kind, so a waiting lane or a fanout of many
+            // lanes would otherwise hold a step's worth of state at every level.
             let result = match node {
-                Node::Step(step) => self.step(step, ctx, at).await.map_err(|e| e.with_step(&step.agent)),
+                Node::Step(step) => Box::pin(self.step(step, ctx, at)).await.map_err(|e| e.with_step(&step.agent)),
                 Node::Seq { children } => {
                     for (i, child) in children.iter().enumerate() {
                         self.node(child, ctx, &at.child(i)).await?;
@@ -99,7 +102,7 @@ impl<'a, D: Dispatcher> Evaluator<'a, D> {
                     }
                     Ok(())
                 }
-                Node::Fanout(fanout) => self.fanout(fanout, ctx, at).await,
+                Node::Fanout(fanout) => Box::pin(self.fanout(fanout, ctx, at)).await,
                 Node::Try { body, catch, err_at } => {
                     let snapshot = ctx.clone();
                     let Err(err) = self.node(body, ctx, &at.field("body")).await else { return Ok(()) };
@@ -113,7 +116,7 @@ impl<'a, D: Dispatcher> Evaluator<'a, D> {
                     let value = self.expr(value, ctx, &at.field("value"))?;
                     write(path, ctx, value, &at.field("at"))
                 }
-                Node::Wait(wait) => self.wait(wait, ctx, at).await,
+                Node::Wait(wait) => Box::pin(self.wait(wait, ctx, at)).await,
             };
             result.map_err(|e| e.with_pointer(|| at.pointer()))
         })

@@ -96,7 +96,7 @@ pub fn prepare(path: &Path, id: &str, from: Option<&str>) -> Result<Restart, Res
         (None, "interrupted") | (Some(_), "finished" | "failed" | "cancelled") => {}
         (None, status) => {
             return Err(RestartError::NotRestartable(format!(
-                "run {id} is {status}; only an interrupted run (or one left waiting) can be resumed"
+                "run {id} is {status}; only an interrupted run can be resumed (or one left waiting by a process that is gone)"
             )));
         }
         (Some(_), status) => {
