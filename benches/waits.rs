@@ -73,7 +73,8 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
-        let mut events = engine.subscribe_events(Auth::Held(&engine.mint_held(Grant::new(Role::Operator, "bench"), 0))).unwrap();
+        let mut events =
+            engine.subscribe_events(Auth::Held(&engine.mint_held(Grant::new(Role::Operator, "bench"), 0))).unwrap();
         let mut waiting = 0;
         let mut wait_until = async |want: usize| {
             while waiting < want {

@@ -99,9 +99,7 @@ pub fn run(state: Option<&str>, command: Option<RunsCommand>, load_timeout: Dura
         return EXIT_USAGE;
     }
     match command.unwrap_or(RunsCommand::List { json: false }) {
-        RunsCommand::Resume { id, events, detach } => {
-            restart(&path, &id, How { events, detach, load_timeout }, None)
-        }
+        RunsCommand::Resume { id, events, detach } => restart(&path, &id, How { events, detach, load_timeout }, None),
         RunsCommand::Rerun { id, from, events } => {
             restart(&path, &id, How { events, detach: false, load_timeout }, Some(&from))
         }

@@ -268,11 +268,12 @@ impl Engine {
         timeout_ms: Option<u64>,
     ) -> Result<Value, FlowError> {
         let task = site.task_id.clone();
-        let (key, deadline_ms, delivered, guard) = match Box::pin(self.begin_wait(run, site, &signal, timeout_ms)).await? {
-            Begun::Ended(outcome) => return outcome,
-            Begun::Taken(key, taken) => return self.end_wait(run, key, Ok(taken)).await,
-            Begun::Waiting { key, deadline_ms, delivered, guard } => (key, deadline_ms, delivered, guard),
-        };
+        let (key, deadline_ms, delivered, guard) =
+            match Box::pin(self.begin_wait(run, site, &signal, timeout_ms)).await? {
+                Begun::Ended(outcome) => return outcome,
+                Begun::Taken(key, taken) => return self.end_wait(run, key, Ok(taken)).await,
+                Begun::Waiting { key, deadline_ms, delivered, guard } => (key, deadline_ms, delivered, guard),
+            };
         let outcome = match deadline_ms {
             Some(deadline) => {
                 let left = Duration::from_millis(deadline.saturating_sub(now_ms()));
@@ -332,7 +333,9 @@ impl Engine {
             return Ok(Begun::Taken(key, taken));
         }
         if deadline_ms.is_some_and(|d| d <= now_ms()) {
-            return Ok(Begun::Ended(self.end_wait(run, key, Err(timeout_error(signal, timeout_ms, deadline_ms))).await));
+            return Ok(Begun::Ended(
+                self.end_wait(run, key, Err(timeout_error(signal, timeout_ms, deadline_ms))).await,
+            ));
         }
         let (deliver, delivered) = oneshot::channel();
         let task = site.task_id.clone();

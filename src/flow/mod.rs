@@ -14,5 +14,7 @@ pub use dispatch::{Dispatcher, ExternTable, Externs, NoExterns};
 pub use error::{ErrorKind, FlowError};
 pub use eval::Evaluator;
 pub use expr::eval_expr;
-pub use ir::{Expr, Fanout, Field, Join, NODE_SHAPES, Node, PathExpr, Retry, RetryOn, Role, Shape, SignalName, Slot, Step, Wait};
+pub use ir::{
+    Expr, Fanout, Field, Join, NODE_SHAPES, Node, PathExpr, Retry, RetryOn, Role, Shape, SignalName, Slot, Step, Wait,
+};
 pub use path::{Path, PathError, PathSyntaxError, Segment};

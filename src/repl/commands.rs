@@ -183,14 +183,15 @@ impl Session {
         let mut lines = Vec::new();
         for w in pending {
             let at = match (w.pointer.as_deref(), w.task_id.as_deref()) {
-            (Some(""), _) => "/",
-            (Some(pointer), _) => pointer,
-            (None, Some(task)) => task,
-            (None, None) => "-",
-        };
+                (Some(""), _) => "/",
+                (Some(pointer), _) => pointer,
+                (None, Some(task)) => task,
+                (None, None) => "-",
+            };
             lines.push(format!("{}  {:<20} at {at}", w.run_id, w.signal));
             if let Some(question) = &w.question {
-                let asks = question.get("prompt").and_then(Value::as_str).map_or_else(|| question.to_json(), str::to_string);
+                let asks =
+                    question.get("prompt").and_then(Value::as_str).map_or_else(|| question.to_json(), str::to_string);
                 lines.push(format!("    asks: {}", asks.split_whitespace().collect::<Vec<_>>().join(" ")));
             }
         }
@@ -223,7 +224,10 @@ impl Session {
             ([], None) => return self.fail(&format!("nothing waits for '{signal}' (:pending lists what does)")),
             (_, _) => {
                 let ids: Vec<&str> = runs.iter().map(|r| &**r).collect();
-                return self.fail(&format!("runs {} wait for '{signal}': say which, :answer RUN_ID/{signal} JSON", ids.join(", ")));
+                return self.fail(&format!(
+                    "runs {} wait for '{signal}': say which, :answer RUN_ID/{signal} JSON",
+                    ids.join(", ")
+                ));
             }
         };
         let owner = self.engine.mint_held(Grant::new(Role::Operator, "repl").with_max_uses(1), crate::engine::now_ms());

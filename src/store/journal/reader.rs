@@ -209,9 +209,7 @@ impl Reader {
         let mut replay = WaitReplay::default();
         let mut stmt = self
             .conn
-            .prepare(
-                "SELECT scope, signal, occurrence, status, value, error, deadline_ms FROM waits WHERE run_id = ?1",
-            )
+            .prepare("SELECT scope, signal, occurrence, status, value, error, deadline_ms FROM waits WHERE run_id = ?1")
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([run_id], |r| {
@@ -323,9 +321,8 @@ impl Reader {
             Self::RUN_COLUMNS
         );
         let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((Self::run_row(r, false)?, r.get::<_, i64>(11)?)))
-            .map_err(|e| self.err(e))?;
+        let rows =
+            stmt.query_map([], |r| Ok((Self::run_row(r, false)?, r.get::<_, i64>(11)?))).map_err(|e| self.err(e))?;
         let me = i64::from(std::process::id());
         let mut left = Vec::new();
         for row in rows {

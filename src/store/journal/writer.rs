@@ -342,7 +342,8 @@ impl Journal for SqliteJournal {
     fn run_waiting(&self, run_id: &Arc<str>, waiting: bool) {
         let status = if waiting { "waiting" } else { "running" };
         // Durable: a process killed while its run waits leaves it `waiting`, for the next one.
-        if let Err(e) = self.record(vec![Stmt::new(write_ahead::RUN_STATUS, vec![(&**run_id).into(), status.into()])], true)
+        if let Err(e) =
+            self.record(vec![Stmt::new(write_ahead::RUN_STATUS, vec![(&**run_id).into(), status.into()])], true)
         {
             tracing::error!("cannot journal run {run_id} as {status}: {e}");
         }
