@@ -48,42 +48,31 @@ end
 return call, current
 "#;
 
-/// `task:wait(name, opts)` and `swarm.wait(name, opts)`, raising the error table itself.
-const WAIT_LUA: &str = r#"
-local raw, current = ...
-local error, running = error, coroutine.running
-local function wait(task, name, opts)
-  local ok, result = raw(task, name, opts)
+/// Turns a native answering `ok, value_or_error` into a Lua function that returns the value or
+/// raises the error table itself (an error a Rust function raises reaches `pcall` as opaque
+/// userdata), at its caller's line.
+const RAISING_LUA: &str = r#"
+local raw = ...
+local error = error
+return function(...)
+  local ok, result = raw(...)
   if not ok then
     error(result, 2)
   end
   return result
 end
-local function swarm_wait(name, opts)
+"#;
+
+/// `swarm.wait(name, opts)`: `task:wait` for the task whose agent is running.
+const SWARM_WAIT_LUA: &str = r#"
+local wait, current = ...
+local error, running = error, coroutine.running
+return function(name, opts)
   local task = current[running()]
   if task == nil then
     error("swarm.wait: only an inline agent can wait (in a flow, use F.wait)", 2)
   end
-  local ok, result = raw(task, name, opts)
-  if not ok then
-    error(result, 2)
-  end
-  return result
-end
-return wait, swarm_wait
-"#;
-
-/// `task:dispatch(agent, input)`: a Lua function, so a failure is raised as the error table
-/// itself; an error a Rust function raises reaches `pcall` as opaque userdata.
-const DISPATCH_LUA: &str = r#"
-local raw = ...
-local error = error
-return function(task, agent, input)
-  local ok, result = raw(task, agent, input)
-  if not ok then
-    error(result, 2)
-  end
-  return result
+  return wait(task, name, opts)
 end
 "#;
 
@@ -112,8 +101,8 @@ pub fn install(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
             Err(error) => Ok((false, LuaValue::Table(error))),
         }
     })?;
-    let (task_wait, swarm_wait): (Function, Function) =
-        lua.load(WAIT_LUA).set_name("=[swarm task:wait]").call((raw_wait, current))?;
+    let task_wait: Function = lua.load(RAISING_LUA).set_name("=[swarm task:wait]").call(raw_wait)?;
+    let swarm_wait: Function = lua.load(SWARM_WAIT_LUA).set_name("=[swarm.wait]").call((&task_wait, current))?;
     lua.set_named_registry_value(WAIT, task_wait)?;
     swarm.set("wait", swarm_wait)?;
     let raw_dispatch =
@@ -123,7 +112,7 @@ pub fn install(lua: &Lua, swarm: &Table) -> mlua::Result<()> {
                 Err(error) => Ok((false, LuaValue::Table(error))),
             }
         })?;
-    let dispatch: Function = lua.load(DISPATCH_LUA).set_name("=[swarm task:dispatch]").call(raw_dispatch)?;
+    let dispatch: Function = lua.load(RAISING_LUA).set_name("=[swarm task:dispatch]").call(raw_dispatch)?;
     lua.set_named_registry_value(DISPATCH, dispatch)?;
     Ok(())
 }

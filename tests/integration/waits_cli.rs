@@ -10,13 +10,8 @@ use crate::util::bin::{command, stderr, stdout_json, swarm_in, with_input, write
 use crate::util::live::{Swarm, lines};
 use crate::util::wait_for;
 
-/// A blueprint whose agents `before` and `after` append their name to the file at `$.side`,
-/// with `middle` (flow nodes, Lua) between them.
-fn blueprint(dir: &Path, middle: &str) -> String {
-    let text = format!(
-        r#"local swarm = require("swarm")
-local F = swarm.flow
-local function mark(name)
+/// Lua for an agent that appends its name to the file at `$.side`.
+const MARK: &str = r#"local function mark(name)
   return function(input)
     local f = assert(io.open(input.side, "a"))
     f:write(name, "\n")
@@ -24,7 +19,15 @@ local function mark(name)
     return name
   end
 end
-return swarm.blueprint({{
+"#;
+
+/// A blueprint whose agents `before` and `after` append their name to the file at `$.side`,
+/// with `middle` (flow nodes, Lua) between them.
+fn blueprint(dir: &Path, middle: &str) -> String {
+    let text = format!(
+        r#"local swarm = require("swarm")
+local F = swarm.flow
+{MARK}return swarm.blueprint({{
   id = "side_waits",
   agents = {{ before = mark("before"), after = mark("after") }},
   flow = F.seq({{
@@ -221,15 +224,7 @@ fn served_script(dir: &Path, side: &Path) -> String {
     let text = format!(
         r#"local swarm = require("swarm")
 local F = swarm.flow
-local function mark(name)
-  return function(input)
-    local f = assert(io.open(input.side, "a"))
-    f:write(name, "\n")
-    f:close()
-    return name
-  end
-end
-local bp = swarm.blueprint({{
+{MARK}local bp = swarm.blueprint({{
   id = "served_waits",
   agents = {{ before = mark("before"), after = mark("after") }},
   flow = F.seq({{
@@ -328,4 +323,18 @@ return swarm.blueprint({
     let ctx = stdout_json(&done);
     assert_eq!(ctx["answer"]["senior_answer"], "use the cache");
     assert_eq!(ctx["answer"]["original"]["error"].as_str().map(|e| e.contains("the model is down")), Some(true));
+}
+
+#[test]
+fn detach_needs_a_journal_and_a_run_that_never_waits_just_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    let bp = blueprint(dir.path(), r#"F.assign({ at = "$.middle", value = true })"#);
+    let memory = swarm_in(dir.path(), &["run", &bp, "--input", &input(&side), "--detach", "--state", "memory"]);
+    assert_eq!(memory.status.code(), Some(2));
+    assert!(stderr(&memory).contains("--detach leaves the run in the journal"), "{}", stderr(&memory));
+    let run = swarm_in(dir.path(), &["run", &bp, "--input", &input(&side), "--detach"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    assert_eq!(stdout_json(&run)["middle"], true);
+    assert_eq!(lines(&side), ["before", "after"]);
 }
