@@ -177,7 +177,7 @@ function F.wait(spec) end
 
 ---@class swarm.OperatorDef
 ---@field name string
----@field kind "console"|"lua"
+---@field kind "console"|"lua"|"remote"
 
 ---@class swarm.BlueprintSpec
 ---@field id string

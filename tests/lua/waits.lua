@@ -247,3 +247,54 @@ do
   local node = F.wait({ signal = "a", out = "$.x", timeout_ms = 5 })
   expect.json(node, '{"kind":"wait","out":{"at":"$.x","op":"path"},"signal":"a","timeout_ms":5}')
 end
+
+-- A `remote` operator seat: each question is a wait for its own signal, answered from outside
+-- (here engine:signal, as `swarm runs signal` or a client would); engine:pending shows it.
+do
+  local bp = swarm.blueprint({
+    id = "remote_seat",
+    operators = { { name = "reviewer", kind = "remote" } },
+    agents = {
+      review = {
+        kind = "operator",
+        spec = { operator_ref = "reviewer" },
+        profile = { system_prompt = "Review {{ title }}" },
+      },
+    },
+    flow = F.seq({
+      F.step({ agent = "review", input = { title = "first" }, out = "$.first" }),
+      F.step({ agent = "review", input = { title = "second" }, out = "$.second" }),
+    }),
+  })
+  local run = engine:start(bp)
+  local function question()
+    local found
+    expect.eventually("a question to the reviewer", function()
+      for _, w in ipairs(engine:pending()) do
+        if w.run_id == run.id and w.question and w.question.operator == "reviewer" then
+          found = w
+        end
+      end
+      return found ~= nil
+    end)
+    return found
+  end
+  local q1 = question()
+  expect.eq(q1.question.prompt, "Review first")
+  expect.eq(q1.question.agent, "review")
+  assert(q1.signal:match("^reviewer%.%x+$"), q1.signal)
+  engine:signal(run.id, q1.signal, { ok = true })
+  local q2
+  expect.eventually("the second question", function()
+    local q = question()
+    if q.signal ~= q1.signal then
+      q2 = q
+    end
+    return q2 ~= nil
+  end)
+  expect.eq(q2.question.prompt, "Review second")
+  engine:signal(run.id, q2.signal, "fine")
+  local ctx = run:wait()
+  expect.json(ctx.first, '{"ok":true}')
+  expect.eq(ctx.second, "fine")
+end

@@ -66,16 +66,7 @@ impl Spawner for ConsoleOperator {
         let operator = self.setup.operator.clone();
         Box::pin(async move {
             let prompt = prompt.map_err(|e| WorkerError::new(format!("agent '{}': {e}", job.agent)))?;
-            let signal = job.host.question_signal(&operator);
-            let mut asked = vec![
-                ("operator", Value::from(operator.as_str())),
-                ("agent", Value::from(&*job.agent)),
-                ("input", job.input.clone()),
-            ];
-            if let Some(prompt) = &prompt {
-                asked.push(("prompt", Value::from(prompt.as_str())));
-            }
-            let mut wait = job.host.wait(&signal, None, Some(Value::from_pairs(asked)));
+            let (signal, mut wait) = super::ask(&job, &operator, prompt.as_deref());
             // Answered before (in the journal of a resumed run): no need to ask.
             if let std::task::Poll::Ready(answered) = futures::poll!(&mut wait) {
                 return answered.map(Verdict::Pass).map_err(|e| WorkerError::new(e.message));

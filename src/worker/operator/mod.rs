@@ -1,9 +1,11 @@
 //! `operator` agents: spec `{operator_ref = "<name in operators>"}`. The operator gets the
 //! agent's rendered system prompt and the input, and answers like an agent. Operators are of
-//! kind `lua` (a function registered with `swarm.operator`) or `console` (the person at the
-//! terminal).
+//! kind `lua` (a function registered with `swarm.operator`), `console` (the person at the
+//! terminal) or `remote` (whoever answers the question's signal from outside: another
+//! terminal, a client of the host).
 
 mod console;
+mod remote;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use crate::value::Value;
 pub use console::{ConsoleIo, ConsoleOperator, ScriptedConsole, StdConsole, UnattendedConsole, parse_answer};
 
 /// The operator kinds a blueprint may declare.
-pub const OPERATOR_KINDS: [&str; 2] = ["lua", "console"];
+pub const OPERATOR_KINDS: [&str; 3] = ["lua", "console", "remote"];
 
 /// What an operator spawner is built from.
 #[derive(Clone, Debug)]
@@ -82,6 +84,7 @@ impl SpawnerFactory for OperatorFactory {
         let setup = OperatorSetup { operator: name.to_string(), template };
         match operator.kind.as_str() {
             "console" => Ok(Rc::new(ConsoleOperator { setup, io: self.console.clone() })),
+            "remote" => Ok(Rc::new(remote::RemoteOperator { setup })),
             _ => match &self.lua {
                 Some(lookup) => lookup(&setup).ok_or_else(|| {
                     format!("no Lua operator '{name}' is registered (register it with swarm.operator(\"{name}\", fn))")
@@ -96,6 +99,24 @@ impl SpawnerFactory for OperatorFactory {
             },
         }
     }
+}
+
+/// Puts an attempt's question to seat `operator` as a wait: the signal that answers it, and the
+/// wait for that signal. The question (`{operator, agent, input, prompt?}`) goes with the wait,
+/// for whoever lists what is open (`swarm runs show`, the REPL's `:pending`, a client).
+pub fn ask(
+    job: &crate::worker::Job,
+    operator: &str,
+    prompt: Option<&str>,
+) -> (String, futures::future::LocalBoxFuture<'static, Result<Value, crate::flow::FlowError>>) {
+    let signal = job.host.question_signal(operator);
+    let mut asked =
+        vec![("operator", Value::from(operator)), ("agent", Value::from(&*job.agent)), ("input", job.input.clone())];
+    if let Some(prompt) = prompt {
+        asked.push(("prompt", Value::from(prompt)));
+    }
+    let wait = job.host.wait(&signal, None, Some(Value::from_pairs(asked)));
+    (signal, wait)
 }
 
 /// The prompt an operator is shown: the rendered system prompt, or nothing.
