@@ -340,7 +340,9 @@ mod tests {
             step("recover", "$.recovered")
         );
         let assign = r#"{"kind":"assign","at":{"op":"path","at":"$.done"},"value":{"op":"lit","value":true}}"#;
-        let flow = format!(r#"{{"kind":"seq","children":[{},{branch},{try_},{assign}]}}"#, step("fetch", "$.raw"));
+        let wait = r#"{"kind":"wait","signal":"approve","out":{"op":"path","at":"$.approval"},"timeout_ms":60000}"#;
+        let flow =
+            format!(r#"{{"kind":"seq","children":[{},{branch},{try_},{assign},{wait}]}}"#, step("fetch", "$.raw"));
         blueprint("every-kind", &agents, &flow)
     }
 
@@ -408,12 +410,25 @@ mod tests {
                 assert!(text.contains(&format!("{} ({})", agent.name, agent.kind)), "{format:?} lacks {}", agent.name);
             }
             // `recover` is not declared, so it is drawn by name alone.
-            for needle in ["recover", "every-kind", "max 3", "join: all_settled", "\"try\"", "\"catch\"", "on error"] {
+            for needle in [
+                "recover",
+                "every-kind",
+                "max 3",
+                "join: all_settled",
+                "\"try\"",
+                "\"catch\"",
+                "on error",
+                "wait for approve",
+                "→ $.approval",
+                "timeout 60000 ms",
+            ] {
                 assert!(text.contains(needle), "{format:?} lacks {needle}:\n{text}");
             }
             assert!(text.contains("\"true\"") && text.contains("\"false\""), "{format:?}:\n{text}");
         }
         assert!(mermaid(&bp).starts_with("---\ntitle: \"every-kind\"\n---\nflowchart TD\n"));
+        assert!(mermaid(&bp).contains("[(\"wait for approve"), "a wait is drawn as a cylinder");
+        assert!(dot(&bp).contains("shape=cylinder"), "a wait is drawn as a cylinder");
         assert!(dot(&bp).starts_with("digraph \"every-kind\" {\n"));
     }
 }
