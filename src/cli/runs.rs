@@ -420,10 +420,19 @@ fn carry_on(path: &Path, id: &str, how: How) -> Result<u8, String> {
     Ok(restart(path, id, how, None))
 }
 
-/// A signal's value: JSON, or `@path` to a file holding it.
+/// The largest signal value taken, in bytes of JSON: what the host takes from an agent.
+const MAX_SIGNAL_BYTES: u64 = 64 << 20;
+
+/// A signal's value: JSON, or `@path` to a file holding it (at most 64 MiB).
 fn parse_value(text: &str) -> Result<Value, String> {
     let text = match text.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
+        Some(file) => {
+            let size = std::fs::metadata(file).map_err(|e| format!("{file}: {e}"))?.len();
+            if size > MAX_SIGNAL_BYTES {
+                return Err(format!("{file}: {size} bytes, more than a signal may carry ({MAX_SIGNAL_BYTES})"));
+            }
+            std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?
+        }
         None => text.to_string(),
     };
     from_json(text.trim()).map_err(|e| format!("not valid JSON: {e}"))

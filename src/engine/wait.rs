@@ -441,6 +441,12 @@ impl Engine {
         reached
     }
 
+    /// Whether run `run_id` is in flight here and every strand of it waits for a signal.
+    pub fn is_waiting(&self, run_id: &str) -> bool {
+        let run = self.inner.state.borrow().runs.get(run_id).cloned();
+        run.is_some_and(|r| r.waits.borrow().is_all_waiting())
+    }
+
     /// Every open wait of the runs in flight, oldest run first.
     pub fn pending_waits(&self) -> Vec<PendingWait> {
         let runs: Vec<Rc<Run>> = self.inner.state.borrow().runs.values().cloned().collect();

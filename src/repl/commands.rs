@@ -253,6 +253,7 @@ impl Session {
             .map(|r| {
                 let (status, end) = match r.finished {
                     Some((status, at)) => (status_name(status), at),
+                    None if self.engine.is_waiting(&r.id) => ("waiting", now),
                     None => ("running", now),
                 };
                 format!("{}  {:<20} {:<9} {:>7} ms", r.id, r.blueprint, status, end.saturating_sub(r.started_ms))

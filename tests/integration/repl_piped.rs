@@ -189,6 +189,7 @@ fn pending_lists_the_open_waits_and_answer_delivers_their_signals() {
         r#"run = swarm.default_engine():start(swarm.blueprint{id = "w", agents = {}, flow = F.seq{F.wait{signal = "go", out = "$.go"}, F.wait{signal = "q", out = "$.q"}}})"#,
         until_waiting,
         ":pending",
+        ":runs",
         r#":answer go {"n": 5}"#,
         ":answer nothing 1",
         until_waiting,
@@ -202,6 +203,7 @@ fn pending_lists_the_open_waits_and_answer_delivers_their_signals() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stdout.contains(" go ") && stdout.contains("at /children/0"), "the open wait is listed: {stdout}");
     assert!(stdout.contains("signal go delivered to run r-"), "{stdout}");
+    assert!(stdout.contains(" w                    waiting "), ":runs says the run waits: {stdout}");
     assert!(stderr.contains("nothing waits for 'nothing'"), "{stderr}");
     assert!(stdout.contains("5\t\"hello there\"\n"), "the values the signals carried: {stdout}");
     assert!(stdout.trim_end().ends_with("nothing waits"), "{stdout}");

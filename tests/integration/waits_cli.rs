@@ -338,3 +338,19 @@ fn detach_needs_a_journal_and_a_run_that_never_waits_just_finishes() {
     assert_eq!(stdout_json(&run)["middle"], true);
     assert_eq!(lines(&side), ["before", "after"]);
 }
+
+#[test]
+fn a_signal_value_larger_than_the_host_takes_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    let bp = blueprint(dir.path(), r#"F.wait({ signal = "approve", out = "$.approval" })"#);
+    let run = swarm_in(dir.path(), &["run", &bp, "--input", &input(&side), "--detach"]);
+    let id = run_id(&stderr(&run));
+    let big = dir.path().join("big.json");
+    let file = std::fs::File::create(&big).unwrap();
+    file.set_len((64 << 20) + 1).unwrap();
+    let out = swarm_in(dir.path(), &["runs", "signal", &id, "approve", "--value", &format!("@{}", big.display())]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("more than a signal may carry"), "{}", stderr(&out));
+    assert_eq!(show(dir.path(), &id)["signals"], serde_json::json!([]), "nothing was sent");
+}
