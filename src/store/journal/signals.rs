@@ -72,9 +72,12 @@ pub fn send(path: &Path, run_id: &str, name: &str, value: &Value) -> Result<Sent
     }
     let uid = new_signal_uid();
     let origin = format!("pid-{}", std::process::id());
+    // A token pasted into a value is stored as its fingerprint, as everything the host stores.
+    let mut text = value.to_json();
+    crate::gate::scrub::scrub_string(&mut text);
     tx.execute(
         "INSERT INTO signals (uid, run_id, name, value, sent_ms, origin, taken) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
-        params![&*uid, run_id, name, value.to_json(), now_ms() as i64, origin],
+        params![&*uid, run_id, name, text, now_ms() as i64, origin],
     )
     .map_err(err)?;
     tx.commit().map_err(err)?;
