@@ -23,10 +23,11 @@ pub struct Progress {
     live: bool,
     /// How many steps the flow has, when each runs at most once (no loop or fanout).
     total: Option<usize>,
-    /// The flow's own steps (not tasks that agents dispatched), and those that finished an
-    /// attempt.
+    /// The flow's own steps (not tasks that agents dispatched) that have not finished an
+    /// attempt yet, and how many have: only those in flight are kept, so a long run's
+    /// progress holds nothing per finished step.
     steps: HashSet<Arc<str>>,
-    done: HashSet<Arc<str>>,
+    done: usize,
     started: Instant,
     /// The live line is on the screen.
     shown: bool,
@@ -39,7 +40,7 @@ impl Progress {
             live,
             total: step_count(flow),
             steps: HashSet::new(),
-            done: HashSet::new(),
+            done: 0,
             started: Instant::now(),
             shown: false,
         }
@@ -57,8 +58,8 @@ impl Progress {
                 self.steps.insert(task_id.clone());
             }
             EventKind::AttemptFinished { task_id, agent, attempt, status, elapsed_ms, error } => {
-                if self.steps.contains(task_id) {
-                    self.done.insert(task_id.clone());
+                if self.steps.remove(task_id) {
+                    self.done += 1;
                 }
                 let note = error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
                 let line = format!("  {agent:<20} {:<9} #{attempt:<3} {elapsed_ms:>9.1} ms{note}", status.name());
@@ -79,7 +80,7 @@ impl Progress {
         if !self.live {
             return;
         }
-        let n = self.done.len();
+        let n = self.done;
         let steps = match self.total {
             Some(total) if n <= total => format!("{n}/{total} steps"),
             _ => format!("{n} steps"),

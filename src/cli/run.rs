@@ -393,6 +393,18 @@ async fn wait_for(handle: Option<RunHandle>) -> RunOutcome {
     }
 }
 
+/// One event on stderr: through `progress`, or (without one) as a line of NDJSON.
+fn show(progress: &mut Option<Progress>, event: &Event) {
+    match progress {
+        Some(progress) => progress.event(event),
+        None => {
+            if let Ok(line) = serde_json::to_string(event) {
+                let _ = writeln!(std::io::stderr(), "{line}");
+            }
+        }
+    }
+}
+
 /// Reports a run's events on stderr until it ends: as `progress` says, or (without one) every
 /// event as a line of NDJSON.
 async fn report(mut events: mpsc::UnboundedReceiver<Event>, mut progress: Option<Progress>) {
@@ -402,13 +414,12 @@ async fn report(mut events: mpsc::UnboundedReceiver<Event>, mut progress: Option
         tokio::select! {
             event = events.recv() => {
                 let Some(event) = event else { break };
-                match &mut progress {
-                    Some(progress) => progress.event(&event),
-                    None => {
-                        if let Ok(line) = serde_json::to_string(&event) {
-                            let _ = writeln!(std::io::stderr(), "{line}");
-                        }
-                    }
+                show(&mut progress, &event);
+                // Everything already queued too: `recv` alone takes only what tokio's
+                // cooperative budget allows per turn, fewer than a fast run publishes in
+                // one, and the queue would grow with the run.
+                while let Ok(event) = events.try_recv() {
+                    show(&mut progress, &event);
                 }
             }
             _ = clock.tick(), if live => {
