@@ -10,7 +10,8 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 use rusqlite::{Connection, params};
@@ -26,6 +27,58 @@ use crate::store::OutputRecord;
 use crate::value::Value;
 use crate::worker::subprocess::process::ChildLedger;
 use crate::worker::subprocess::reaper::HostId;
+
+/// How many journal writes may wait for the writer thread before the host waits for it, and
+/// how far the writer must catch up before the host goes on. A host that journals faster than
+/// SQLite applies would otherwise queue without end (what is durable is in the log already);
+/// waiting for a whole stretch, not a slot at a time, keeps the two threads from waking each
+/// other on every write.
+const BACKLOG_HIGH: usize = 4096;
+const BACKLOG_LOW: usize = 1024;
+
+/// The writes sent and not yet applied, shared by the host and the writer thread.
+#[derive(Default)]
+struct Backlog {
+    queued: Mutex<usize>,
+    drained: Condvar,
+    /// The writer thread has stopped (it ended, or unwound): nobody will drain.
+    stopped: AtomicBool,
+}
+
+impl Backlog {
+    /// One more write queued; waits first while the writer is too far behind.
+    fn add(&self) {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        if *queued >= BACKLOG_HIGH {
+            while *queued > BACKLOG_LOW && !self.stopped.load(Ordering::Acquire) {
+                queued = self.drained.wait(queued).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        *queued += 1;
+    }
+}
+
+/// Marks the writer stopped however its loop ends, so a host waiting on it goes on.
+struct StopsBacklog<'a>(&'a Backlog);
+
+impl Drop for StopsBacklog<'_> {
+    fn drop(&mut self) {
+        self.0.stopped.store(true, Ordering::Release);
+        let _guard = self.0.queued.lock().unwrap_or_else(|e| e.into_inner());
+        self.0.drained.notify_all();
+    }
+}
+
+impl Backlog {
+    /// `n` writes applied.
+    fn applied(&self, n: usize) {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        *queued = queued.saturating_sub(n);
+        if *queued <= BACKLOG_LOW {
+            self.drained.notify_all();
+        }
+    }
+}
 
 enum Msg {
     /// One journal write: its statements, and the log position after its record.
@@ -43,6 +96,7 @@ enum Msg {
 pub struct SqliteJournal {
     path: PathBuf,
     tx: Option<mpsc::Sender<Msg>>,
+    backlog: Arc<Backlog>,
     thread: Option<JoinHandle<()>>,
     log: RefCell<LogFile>,
     /// Names the signals this journal writes, so it can tell those other processes wrote.
@@ -71,13 +125,16 @@ impl SqliteJournal {
         let log = LogFile::create(path).map_err(|e| JournalError::new(path, format!("cannot create its log: {e}")))?;
         let (tx, rx) = mpsc::channel();
         let dir = log.path_of("");
+        let backlog = Arc::new(Backlog::default());
+        let drained = backlog.clone();
         let thread = std::thread::Builder::new()
             .name("swarm-journal".into())
-            .spawn(move || write_loop(conn, rx, dir))
+            .spawn(move || write_loop(conn, rx, dir, &drained))
             .map_err(|e| JournalError::new(path, e))?;
         Ok(SqliteJournal {
             path: path.to_path_buf(),
             tx: Some(tx),
+            backlog,
             thread: Some(thread),
             log: RefCell::new(log),
             origin: crate::engine::wait::new_signal_uid(),
@@ -91,6 +148,9 @@ impl SqliteJournal {
     }
 
     fn send(&self, msg: Msg) -> bool {
+        if matches!(msg, Msg::Write { .. }) {
+            self.backlog.add();
+        }
         let sent = self.tx.as_ref().is_some_and(|tx| tx.send(msg).is_ok());
         if !sent {
             tracing::error!(path = %self.path.display(), "the journal writer has stopped");
@@ -458,9 +518,10 @@ fn event_statements(event: &Event) -> Vec<Stmt> {
     stmts
 }
 
-fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, dir: PathBuf) {
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, dir: PathBuf, backlog: &Backlog) {
     // The first failure stops applying: the log keeps the rest, for whoever opens the journal
     // after this process (recovery applies it then).
+    let _stops = StopsBacklog(backlog);
     let mut failed: Option<String> = None;
     let mut current: Option<Arc<str>> = None;
     while let Ok(first) = rx.recv() {
@@ -468,12 +529,14 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Msg>, dir: PathBuf) {
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
+        let writes = batch.iter().filter(|m| matches!(m, Msg::Write { .. })).count();
         if failed.is_none()
             && let Err(e) = write_batch(&mut conn, &batch)
         {
             tracing::error!("journal write failed: {e}");
             failed = Some(e.to_string());
         }
+        backlog.applied(writes);
         let result = failed.as_ref().map_or(Ok(()), |e| Err(e.clone()));
         for msg in batch {
             match msg {
@@ -539,6 +602,34 @@ mod tests {
 
     fn event(run: &Arc<str>, seq: u64, kind: EventKind) -> Event {
         Event { run_id: run.clone(), seq, at_ms: 1000 + seq, kind }
+    }
+
+    #[test]
+    fn a_host_past_the_backlog_waits_for_the_writer_to_catch_up() {
+        let backlog = Arc::new(Backlog::default());
+        for _ in 0..BACKLOG_HIGH {
+            backlog.add();
+        }
+        let (done, waited) = mpsc::channel();
+        let host = {
+            let backlog = backlog.clone();
+            std::thread::spawn(move || {
+                backlog.add();
+                done.send(()).unwrap();
+            })
+        };
+        // Not far enough: the host still waits.
+        backlog.applied(BACKLOG_HIGH - BACKLOG_LOW - 1);
+        assert!(waited.recv_timeout(std::time::Duration::from_millis(50)).is_err(), "the host went on too early");
+        backlog.applied(1);
+        waited.recv_timeout(std::time::Duration::from_secs(30)).expect("the host goes on once the writer caught up");
+        host.join().unwrap();
+        // A writer that stopped lets a waiting host go on.
+        for _ in 0..BACKLOG_HIGH {
+            backlog.add();
+        }
+        drop(StopsBacklog(&backlog));
+        backlog.add();
     }
 
     #[test]
