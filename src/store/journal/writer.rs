@@ -39,7 +39,8 @@ const BACKLOG_LOW: usize = 1024;
 /// The writes sent and not yet applied, shared by the host and the writer thread.
 #[derive(Default)]
 struct Backlog {
-    queued: Mutex<usize>,
+    /// Writes queued, and hosts waiting for the writer.
+    queued: Mutex<(usize, usize)>,
     drained: Condvar,
     /// The writer thread has stopped (it ended, or unwound): nobody will drain.
     stopped: AtomicBool,
@@ -49,12 +50,14 @@ impl Backlog {
     /// One more write queued; waits first while the writer is too far behind.
     fn add(&self) {
         let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
-        if *queued >= BACKLOG_HIGH {
-            while *queued > BACKLOG_LOW && !self.stopped.load(Ordering::Acquire) {
+        if queued.0 >= BACKLOG_HIGH {
+            queued.1 += 1;
+            while queued.0 > BACKLOG_LOW && !self.stopped.load(Ordering::Acquire) {
                 queued = self.drained.wait(queued).unwrap_or_else(|e| e.into_inner());
             }
+            queued.1 -= 1;
         }
-        *queued += 1;
+        queued.0 += 1;
     }
 }
 
@@ -73,8 +76,8 @@ impl Backlog {
     /// `n` writes applied.
     fn applied(&self, n: usize) {
         let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
-        *queued = queued.saturating_sub(n);
-        if *queued <= BACKLOG_LOW {
+        queued.0 = queued.0.saturating_sub(n);
+        if queued.0 <= BACKLOG_LOW {
             self.drained.notify_all();
         }
     }
@@ -618,9 +621,16 @@ mod tests {
                 done.send(()).unwrap();
             })
         };
+        let waiting = || backlog.queued.lock().unwrap().1;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while waiting() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the host never waited");
+            std::thread::yield_now();
+        }
         // Not far enough: the host still waits.
         backlog.applied(BACKLOG_HIGH - BACKLOG_LOW - 1);
-        assert!(waited.recv_timeout(std::time::Duration::from_millis(50)).is_err(), "the host went on too early");
+        assert_eq!(waiting(), 1, "the host went on too early");
+        assert!(waited.try_recv().is_err());
         backlog.applied(1);
         waited.recv_timeout(std::time::Duration::from_secs(30)).expect("the host goes on once the writer caught up");
         host.join().unwrap();
