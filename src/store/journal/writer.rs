@@ -635,11 +635,23 @@ mod tests {
         waited.recv_timeout(std::time::Duration::from_secs(30)).expect("the host goes on once the writer caught up");
         host.join().unwrap();
         // A writer that stopped lets a waiting host go on.
-        for _ in 0..BACKLOG_HIGH {
-            backlog.add();
+        backlog.queued.lock().unwrap().0 = BACKLOG_HIGH;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let (done, waited) = mpsc::channel();
+        let host = {
+            let backlog = backlog.clone();
+            std::thread::spawn(move || {
+                backlog.add();
+                done.send(()).unwrap();
+            })
+        };
+        while waiting() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the host never waited");
+            std::thread::yield_now();
         }
         drop(StopsBacklog(&backlog));
-        backlog.add();
+        waited.recv_timeout(std::time::Duration::from_secs(30)).expect("a stopped writer lets the host go on");
+        host.join().unwrap();
     }
 
     #[test]
