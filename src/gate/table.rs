@@ -64,6 +64,11 @@ impl Default for Gate {
                     DetachSession,
                     Heartbeat,
                     PollTask,
+                    // The operator owns its runs, so it also watches them and answers their
+                    // waits: one owner token serves the CLI, the HTTP API and the web view.
+                    SubscribeEvents,
+                    ReadTrace,
+                    AnswerQuery,
                 ],
             )
             // A worker runs its own attempt (the first five) and may run a swarm of its own
@@ -122,6 +127,9 @@ mod tests {
                 "detach_session",
                 "heartbeat",
                 "poll_task",
+                "subscribe_events",
+                "read_trace",
+                "answer_query",
             ],
         ),
         (
@@ -184,7 +192,7 @@ mod tests {
     fn verbs_of_follows_verb_order() {
         let gate = Gate::default();
         assert_eq!(gate.verbs_of(Role::Observer), vec![Verb::ReadTaskState, Verb::SubscribeEvents, Verb::ReadTrace]);
-        assert_eq!(gate.verbs_of(Role::Operator).len(), 12);
+        assert_eq!(gate.verbs_of(Role::Operator).len(), 15);
         assert_eq!(gate.verbs_of(Role::Worker).len(), 10);
         assert_eq!(gate.verbs_of(Role::Senior).len(), 5);
     }

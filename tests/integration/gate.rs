@@ -67,9 +67,9 @@ const GRID: &str = "
     post_result        . x . .
     verify_token       . x . .
     emit_output        . x . .
-    subscribe_events   . . x .
-    read_trace         . . x .
-    answer_query       . . . x
+    subscribe_events   x . x .
+    read_trace         x . x .
+    answer_query       x . . x
     override_verdict   . . . x
     pause_loop         . . . x
     resume_loop        . . . x
