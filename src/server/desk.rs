@@ -51,11 +51,17 @@ pub(crate) enum Answer {
     Json(StatusCode, serde_json::Value),
     NoContent,
     /// `Read`: where the journal is (none with `--state memory`).
-    Journal { path: Option<PathBuf> },
+    Journal {
+        path: Option<PathBuf>,
+    },
     /// `Subscribe`: the run's events in the engine's trace and its live feed (taken in the same
     /// turn of the host thread, so nothing falls between them), and the journal to read the
     /// older ones from. `live` is `None` for a run no longer in flight.
-    Feed { trace: Vec<Event>, live: Option<mpsc::UnboundedReceiver<Event>>, journal: Option<PathBuf> },
+    Feed {
+        trace: Vec<Event>,
+        live: Option<mpsc::UnboundedReceiver<Event>>,
+        journal: Option<PathBuf>,
+    },
 }
 
 /// What the served script exposed, and the VM its runs call back into.
@@ -164,14 +170,18 @@ pub(crate) fn handle(engine: &Engine, catalogue: &CatalogueCell, token: &str, op
             verify(engine, token, Verb::StartTask)?;
             let live = live_catalogue(catalogue)?;
             let Some(path) = journal_path(engine) else {
-                return Err(ApiError::conflict("POST /v1/runs/{id}/resume: this server journals nothing (--state memory)"));
+                return Err(ApiError::conflict(
+                    "POST /v1/runs/{id}/resume: this server journals nothing (--state memory)",
+                ));
             };
             sync_journal(engine)?;
             let row = crate::store::journal::Reader::open(&path)
                 .and_then(|r| r.run(&run_id))
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "journal", e.to_string()))?;
             let Some(row) = row else {
-                return Err(ApiError::not_found(format!("POST /v1/runs/{run_id}/resume: no run {run_id} in the journal")));
+                return Err(ApiError::not_found(format!(
+                    "POST /v1/runs/{run_id}/resume: no run {run_id} in the journal"
+                )));
             };
             let compiled = live
                 .exposed
@@ -179,14 +189,16 @@ pub(crate) fn handle(engine: &Engine, catalogue: &CatalogueCell, token: &str, op
                 .find(|(_, c)| c.blueprint.id == row.blueprint)
                 .map(|(_, c)| c.clone())
                 .ok_or_else(|| {
-                    ApiError::conflict(format!(
-                        "POST /v1/runs/{run_id}/resume: blueprint `{}` of run {run_id} is not exposed by the served script",
-                        row.blueprint
-                    ))
-                })?;
+                ApiError::conflict(format!(
+                    "POST /v1/runs/{run_id}/resume: blueprint `{}` of run {run_id} is not exposed by the served script",
+                    row.blueprint
+                ))
+            })?;
             match resume_run(&live.lua, engine, &run_id, compiled) {
                 Ok(Ok(run)) => Ok(Answer::Json(StatusCode::OK, serde_json::json!({ "run_id": &*run.id }))),
-                Ok(Err((kind, message))) => Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("{kind}: {message}"))),
+                Ok(Err((kind, message))) => {
+                    Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("{kind}: {message}")))
+                }
                 Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "resume", e.to_string())),
             }
         }

@@ -159,16 +159,18 @@ impl Server {
                     let shutdown = async move {
                         let _ = stopped.wait_for(|s| *s).await;
                     };
-                    let served = async move { match bound {
-                        Bound::Tcp(l) => match tokio::net::TcpListener::from_std(l) {
-                            Ok(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
-                            Err(e) => Err(e),
-                        },
-                        Bound::Unix(l) => match tokio::net::UnixListener::from_std(l) {
-                            Ok(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
-                            Err(e) => Err(e),
-                        },
-                    } };
+                    let served = async move {
+                        match bound {
+                            Bound::Tcp(l) => match tokio::net::TcpListener::from_std(l) {
+                                Ok(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+                                Err(e) => Err(e),
+                            },
+                            Bound::Unix(l) => match tokio::net::UnixListener::from_std(l) {
+                                Ok(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+                                Err(e) => Err(e),
+                            },
+                        }
+                    };
                     // A stream that outlives the stop (a client holding an SSE of a run that
                     // is not ending) is cut after a grace period.
                     let grace = async move {

@@ -29,7 +29,11 @@ fn sse(event: &Event) -> Result<SseEvent, Infallible> {
     Ok(SseEvent::default().id(event.seq.to_string()).data(data))
 }
 
-pub async fn stream(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn stream(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let after = match headers.get("last-event-id") {
         None => 0,
         Some(value) => value.to_str().ok().and_then(|t| t.trim().parse::<u64>().ok()).ok_or_else(|| {

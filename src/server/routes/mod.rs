@@ -18,11 +18,8 @@ use crate::gate::TokenError;
 
 /// The token of `Authorization: Bearer <token>`; a missing or other header is `malformed` (401).
 pub fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
-    let missing = || {
-        ApiError::token(&TokenError::Malformed(
-            "the request has no `Authorization: Bearer <token>` header".into(),
-        ))
-    };
+    let missing =
+        || ApiError::token(&TokenError::Malformed("the request has no `Authorization: Bearer <token>` header".into()));
     let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
     let text = value.to_str().map_err(|_| missing())?;
     let token = text.strip_prefix("Bearer ").ok_or_else(missing)?.trim();

@@ -38,12 +38,15 @@ pub async fn start(
     if let Some(unknown) = fields.keys().find(|k| *k != "blueprint" && *k != "input") {
         return Err(ApiError::bad_request(format!("{ROUTE}: unknown field `{unknown}` (fields: blueprint, input)")));
     }
-    let blueprint =
-        fields.remove("blueprint").ok_or_else(|| ApiError::bad_request(format!("{ROUTE}: missing field `blueprint`")))?;
+    let blueprint = fields
+        .remove("blueprint")
+        .ok_or_else(|| ApiError::bad_request(format!("{ROUTE}: missing field `blueprint`")))?;
     let input = match fields.remove("input") {
         None | Some(serde_json::Value::Null) => Value::object(),
         Some(v @ serde_json::Value::Object(_)) => Value::from(v),
-        Some(_) => return Err(ApiError::bad_request(format!("{ROUTE}: `input` must be a JSON object (the initial ctx)"))),
+        Some(_) => {
+            return Err(ApiError::bad_request(format!("{ROUTE}: `input` must be a JSON object (the initial ctx)")));
+        }
     };
     Ok(respond(call(&state, &headers, Op::Start { blueprint, input }).await?))
 }
@@ -82,7 +85,11 @@ pub async fn list(State(state): State<ApiState>, headers: HeaderMap) -> Result<R
     Ok(Json(serde_json::to_value(&runs).map_err(journal_error)?).into_response())
 }
 
-pub async fn show(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn show(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let path = journal(&state, &headers, "GET /v1/runs/{id}").await?;
     let value = read(path, move |reader| {
         let Some(run) = reader.run(&id).map_err(journal_error)? else {
@@ -97,10 +104,18 @@ pub async fn show(State(state): State<ApiState>, headers: HeaderMap, Path(id): P
     Ok(Json(value).into_response())
 }
 
-pub async fn cancel(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn cancel(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     Ok(respond(call(&state, &headers, Op::Cancel { run_id: id }).await?))
 }
 
-pub async fn resume(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn resume(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     Ok(respond(call(&state, &headers, Op::Resume { run_id: id }).await?))
 }
