@@ -18,6 +18,7 @@ const LAYERS: &[&str] = &[
     "blueprint",
     "store",
     "host",
+    "server",
     "stdout",
     "reload",
     "repl",

@@ -22,6 +22,8 @@ pub mod reload;
 #[cfg(feature = "cli")]
 pub mod repl;
 pub mod schema;
+#[cfg(feature = "server")]
+pub mod server;
 #[cfg(feature = "cli")]
 mod stdout;
 pub mod store;

@@ -108,6 +108,13 @@ enum Command {
         /// Open the REPL on the same engine; leaving it stops the server.
         #[arg(long)]
         repl: bool,
+        /// Serve the HTTP API (docs/api.md) on 127.0.0.1:PORT or unix:PATH; the operator
+        /// token is written to .swarm/operator.token beside FILE.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<crate::server::Listen>,
+        /// Allow --listen on an address other machines can reach.
+        #[arg(long, requires = "listen")]
+        allow_remote: bool,
     },
     /// Draw a blueprint's flow as a Mermaid or Graphviz diagram.
     #[command(after_help = examples::GRAPH)]
@@ -155,9 +162,10 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { file } => check::run(&file, load_timeout),
         Command::Compile { file } => compile::run(&file, load_timeout),
-        Command::Serve { file, poll, repl } => {
+        Command::Serve { file, poll, repl, listen, allow_remote } => {
             let mode = if poll { WatchMode::Poll } else { WatchMode::Events };
-            serve::run(&file, mode, repl, state, load_timeout)
+            let api = listen.map(|listen| serve::Api { listen, allow_remote });
+            serve::run(&file, mode, repl, api, state, load_timeout)
         }
         Command::Graph { file, format } => graph::run(&file, format, load_timeout),
         Command::Runs { command } => runs::run(state, command, load_timeout),

@@ -11,12 +11,30 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use std::cell::RefCell;
+
+use crate::engine::Engine;
+use crate::gate::{Grant, Role};
 use crate::reload::serve::{ScriptVersion, load_script};
 use crate::reload::{self, FileWatcher, Shutdown, WatchMode};
+use crate::server::{Catalogue, CatalogueCell, Listen, Server, serve_calls};
 use crate::store::journal::SqliteJournal;
 use crate::value::Value;
 
-pub fn run(file: &Path, mode: WatchMode, repl: bool, state: Option<&str>, load_timeout: Duration) -> u8 {
+/// Where `swarm serve` takes requests (`--listen`), if anywhere.
+pub struct Api {
+    pub listen: Listen,
+    pub allow_remote: bool,
+}
+
+pub fn run(
+    file: &Path,
+    mode: WatchMode,
+    repl: bool,
+    api: Option<Api>,
+    state: Option<&str>,
+    load_timeout: Duration,
+) -> u8 {
     let journal = match super::open_state(state, file.parent().unwrap_or(Path::new("."))) {
         Ok(j) => j,
         Err(code) => return code,
@@ -29,13 +47,14 @@ pub fn run(file: &Path, mode: WatchMode, repl: bool, state: Option<&str>, load_t
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, serve(file, mode, repl, journal, load_timeout))
+    local.block_on(&runtime, serve(file, mode, repl, api, journal, load_timeout))
 }
 
 async fn serve(
     file: &Path,
     mode: WatchMode,
     repl: bool,
+    api: Option<Api>,
     journal: Option<Rc<SqliteJournal>>,
     load_timeout: Duration,
 ) -> u8 {
@@ -67,9 +86,21 @@ async fn serve(
         eprintln!("swarm serve: {e}");
         return super::EXIT_USAGE;
     }
+    let catalogue: CatalogueCell = Rc::new(RefCell::new(None));
+    let served_api = match api {
+        Some(api) => match start_api(file, api, &engine, &catalogue) {
+            Ok(served) => Some(served),
+            Err(message) => {
+                eprintln!("swarm serve: {message}");
+                return super::EXIT_USAGE;
+            }
+        },
+        None => None,
+    };
     let mut live: Option<ScriptVersion> = match first.result {
         Ok(version) => {
             version.go_live(None);
+            publish(&catalogue, &version);
             let journal = match &journal {
                 Some(journal) => format!("journal {}", journal.path().display()),
                 None => "(not journaled)".to_string(),
@@ -127,6 +158,7 @@ async fn serve(
                         eprintln!("reloaded in {} ms", started.elapsed().as_millis());
                         if let Some(version) = &live {
                             version.go_live(Some(&changed));
+                            publish(&catalogue, version);
                         }
                     }
                     Err(message) => eprintln!("reload failed: {message}"),
@@ -141,8 +173,13 @@ async fn serve(
     }
     eprintln!("stopping");
     watcher.stop();
+    // No run starts from the API any more; those in flight are cancelled below with the rest.
+    catalogue.borrow_mut().take();
     for version in live.iter().chain(retired.iter()) {
         version.stop().await;
+    }
+    if let Some(served) = served_api {
+        served.stop();
     }
     if let Some(journal) = journal
         && let Err(e) = journal.flush().wait().await
@@ -152,4 +189,62 @@ async fn serve(
     }
     eprintln!("stopped");
     0
+}
+
+/// The API of a serving process: the HTTP server, the desk on this thread, the token file.
+struct ServedApi {
+    server: Server,
+    desk: tokio::task::JoinHandle<()>,
+}
+
+impl ServedApi {
+    /// Ends the desk first (a request still waiting on it is answered 503), then the server.
+    fn stop(self) {
+        self.desk.abort();
+        self.server.stop();
+    }
+}
+
+/// The file the operator token is written to: `.swarm/operator.token` beside the script.
+pub fn operator_token_path(file: &Path) -> std::path::PathBuf {
+    file.parent().unwrap_or(Path::new(".")).join(".swarm").join("operator.token")
+}
+
+/// Binds the API, starts its desk, and writes a fresh operator token for the owner.
+fn start_api(file: &Path, api: Api, engine: &Engine, catalogue: &CatalogueCell) -> Result<ServedApi, String> {
+    let (calls, inbox) = tokio::sync::mpsc::unbounded_channel();
+    let server = Server::start(api.listen, api.allow_remote, calls)?;
+    let token = engine.mint(Grant::new(Role::Operator, "owner"), crate::engine::now_ms());
+    let path = operator_token_path(file);
+    write_secret_file(&path, &token.encode()).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("listening on {}  operator token in {} ({})", server.listen(), path.display(), token.fingerprint());
+    let desk = tokio::task::spawn_local(serve_calls(engine.clone(), catalogue.clone(), inbox));
+    Ok(ServedApi { server, desk })
+}
+
+/// Writes `text` to `path` readable by its owner only (0600), replacing what was there: the
+/// file is made 0600 under another name and renamed over the old one, so the text is never in a
+/// file others can read.
+pub fn write_secret_file(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let fresh = path.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&fresh);
+    let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&fresh)?;
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\n")?;
+    out.sync_all()?;
+    std::fs::rename(&fresh, path)
+}
+
+/// Shows the API what `version` exposes.
+fn publish(catalogue: &CatalogueCell, version: &ScriptVersion) {
+    *catalogue.borrow_mut() = Some(Catalogue {
+        lua: version.host.lua().clone(),
+        compiler: version.host.detached_compiler(),
+        exposed: version.exposed(),
+    });
 }

@@ -45,6 +45,34 @@ pub fn runs_in_flight(lua: &Lua) -> Vec<RunHandle> {
     runs.clone()
 }
 
+/// Starts `compiled` on `engine` for a host that is not Lua (the HTTP API): its externs are
+/// `lua`'s, and the run counts among `lua`'s runs in flight, so stopping the served version
+/// cancels it and waits for it as it does runs a script started.
+pub fn start_run(lua: &Lua, engine: &Engine, compiled: Rc<CompiledBlueprint>, init: Value) -> RunHandle {
+    let handle = engine.start_with(compiled, init, Rc::new(LuaExterns::new(lua)), RunOptions::default());
+    remember_run(lua, &handle);
+    handle
+}
+
+/// Resumes the interrupted run `id` of `engine`'s journal with `compiled` (see
+/// `engine:resume`), as [`start_run`] starts one; a refusal is its `(kind, message)`.
+pub fn resume_run(
+    lua: &Lua,
+    engine: &Engine,
+    id: &str,
+    compiled: Rc<CompiledBlueprint>,
+) -> mlua::Result<Result<RunHandle, (String, String)>> {
+    let bp = LuaValue::UserData(lua.create_userdata(super::load::LuaCompiled(compiled))?);
+    match resume(lua, engine, id, bp, None)? {
+        Ok(run) => Ok(Ok(run.handle.clone())),
+        Err(error) => {
+            let kind: String = error.get::<Option<String>>("kind")?.unwrap_or_else(|| "resume".into());
+            let message: String = error.get::<Option<String>>("message")?.unwrap_or_default();
+            Ok(Err((kind, message)))
+        }
+    }
+}
+
 fn remember_run(lua: &Lua, handle: &RunHandle) {
     let state = super::state::state(lua);
     let mut runs = state.started.borrow_mut();

@@ -196,7 +196,7 @@ impl UserData for LuaCompiled {
 
 /// Compiles a blueprint table (or passes a compiled one through); a failure comes back as the
 /// structured error table to raise.
-pub(super) fn compile_value(lua: &Lua, value: LuaValue) -> mlua::Result<Result<Rc<CompiledBlueprint>, Table>> {
+pub(crate) fn compile_value(lua: &Lua, value: LuaValue) -> mlua::Result<Result<Rc<CompiledBlueprint>, Table>> {
     if let LuaValue::UserData(ud) = &value
         && let Ok(compiled) = ud.borrow::<LuaCompiled>()
     {

@@ -22,6 +22,7 @@ use crate::flow::ir::MAX_TIMEOUT_MS;
 use crate::interrupt::lua::call_async;
 
 use super::{Loaded, files_of};
+use crate::blueprint::compile::CompiledBlueprint;
 use crate::engine::{Engine, RunStatus};
 use crate::flow::{Path as CtxPath, Segment};
 use crate::host::engine_api::{resume_left_waiting, runs_in_flight, set_default_engine};
@@ -50,6 +51,8 @@ struct Served {
     tasks: RefCell<Vec<JoinHandle<()>>>,
     /// `swarm.state` as installed: the proxy the script sees, and the table holding its values.
     state: RefCell<Option<(Table, Table)>>,
+    /// `swarm.expose(bp [, name])`: what the HTTP API may start, by name, in exposing order.
+    exposed: RefCell<Vec<(String, Rc<CompiledBlueprint>)>>,
 }
 
 /// `swarm.every(ms, fn)`: runs `fn` as a coroutine every `ms`; a slow body delays the next
@@ -135,6 +138,28 @@ fn install(lua: &Lua, state: &Value) -> mlua::Result<()> {
                 timer.start(lua);
             }
             Ok(TimerHandle(timer))
+        })?,
+    )?;
+    swarm.set(
+        "expose",
+        lua.create_function(|lua, (bp, name): (LuaValue, Option<String>)| {
+            let compiled = match crate::host::load::compile_value(lua, bp)? {
+                Ok(compiled) => compiled,
+                Err(error) => return Err(mlua::Error::runtime(error_text(&error))),
+            };
+            let name = name.unwrap_or_else(|| compiled.blueprint.id.to_string());
+            if name.is_empty() {
+                return Err(mlua::Error::runtime("swarm.expose: the name is empty"));
+            }
+            let served = served(lua);
+            let mut exposed = served.exposed.borrow_mut();
+            if exposed.iter().any(|(n, _)| *n == name) {
+                return Err(mlua::Error::runtime(format!(
+                    "swarm.expose: `{name}` is exposed already (pass another name: swarm.expose(bp, \"name\"))"
+                )));
+            }
+            exposed.push((name, compiled));
+            Ok(())
         })?,
     )?;
     swarm.set(
@@ -256,7 +281,18 @@ fn run_script(host: &Host, file: &Path, state: &Value, load_timeout: Duration) -
         .map_err(|e| load_error(&shown, &e).to_string())
 }
 
+/// A compile error table's message, for `swarm.expose` to raise as text.
+fn error_text(error: &Table) -> String {
+    let message: Option<String> = error.get("message").ok().flatten();
+    format!("swarm.expose: {}", message.unwrap_or_else(|| "the blueprint does not compile".into()))
+}
+
 impl ScriptVersion {
+    /// The blueprints the script exposed to the HTTP API (`swarm.expose`), by name.
+    pub fn exposed(&self) -> Vec<(String, Rc<CompiledBlueprint>)> {
+        served(self.host.lua()).exposed.borrow().clone()
+    }
+
     /// `swarm.state` as plain data, to carry into the next version. A value that is not
     /// plain data (put inside a stored table after it was stored) is an error naming its key
     /// path; the caller then keeps this version live.

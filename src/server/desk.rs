@@ -1,0 +1,231 @@
+//! The engine's side of the API. The engine, the host VM and the runs live on the host thread
+//! (Rc/RefCell, not Send); the HTTP server runs on a thread of its own. A handler sends a
+//! [`Call`] over a channel and awaits its answer on a oneshot; the desk, a task on the host
+//! thread's `LocalSet`, does each call at once (no call awaits on the host thread), so a slow
+//! client, a long-poll or an SSE stream never holds the engine. A run started here belongs to
+//! the engine: the request that started it may go away.
+
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use axum::http::StatusCode;
+use mlua::Lua;
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::ApiError;
+use crate::blueprint::Blueprint;
+use crate::blueprint::compile::{CompiledBlueprint, Compiler};
+use crate::blueprint::graph::mermaid;
+use crate::engine::{Auth, Engine, Event};
+use crate::gate::Verb;
+use crate::host::engine_api::{resume_run, start_run};
+use crate::value::Value;
+
+/// What a handler asks of the engine, with the bearer token it presented.
+pub struct Call {
+    /// The token of the request's `Authorization: Bearer` header.
+    pub(crate) token: String,
+    pub(crate) op: Op,
+    pub(crate) reply: oneshot::Sender<Result<Answer, ApiError>>,
+}
+
+/// One engine operation of a route.
+pub(crate) enum Op {
+    /// `GET /v1/blueprints`.
+    Blueprints,
+    /// `POST /v1/runs`: an exposed name, or an inline JSON blueprint.
+    Start { blueprint: serde_json::Value, input: Value },
+    /// `GET /v1/runs`, `GET /v1/runs/{id}`: the caller may read; the journal is then in step.
+    Read,
+    /// `POST /v1/runs/{id}/cancel`.
+    Cancel { run_id: String },
+    /// `POST /v1/runs/{id}/resume`.
+    Resume { run_id: String },
+    /// `GET /v1/runs/{id}/events`.
+    Subscribe { run_id: String },
+}
+
+/// The desk's answer.
+pub(crate) enum Answer {
+    Json(StatusCode, serde_json::Value),
+    NoContent,
+    /// `Read`: where the journal is (none with `--state memory`).
+    Journal {
+        path: Option<PathBuf>,
+    },
+    /// `Subscribe`: the run's events in the engine's trace and its live feed (taken in the same
+    /// turn of the host thread, so nothing falls between them), and the journal to read the
+    /// older ones from. `live` is `None` for a run no longer in flight.
+    Feed {
+        trace: Vec<Event>,
+        live: Option<mpsc::UnboundedReceiver<Event>>,
+        journal: Option<PathBuf>,
+    },
+}
+
+/// What the served script exposed, and the VM its runs call back into.
+#[derive(Clone)]
+pub struct Catalogue {
+    /// The live version's VM: its externs and inline agents serve the runs started here.
+    pub lua: Lua,
+    /// Compiles inline JSON blueprints (no Lua agents can be named in JSON).
+    pub compiler: Compiler,
+    /// `swarm.expose`'s blueprints, by name.
+    pub exposed: Vec<(String, Rc<CompiledBlueprint>)>,
+}
+
+/// The desk's view of the served script; the serving loop replaces it at each reload.
+pub type CatalogueCell = Rc<RefCell<Option<Catalogue>>>;
+
+/// Serves calls until every sender is gone.
+pub async fn serve_calls(engine: Engine, catalogue: CatalogueCell, mut calls: mpsc::UnboundedReceiver<Call>) {
+    while let Some(call) = calls.recv().await {
+        let answer = handle(&engine, &catalogue, &call.token, call.op);
+        // The client may have gone; the operation stands either way.
+        let _ = call.reply.send(answer);
+    }
+}
+
+fn verify(engine: &Engine, token: &str, verb: Verb) -> Result<(), ApiError> {
+    engine.verify(token, verb, None).map(drop).map_err(|e| ApiError::engine(&e))
+}
+
+fn journal_path(engine: &Engine) -> Option<PathBuf> {
+    engine.config().journal.as_ref().and_then(|j| j.0.location().map(PathBuf::from))
+}
+
+/// Lets the journal's writer catch up, so a read of the file sees what the engine did.
+fn sync_journal(engine: &Engine) -> Result<(), ApiError> {
+    match &engine.config().journal {
+        Some(journal) => journal.0.sync().map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "journal", format!("the journal cannot be read: {e}"))
+        }),
+        None => Ok(()),
+    }
+}
+
+fn live_catalogue(catalogue: &CatalogueCell) -> Result<Catalogue, ApiError> {
+    catalogue.borrow().clone().ok_or_else(|| {
+        ApiError::conflict("the served script has no live version (its first load failed; fix it and save)")
+    })
+}
+
+pub(crate) fn handle(engine: &Engine, catalogue: &CatalogueCell, token: &str, op: Op) -> Result<Answer, ApiError> {
+    match op {
+        Op::Blueprints => {
+            verify(engine, token, Verb::ReadTaskState)?;
+            let exposed = catalogue.borrow().as_ref().map(|c| c.exposed.clone()).unwrap_or_default();
+            let list: Vec<serde_json::Value> = exposed
+                .iter()
+                .map(|(name, compiled)| {
+                    let bp = &compiled.blueprint;
+                    serde_json::json!({
+                        "id": name,
+                        "blueprint": bp.id,
+                        "agents": bp.agents.iter().map(|a| serde_json::json!({"name": a.name, "kind": a.kind})).collect::<Vec<_>>(),
+                        "graph": mermaid(bp),
+                    })
+                })
+                .collect();
+            Ok(Answer::Json(StatusCode::OK, serde_json::Value::Array(list)))
+        }
+        Op::Start { blueprint, input } => {
+            verify(engine, token, Verb::StartTask)?;
+            let live = live_catalogue(catalogue)?;
+            let compiled = match &blueprint {
+                serde_json::Value::String(name) => {
+                    live.exposed.iter().find(|(n, _)| n == name).map(|(_, c)| c.clone()).ok_or_else(|| {
+                        let names: Vec<&str> = live.exposed.iter().map(|(n, _)| n.as_str()).collect();
+                        ApiError::not_found(format!(
+                            "POST /v1/runs: `blueprint` names no exposed blueprint `{name}` (exposed: {})",
+                            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                        ))
+                    })?
+                }
+                serde_json::Value::Object(_) => Rc::new(compile_inline(&live.compiler, blueprint)?),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "POST /v1/runs: `blueprint` must be an exposed blueprint's name (a string) or a JSON blueprint (an object)",
+                    ));
+                }
+            };
+            let run = start_run(&live.lua, engine, compiled, input);
+            Ok(Answer::Json(StatusCode::CREATED, serde_json::json!({ "run_id": &*run.id })))
+        }
+        Op::Read => {
+            verify(engine, token, Verb::ReadTaskState)?;
+            sync_journal(engine)?;
+            Ok(Answer::Journal { path: journal_path(engine) })
+        }
+        Op::Cancel { run_id } => {
+            verify(engine, token, Verb::CancelTask)?;
+            if engine.cancel_run(&run_id) {
+                Ok(Answer::NoContent)
+            } else {
+                Err(ApiError::conflict(format!("POST /v1/runs/{run_id}/cancel: run {run_id} is not in flight")))
+            }
+        }
+        Op::Resume { run_id } => {
+            verify(engine, token, Verb::StartTask)?;
+            let live = live_catalogue(catalogue)?;
+            let Some(path) = journal_path(engine) else {
+                return Err(ApiError::conflict(
+                    "POST /v1/runs/{id}/resume: this server journals nothing (--state memory)",
+                ));
+            };
+            sync_journal(engine)?;
+            let row = crate::store::journal::Reader::open(&path)
+                .and_then(|r| r.run(&run_id))
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "journal", e.to_string()))?;
+            let Some(row) = row else {
+                return Err(ApiError::not_found(format!(
+                    "POST /v1/runs/{run_id}/resume: no run {run_id} in the journal"
+                )));
+            };
+            let compiled = live
+                .exposed
+                .iter()
+                .find(|(_, c)| c.blueprint.id == row.blueprint)
+                .map(|(_, c)| c.clone())
+                .ok_or_else(|| {
+                ApiError::conflict(format!(
+                    "POST /v1/runs/{run_id}/resume: blueprint `{}` of run {run_id} is not exposed by the served script",
+                    row.blueprint
+                ))
+            })?;
+            match resume_run(&live.lua, engine, &run_id, compiled) {
+                Ok(Ok(run)) => Ok(Answer::Json(StatusCode::OK, serde_json::json!({ "run_id": &*run.id }))),
+                Ok(Err((kind, message))) => {
+                    Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("{kind}: {message}")))
+                }
+                Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "resume", e.to_string())),
+            }
+        }
+        Op::Subscribe { run_id } => {
+            let journal = journal_path(engine);
+            if engine.running().iter().any(|r| **r == *run_id) {
+                let live = engine.subscribe_run(Auth::Encoded(token), &run_id).map_err(|e| ApiError::engine(&e))?;
+                let trace = engine.trace(Some(&run_id));
+                sync_journal(engine)?;
+                Ok(Answer::Feed { trace, live: Some(live), journal })
+            } else {
+                verify(engine, token, Verb::SubscribeEvents)?;
+                sync_journal(engine)?;
+                Ok(Answer::Feed { trace: engine.trace(Some(&run_id)), live: None, journal })
+            }
+        }
+    }
+}
+
+/// An inline JSON blueprint, compiled; 400 for JSON that is not a blueprint, 422 with the list
+/// for one that does not compile.
+fn compile_inline(compiler: &Compiler, json: serde_json::Value) -> Result<CompiledBlueprint, ApiError> {
+    let bp: Blueprint = serde_json::from_value(json)
+        .map_err(|e| ApiError::bad_request(format!("POST /v1/runs: `blueprint` is not a blueprint: {e}")))?;
+    compiler.compile(Rc::new(bp), None).map_err(|errors| {
+        let mut error = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "compile", errors.to_string());
+        error.errors = serde_json::to_value(&errors.0).ok();
+        error
+    })
+}

@@ -1,0 +1,62 @@
+//! The route handlers, one file per group of routes, and what they share: the bearer token and
+//! the trip to the desk.
+
+pub mod blueprints;
+pub mod events;
+pub mod health;
+pub mod runs;
+
+use axum::Json;
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::oneshot;
+
+use super::ApiState;
+use super::desk::{Answer, Call, Op};
+use super::error::ApiError;
+use crate::gate::TokenError;
+
+/// The token of `Authorization: Bearer <token>`; a missing or other header is `malformed` (401).
+pub fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
+    let missing =
+        || ApiError::token(&TokenError::Malformed("the request has no `Authorization: Bearer <token>` header".into()));
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
+    let text = value.to_str().map_err(|_| missing())?;
+    let token = text.strip_prefix("Bearer ").ok_or_else(missing)?.trim();
+    if token.is_empty() {
+        return Err(missing());
+    }
+    Ok(token.to_string())
+}
+
+/// Sends `op` to the desk and waits for its answer.
+pub async fn call(state: &ApiState, headers: &HeaderMap, op: Op) -> Result<Answer, ApiError> {
+    let token = bearer(headers)?;
+    let (reply, answer) = oneshot::channel();
+    state.calls.send(Call { token, op, reply }).map_err(|_| ApiError::unavailable())?;
+    answer.await.map_err(|_| ApiError::unavailable())?
+}
+
+/// A desk answer as a response (the answers that are not streams or journal reads).
+pub fn respond(answer: Answer) -> Response {
+    match answer {
+        Answer::Json(status, value) => (status, Json(value)).into_response(),
+        Answer::NoContent => StatusCode::NO_CONTENT.into_response(),
+        Answer::Journal { .. } | Answer::Feed { .. } => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer").into_response()
+        }
+    }
+}
+
+/// A JSON body, or a 400 naming the route and what is wrong with it.
+pub fn json_body(route: &str, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(format!("{route}: the body is empty (expected a JSON object)")));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{route}: the body is not JSON: {e}")))
+}
+
+/// Any path or method the API has no route for.
+pub async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route {method} {}", uri.path()))
+}
