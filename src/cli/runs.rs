@@ -201,10 +201,7 @@ fn show(reader: &Reader, run: &RunRow, json: bool) -> Result<String, Box<dyn std
     let waits = reader.open_waits(&run.id)?;
     let buffered = reader.buffered_signals(&run.id)?;
     if json {
-        let mut value = serde_json::to_value(run)?;
-        value["steps"] = serde_json::to_value(&steps)?;
-        value["waits"] = serde_json::to_value(&waits)?;
-        value["signals"] = serde_json::to_value(&buffered)?;
+        let value = reader.run_detail(&run.id)?.unwrap_or_default();
         return Ok(format!("{}\n", serde_json::to_string_pretty(&value)?));
     }
     let mut text = String::new();

@@ -44,6 +44,8 @@ pub(crate) enum Op {
     Resume { run_id: String },
     /// `GET /v1/runs/{id}/events`.
     Subscribe { run_id: String },
+    /// `POST /v1/runs/{id}/signals/{name}`.
+    Signal { run_id: String, name: String, value: Value },
 }
 
 /// The desk's answer.
@@ -53,6 +55,12 @@ pub(crate) enum Answer {
     /// `Read`: where the journal is (none with `--state memory`).
     Journal {
         path: Option<PathBuf>,
+    },
+    /// `Signal` to a run this process does not have: the caller may answer queries, and the
+    /// signal goes through the journal (to the process that has the run, or to whoever resumes
+    /// it).
+    SignalJournal {
+        path: PathBuf,
     },
     /// `Subscribe`: the run's events in the engine's trace and its live feed (taken in the same
     /// turn of the host thread, so nothing falls between them), and the journal to read the
@@ -200,6 +208,23 @@ pub(crate) fn handle(engine: &Engine, catalogue: &CatalogueCell, token: &str, op
                     Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("{kind}: {message}")))
                 }
                 Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "resume", e.to_string())),
+            }
+        }
+        Op::Signal { run_id, name, value } => {
+            if engine.running().iter().any(|r| **r == *run_id) {
+                let reached =
+                    engine.signal_run(Auth::Encoded(token), &run_id, &name, value).map_err(|e| ApiError::engine(&e))?;
+                return Ok(Answer::Json(
+                    StatusCode::ACCEPTED,
+                    serde_json::json!({ "run_id": run_id, "signal": name, "delivered": reached > 0, "waits": reached }),
+                ));
+            }
+            verify(engine, token, Verb::AnswerQuery)?;
+            match journal_path(engine) {
+                Some(path) => Ok(Answer::SignalJournal { path }),
+                None => Err(ApiError::not_found(format!(
+                    "POST /v1/runs/{run_id}/signals/{name}: no run {run_id} in flight (this server journals nothing)"
+                ))),
             }
         }
         Op::Subscribe { run_id } => {

@@ -65,6 +65,7 @@ impl ApiError {
             EngineError::Token(e) => ApiError::token(e),
             EngineError::NoSuchRun(_) | EngineError::NoSuchTask(_) => ApiError::not_found(error.to_string()),
             EngineError::Settled(_) | EngineError::NotRunning { .. } => ApiError::conflict(error.to_string()),
+            EngineError::NotWaiting(_) => ApiError::new(StatusCode::CONFLICT, "not_waiting", error.to_string()),
             other => ApiError::new(StatusCode::BAD_REQUEST, other.kind(), other.to_string()),
         }
     }

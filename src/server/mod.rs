@@ -88,6 +88,7 @@ fn router(state: ApiState) -> Router {
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/resume", post(runs::resume))
         .route("/v1/runs/{id}/events", get(events::stream))
+        .route("/v1/runs/{id}/signals/{name}", post(runs::signal))
         .fallback(routes::no_route)
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))

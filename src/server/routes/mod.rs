@@ -42,7 +42,7 @@ pub fn respond(answer: Answer) -> Response {
     match answer {
         Answer::Json(status, value) => (status, Json(value)).into_response(),
         Answer::NoContent => StatusCode::NO_CONTENT.into_response(),
-        Answer::Journal { .. } | Answer::Feed { .. } => {
+        Answer::Journal { .. } | Answer::Feed { .. } | Answer::SignalJournal { .. } => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer").into_response()
         }
     }

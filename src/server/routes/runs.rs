@@ -16,6 +16,7 @@ use crate::server::ApiState;
 use crate::server::desk::{Answer, Op};
 use crate::server::error::ApiError;
 use crate::store::journal::Reader;
+use crate::store::journal::signals::{self, SignalError};
 use crate::value::Value;
 
 /// A body the extractor refused (too large: 413), as the API's error.
@@ -54,7 +55,7 @@ pub async fn start(
 /// The journal a read may open, or why there is none.
 async fn journal(state: &ApiState, headers: &HeaderMap, route: &str) -> Result<PathBuf, ApiError> {
     match call(state, headers, Op::Read).await? {
-        Answer::Journal { path: Some(path), .. } => Ok(path),
+        Answer::Journal { path: Some(path) } => Ok(path),
         _ => Err(ApiError::conflict(format!(
             "{route}: this server journals nothing (started with --state memory); runs are listed from the journal"
         ))),
@@ -92,13 +93,10 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let path = journal(&state, &headers, "GET /v1/runs/{id}").await?;
     let value = read(path, move |reader| {
-        let Some(run) = reader.run(&id).map_err(journal_error)? else {
-            return Err(ApiError::not_found(format!("GET /v1/runs/{id}: no run {id} in the journal")));
-        };
-        let steps = reader.steps(&id).map_err(journal_error)?;
-        let mut value = serde_json::to_value(&run).map_err(journal_error)?;
-        value["steps"] = serde_json::to_value(&steps).map_err(journal_error)?;
-        Ok(value)
+        reader
+            .run_detail(&id)
+            .map_err(journal_error)?
+            .ok_or_else(|| ApiError::not_found(format!("GET /v1/runs/{id}: no run {id} in the journal")))
     })
     .await?;
     Ok(Json(value).into_response())
@@ -118,4 +116,55 @@ pub async fn resume(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(respond(call(&state, &headers, Op::Resume { run_id: id }).await?))
+}
+
+pub async fn signal(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path((id, name)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let route = format!("POST /v1/runs/{id}/signals/{name}");
+    let body = body.map_err(|r| body_error(&route, r))?;
+    // An empty body is a signal without a value (null), as `swarm runs signal` without --value.
+    let value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        let serde_json::Value::Object(mut fields) = json_body(&route, &body)? else {
+            return Err(ApiError::bad_request(format!("{route}: the body must be a JSON object {{value}}")));
+        };
+        if let Some(unknown) = fields.keys().find(|k| *k != "value") {
+            return Err(ApiError::bad_request(format!("{route}: unknown field `{unknown}` (fields: value)")));
+        }
+        fields.remove("value").map(Value::from).unwrap_or(Value::Null)
+    };
+    match call(&state, &headers, Op::Signal { run_id: id.clone(), name: name.clone(), value: value.clone() }).await? {
+        Answer::SignalJournal { path } => {
+            let sent = read(path.clone(), move |_| {
+                signals::send(&path, &id, &name, &value)
+                    .map_err(|e| match e {
+                        SignalError::NoSuchRun(_) => ApiError::not_found(format!("{route}: {e}")),
+                        SignalError::NotWaiting { .. } => {
+                            ApiError::new(StatusCode::CONFLICT, e.kind(), format!("{route}: {e}"))
+                        }
+                        SignalError::Journal(e) => journal_error(e),
+                    })
+                    .map(|sent| (sent, id, name))
+            })
+            .await?;
+            let (sent, id, name) = sent;
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({
+                    "run_id": id,
+                    "signal": name,
+                    "delivered": false,
+                    "journaled": true,
+                    "status": sent.status,
+                })),
+            )
+                .into_response())
+        }
+        answer => Ok(respond(answer)),
+    }
 }

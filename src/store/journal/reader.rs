@@ -352,6 +352,18 @@ impl Reader {
         self.conn.query_row(&sql, [id], |r| Self::run_row(r, true)).optional().map_err(|e| self.err(e))
     }
 
+    /// A run as `swarm runs show --json` prints it and `GET /v1/runs/{id}` answers: its row,
+    /// with its `steps`, open `waits` and buffered `signals`; `None` for a run not journaled.
+    pub fn run_detail(&self, id: &str) -> Result<Option<serde_json::Value>, JournalError> {
+        let Some(run) = self.run(id)? else { return Ok(None) };
+        let json = |e: serde_json::Error| self.err(format!("run {id}: {e}"));
+        let mut value = serde_json::to_value(&run).map_err(json)?;
+        value["steps"] = serde_json::to_value(self.steps(id)?).map_err(json)?;
+        value["waits"] = serde_json::to_value(self.open_waits(id)?).map_err(json)?;
+        value["signals"] = serde_json::to_value(self.buffered_signals(id)?).map_err(json)?;
+        Ok(Some(value))
+    }
+
     /// A run's steps, in the order they started.
     pub fn steps(&self, run_id: &str) -> Result<Vec<StepRow>, JournalError> {
         let mut stmt = self
