@@ -45,7 +45,15 @@ pub const RUNS_RERUN: &str = r#"Examples:
 
 pub const SERVE: &str = r#"Examples:
   swarm serve examples/serve/ticker.lua
-  swarm serve examples/serve/ticker.lua --repl --state memory"#;
+  swarm serve examples/serve/ticker.lua --repl --state memory
+  swarm serve examples/serve/api.lua --listen 127.0.0.1:8080
+  curl -H "Authorization: Bearer $(cat examples/serve/.swarm/operator.token)" http://127.0.0.1:8080/v1/runs"#;
+
+pub const TOKEN: &str = r#"Examples:
+  export SWARM_TOKEN_SECRET=$(head -c 32 /dev/urandom | base64)
+  swarm serve api.lua --listen 127.0.0.1:8080 &
+  swarm token mint --role observer --ttl 3600 > observer.token
+  swarm token revoke 3f2a9c01b7de"#;
 
 pub const GRAPH: &str = r#"Examples:
   swarm graph examples/review.lua

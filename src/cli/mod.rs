@@ -11,6 +11,7 @@ mod repl;
 mod run;
 mod runs;
 mod serve;
+mod token;
 pub mod types;
 
 use std::path::{Path, PathBuf};
@@ -116,6 +117,12 @@ enum Command {
         #[arg(long, requires = "listen")]
         allow_remote: bool,
     },
+    /// Tokens for the API of `swarm serve`: mint one for a role, or revoke one.
+    #[command(after_help = examples::TOKEN)]
+    Token {
+        #[command(subcommand)]
+        command: token::TokenCommand,
+    },
     /// Draw a blueprint's flow as a Mermaid or Graphviz diagram.
     #[command(after_help = examples::GRAPH)]
     Graph {
@@ -169,6 +176,7 @@ pub fn main() -> ExitCode {
         }
         Command::Graph { file, format } => graph::run(&file, format, load_timeout),
         Command::Runs { command } => runs::run(state, command, load_timeout),
+        Command::Token { command } => token::run(state, command),
         Command::Run { file, input, events, watch, poll, detach } => {
             let mode = match (watch, poll) {
                 (false, _) => None,

@@ -168,6 +168,14 @@ fn record_key(nonce: &str) -> RecordKey {
     Sha256::digest(nonce.as_bytes()).into()
 }
 
+/// The name a ledger outside the registry (the journal's `tokens` table) keeps `token` under:
+/// its record key in hex. Like the key, it holds nothing that would let someone present it.
+pub fn ledger_key(token: &CapToken) -> String {
+    let mut hex = [0u8; 64];
+    hex_into(&record_key(&token.nonce), &mut hex);
+    hex_str(&hex).to_owned()
+}
+
 /// Mints tokens and verifies them against the gate and their records.
 pub struct TokenRegistry {
     key: SigningKey,
@@ -308,6 +316,32 @@ impl TokenRegistry {
         }
         record.uses += 1;
         Ok(record)
+    }
+
+    /// Whether the registry holds a record of `token` (live, revoked or used up).
+    pub fn knows(&self, token: &CapToken) -> bool {
+        self.records.contains_key(&record_key(&token.nonce))
+    }
+
+    /// Takes in a token another process signed with this registry's key and recorded where
+    /// this host can read it (`swarm token mint`, in the journal): from now on it verifies as if
+    /// minted here, `revoked` if the ledger says so. Its use count starts at nought in this
+    /// process. A token whose signature does not verify is refused; one already known keeps its
+    /// record (only marked revoked if `revoked`).
+    pub fn adopt(&mut self, token: &CapToken, revoked: bool) -> Result<(), TokenError> {
+        if !token.signature_valid(&self.key) {
+            return Err(TokenError::BadSignature);
+        }
+        let record = self.records.entry(record_key(&token.nonce)).or_insert(Record {
+            uses: 0,
+            max_uses: token.max_uses,
+            revoked: false,
+            task: None,
+            depth: 0,
+            expire_at: token.expire_at,
+        });
+        record.revoked |= revoked;
+        Ok(())
     }
 
     /// Drops a held token's record (see [`TokenRegistry::forget`]).

@@ -6,6 +6,7 @@
 //! the engine: the request that started it may go away.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -19,7 +20,10 @@ use crate::blueprint::compile::{CompiledBlueprint, Compiler};
 use crate::blueprint::graph::mermaid;
 use crate::engine::{Auth, Engine, Event};
 use crate::gate::Verb;
+use crate::gate::registry::ledger_key;
+use crate::gate::token::CapToken;
 use crate::host::engine_api::{resume_run, start_run};
+use crate::store::journal::tokens::Ledger;
 use crate::value::Value;
 
 /// What a handler asks of the engine, with the bearer token it presented.
@@ -88,10 +92,55 @@ pub type CatalogueCell = Rc<RefCell<Option<Catalogue>>>;
 
 /// Serves calls until every sender is gone.
 pub async fn serve_calls(engine: Engine, catalogue: CatalogueCell, mut calls: mpsc::UnboundedReceiver<Call>) {
+    let mut admission = Admission::new(&engine);
     while let Some(call) = calls.recv().await {
+        admission.admit(&engine, &call.token);
         let answer = handle(&engine, &catalogue, &call.token, call.op);
         // The client may have gone; the operation stands either way.
         let _ = call.reply.send(answer);
+    }
+}
+
+/// Lets in the tokens `swarm token mint` issued for this journal: a token the engine did not
+/// mint is looked up in the journal's ledger and, if issued there, taken in; one taken in is
+/// looked up again at each request, so a `swarm token revoke` holds from the next request on.
+/// Whatever the ledger says, the engine's gate then verifies the token as any other (its
+/// signature first), so a token made with another secret is still `bad_signature`.
+struct Admission {
+    ledger: Option<Ledger>,
+    /// The ledger keys of the tokens taken in.
+    adopted: HashSet<String>,
+}
+
+impl Admission {
+    fn new(engine: &Engine) -> Admission {
+        let ledger = journal_path(engine).and_then(|path| match Ledger::open(&path) {
+            Ok(ledger) => Some(ledger),
+            Err(e) => {
+                tracing::warn!("tokens minted by `swarm token mint` will not be taken: {e}");
+                None
+            }
+        });
+        Admission { ledger, adopted: HashSet::new() }
+    }
+
+    fn admit(&mut self, engine: &Engine, token: &str) {
+        let Some(ledger) = &self.ledger else { return };
+        let Ok(decoded) = CapToken::decode(token) else { return };
+        let key = ledger_key(&decoded);
+        let adopted = self.adopted.contains(&key);
+        if !adopted && engine.knows_token(&decoded) {
+            return;
+        }
+        match ledger.revoked(&decoded) {
+            Ok(Some(revoked)) => {
+                if (!adopted || revoked) && engine.adopt_token(&decoded, revoked).is_ok() {
+                    self.adopted.insert(key);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("the token ledger cannot be read: {e}"),
+        }
     }
 }
 

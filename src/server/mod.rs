@@ -91,8 +91,43 @@ fn router(state: ApiState) -> Router {
         .route("/v1/runs/{id}/signals/{name}", post(runs::signal))
         .fallback(routes::no_route)
         .with_state(state)
+        .layer(axum::middleware::from_fn(routes::refuse_oversize))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+}
+
+/// Serves connections from `listener` until `shutdown`, then lets those open finish.
+///
+/// Not `axum::serve`: its HTTP/1 connections close as soon as the client half-closes its side,
+/// dropping a request the server has whole but not yet answered. Here a request read in full is
+/// carried out even if its client went away before the answer (its answer then goes nowhere).
+async fn accept<L: axum::serve::Listener>(
+    mut listener: L,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, _) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection =
+            hyper::server::conn::http1::Builder::new().half_close(true).serve_connection(TokioIo::new(io), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("an API connection ended: {e}");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// How long the requests in progress at a stop may take to finish.
@@ -163,11 +198,11 @@ impl Server {
                     let served = async move {
                         match bound {
                             Bound::Tcp(l) => match tokio::net::TcpListener::from_std(l) {
-                                Ok(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+                                Ok(l) => accept(l, app, shutdown).await,
                                 Err(e) => Err(e),
                             },
                             Bound::Unix(l) => match tokio::net::UnixListener::from_std(l) {
-                                Ok(l) => axum::serve(l, app).with_graceful_shutdown(shutdown).await,
+                                Ok(l) => accept(l, app, shutdown).await,
                                 Err(e) => Err(e),
                             },
                         }

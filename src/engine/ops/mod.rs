@@ -152,6 +152,17 @@ impl Engine {
         state.tokens.verify(token, verb, ctx, now_ms()).map_err(EngineError::Token)
     }
 
+    /// Whether the engine holds a record of `token`.
+    pub fn knows_token(&self, token: &CapToken) -> bool {
+        self.inner.state.borrow().tokens.knows(token)
+    }
+
+    /// Takes in a token signed with this engine's key by another process (see
+    /// [`crate::gate::registry::TokenRegistry::adopt`]).
+    pub fn adopt_token(&self, token: &CapToken, revoked: bool) -> Result<(), EngineError> {
+        self.inner.state.borrow_mut().tokens.adopt(token, revoked).map_err(EngineError::Token)
+    }
+
     /// Revokes a token; later uses fail with `revoked`.
     pub fn revoke(&self, token: &str) -> Result<(), EngineError> {
         self.inner.state.borrow_mut().tokens.revoke(token).map_err(EngineError::Token)

@@ -60,3 +60,22 @@ pub fn json_body(route: &str, body: &[u8]) -> Result<serde_json::Value, ApiError
 pub async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::not_found(format!("no route {method} {}", uri.path()))
 }
+
+/// A request whose `Content-Length` is past [`crate::server::MAX_BODY_BYTES`] is answered 413
+/// before any of its body is read (a body without a length is cut at the limit as it is read).
+pub async fn refuse_oversize(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let length =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let Some(length) = length
+        && length > crate::server::MAX_BODY_BYTES as u64
+    {
+        let route = format!("{} {}", request.method(), request.uri().path());
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("{route}: the body is {length} bytes; the limit is {} bytes", crate::server::MAX_BODY_BYTES),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}

@@ -16,6 +16,7 @@ mod recovery;
 mod restart;
 mod schema;
 pub mod signals;
+pub mod tokens;
 mod write_ahead;
 mod writer;
 

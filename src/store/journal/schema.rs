@@ -3,7 +3,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Each migration takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -107,6 +107,21 @@ CREATE TABLE signals (
     taken INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX signals_by_run ON signals(run_id);
+"#,
+    // 6: tokens minted by `swarm token mint` for the hosts on this journal: kept under the
+    // digest of their nonce (never the token), with a fingerprint to name and revoke them by.
+    r#"
+CREATE TABLE tokens (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    role TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    issued_ms INTEGER NOT NULL,
+    expire_ms INTEGER,
+    max_uses INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX tokens_by_fingerprint ON tokens(fingerprint);
 "#,
 ];
 

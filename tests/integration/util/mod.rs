@@ -8,6 +8,7 @@
 
 pub mod bin;
 pub mod flow;
+pub mod http;
 pub mod live;
 pub mod lua;
 pub mod procs;
