@@ -491,6 +491,13 @@ function swarm.every(ms, fn) end
 ---@type table
 swarm.state = {}
 
+--- Lets clients of the HTTP API (`swarm serve --listen`) start `bp` by `name` (default: its
+--- id). A blueprint that does not compile raises here; a name exposed twice is an error. Each
+--- reload replaces what is exposed with what the new version exposes. Only in `swarm serve`.
+---@param bp swarm.Blueprint|table
+---@param name? string
+function swarm.expose(bp, name) end
+
 --- Runs `fn(info)` in the new version after a successful reload; `info.changed` lists the files
 --- that changed. Only in `swarm serve`.
 ---@param fn fun(info: {changed: string[]})

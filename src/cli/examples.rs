@@ -47,13 +47,19 @@ pub const SERVE: &str = r#"Examples:
   swarm serve examples/serve/ticker.lua
   swarm serve examples/serve/ticker.lua --repl --state memory
   swarm serve examples/serve/api.lua --listen 127.0.0.1:8080
-  curl -H "Authorization: Bearer $(cat examples/serve/.swarm/operator.token)" http://127.0.0.1:8080/v1/runs"#;
+  swarm serve examples/serve/api.lua --listen unix:/tmp/swarm.sock --state memory"#;
 
 pub const TOKEN: &str = r#"Examples:
-  export SWARM_TOKEN_SECRET=$(head -c 32 /dev/urandom | base64)
-  swarm serve api.lua --listen 127.0.0.1:8080 &
-  swarm token mint --role observer --ttl 3600 > observer.token
+  swarm token --help
+  swarm token mint --role observer --ttl 3600
   swarm token revoke 3f2a9c01b7de"#;
+
+pub const TOKEN_MINT: &str = r#"Examples:
+  swarm token mint --role observer --ttl 3600 > observer.token
+  swarm token mint --role worker --max-uses 100 --agent builder-7"#;
+
+pub const TOKEN_REVOKE: &str = r#"Examples:
+  swarm token revoke 3f2a9c01b7de --state .swarm/state.db"#;
 
 pub const GRAPH: &str = r#"Examples:
   swarm graph examples/review.lua

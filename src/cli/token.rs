@@ -16,6 +16,7 @@ use crate::store::journal::{SqliteJournal, tokens};
 pub enum TokenCommand {
     /// Mint a token for the API of a `swarm serve` that signs with the same secret
     /// (SWARM_TOKEN_SECRET) and journals to the same file; the token is printed on stdout.
+    #[command(after_help = super::examples::TOKEN_MINT)]
     Mint {
         /// The role: operator, worker, observer or senior.
         #[arg(long, value_parser = parse_role)]
@@ -32,6 +33,7 @@ pub enum TokenCommand {
     },
     /// Revoke a minted token by the fingerprint `mint` printed: the serve refuses it from its
     /// next request on.
+    #[command(after_help = super::examples::TOKEN_REVOKE)]
     Revoke {
         /// The 12 hex characters `swarm token mint` printed on stderr.
         fingerprint: String,

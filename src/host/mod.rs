@@ -7,6 +7,7 @@ mod gate_api;
 mod layer_api;
 pub mod load;
 mod module;
+pub use module::caller_site;
 pub mod numbers;
 mod operator_api;
 pub mod requires;

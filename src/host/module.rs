@@ -98,7 +98,7 @@ fn natives(lua: &Lua, functions: Table) -> mlua::Result<Table> {
 }
 
 /// `file:line` of the innermost Lua frame outside the embedded `swarm` chunks.
-pub(super) fn caller_site(lua: &Lua) -> Option<String> {
+pub fn caller_site(lua: &Lua) -> Option<String> {
     for level in 1.. {
         let frame = lua.inspect_stack(level, |d| {
             let source = d.source();

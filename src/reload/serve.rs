@@ -143,18 +143,23 @@ fn install(lua: &Lua, state: &Value) -> mlua::Result<()> {
     swarm.set(
         "expose",
         lua.create_function(|lua, (bp, name): (LuaValue, Option<String>)| {
+            // Raised with the caller's file:line, as `error(msg, 2)` would.
+            let at = |message: String| {
+                let site = crate::host::caller_site(lua).map(|s| format!("{s}: ")).unwrap_or_default();
+                mlua::Error::runtime(format!("{site}{message}"))
+            };
             let compiled = match crate::host::load::compile_value(lua, bp)? {
                 Ok(compiled) => compiled,
-                Err(error) => return Err(mlua::Error::runtime(error_text(&error))),
+                Err(error) => return Err(at(error_text(&error))),
             };
             let name = name.unwrap_or_else(|| compiled.blueprint.id.to_string());
             if name.is_empty() {
-                return Err(mlua::Error::runtime("swarm.expose: the name is empty"));
+                return Err(at("swarm.expose: the name is empty".into()));
             }
             let served = served(lua);
             let mut exposed = served.exposed.borrow_mut();
             if exposed.iter().any(|(n, _)| *n == name) {
-                return Err(mlua::Error::runtime(format!(
+                return Err(at(format!(
                     "swarm.expose: `{name}` is exposed already (pass another name: swarm.expose(bp, \"name\"))"
                 )));
             }

@@ -509,3 +509,38 @@ swarm.expose(swarm.blueprint({{
     let r = api.post(&format!("/v1/runs/{id}/resume"), json!({}));
     assert_eq!(r.status, 409, "a finished run is not resumed: {}", r.text());
 }
+
+#[test]
+fn a_name_exposed_twice_or_a_blueprint_that_does_not_compile_fails_the_load_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let twice = r#"local swarm = require("swarm")
+local F = swarm.flow
+local bp = swarm.blueprint({ id = "a", agents = { x = function() return 1 end }, flow = F.step({ agent = "x", out = "$.x" }) })
+swarm.expose(bp)
+swarm.expose(bp)
+"#;
+    write(dir.path(), "s.lua", twice);
+    let api = Served::start_with(dir.path(), &["serve", "s.lua", "--listen", "127.0.0.1:0", "--state", "memory"], &[]);
+    api.swarm.wait_stderr("is exposed already", 1);
+    assert!(api.swarm.stderr().contains("s.lua:5:"), "{}", api.swarm.stderr());
+    let r = api.post("/v1/runs", json!({"blueprint": "a"}));
+    assert_eq!((r.status, r.kind()), (409, "conflict".to_string()), "{}", r.text());
+    assert!(r.text().contains("no live version"), "{}", r.text());
+    // A save that fixes it is served at once.
+    crate::util::live::save_by_rename(
+        &dir.path().join("s.lua"),
+        &twice.replace("swarm.expose(bp)\nswarm.expose(bp)", "swarm.expose(bp, \"b\")"),
+    );
+    api.swarm.wait_stderr("reloaded in ", 1);
+    let listed = api.get("/v1/blueprints").json();
+    assert_eq!(listed[0]["id"], "b", "{listed}");
+    let id = api.start_run(json!("b"), json!({}));
+    assert!(id.starts_with("r-"));
+    // A blueprint that does not compile: the reload fails at the expose, and "b" stays served.
+    let broken = "local swarm = require(\"swarm\")\n\nswarm.expose({ id = \"c\", agents = {}, flow = swarm.flow.step({ agent = \"ghost\", out = \"$.x\" }) })\n";
+    crate::util::live::save_by_rename(&dir.path().join("s.lua"), broken);
+    api.swarm.wait_stderr("reload failed: ", 1);
+    let err = api.swarm.stderr();
+    assert!(err.contains("s.lua:3: swarm.expose: ") && err.contains("ghost"), "{err}");
+    assert_eq!(api.get("/v1/blueprints").json()[0]["id"], "b");
+}
