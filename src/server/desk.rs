@@ -18,6 +18,7 @@ use super::error::ApiError;
 use crate::blueprint::Blueprint;
 use crate::blueprint::compile::{CompiledBlueprint, Compiler};
 use crate::blueprint::graph::mermaid;
+use crate::engine::wait::PendingWait;
 use crate::engine::{Auth, Engine, Event};
 use crate::gate::Verb;
 use crate::gate::registry::ledger_key;
@@ -50,6 +51,11 @@ pub(crate) enum Op {
     Subscribe { run_id: String },
     /// `POST /v1/runs/{id}/signals/{name}`.
     Signal { run_id: String, name: String, value: Value },
+    /// `GET /v1/operators/{name}/questions`: the seat's open questions; `follow` also opens the
+    /// engine's event feed, so the stream knows when to look again.
+    Questions { seat: String, follow: bool },
+    /// `POST /v1/operators/{name}/answers/{question_id}`.
+    AnswerQuestion { seat: String, question: String, value: Value },
 }
 
 /// The desk's answer.
@@ -65,6 +71,11 @@ pub(crate) enum Answer {
     /// it).
     SignalJournal {
         path: PathBuf,
+    },
+    /// `Questions`: the seat's open questions, and the event feed if asked for.
+    Questions {
+        open: Vec<serde_json::Value>,
+        events: Option<tokio::sync::broadcast::Receiver<Event>>,
     },
     /// `Subscribe`: the run's events in the engine's trace and its live feed (taken in the same
     /// turn of the host thread, so nothing falls between them), and the journal to read the
@@ -276,6 +287,32 @@ pub(crate) fn handle(engine: &Engine, catalogue: &CatalogueCell, token: &str, op
                 ))),
             }
         }
+        Op::Questions { seat, follow } => {
+            // The stream's later looks need no token: the request that opened it was let in.
+            let events = if follow {
+                verify(engine, token, Verb::AttachSession)?;
+                Some(engine.follow_all().map_err(|e| ApiError::engine(&e))?)
+            } else {
+                None
+            };
+            let open = questions_of(engine, &seat).into_iter().map(|(id, q)| question_json(&id, &q)).collect();
+            Ok(Answer::Questions { open, events })
+        }
+        Op::AnswerQuestion { seat, question, value } => {
+            let Some((_, wait)) = questions_of(engine, &seat).into_iter().find(|(id, _)| *id == question) else {
+                verify(engine, token, Verb::AnswerQuery)?;
+                return Err(ApiError::not_found(format!(
+                    "POST /v1/operators/{seat}/answers/{question}: seat {seat} has no open question {question}"
+                )));
+            };
+            let reached = engine
+                .signal_run(Auth::Encoded(token), &wait.run_id, &wait.signal, value)
+                .map_err(|e| ApiError::engine(&e))?;
+            Ok(Answer::Json(
+                StatusCode::ACCEPTED,
+                serde_json::json!({ "question_id": question, "run_id": &*wait.run_id, "delivered": reached > 0 }),
+            ))
+        }
         Op::Subscribe { run_id } => {
             let journal = journal_path(engine);
             if engine.running().iter().any(|r| **r == *run_id) {
@@ -290,6 +327,25 @@ pub(crate) fn handle(engine: &Engine, catalogue: &CatalogueCell, token: &str, op
             }
         }
     }
+}
+
+/// The open questions of operator seat `seat`, by question id: a question is a wait whose
+/// signal is the seat's (`seat` or `seat.<hex>`), and its id is `<run id>.<signal>`, since two
+/// runs of one blueprint ask under the same signal name.
+fn questions_of(engine: &Engine, seat: &str) -> Vec<(String, PendingWait)> {
+    engine
+        .pending_waits()
+        .into_iter()
+        .filter(|w| w.question.is_some())
+        .filter(|w| *w.signal == *seat || w.signal.strip_prefix(seat).is_some_and(|rest| rest.starts_with('.')))
+        .map(|w| (format!("{}.{}", w.run_id, w.signal), w))
+        .collect()
+}
+
+fn question_json(id: &str, wait: &PendingWait) -> serde_json::Value {
+    let mut value = serde_json::to_value(wait).unwrap_or_default();
+    value["id"] = serde_json::Value::from(id);
+    value
 }
 
 /// An inline JSON blueprint, compiled; 400 for JSON that is not a blueprint, 422 with the list

@@ -89,6 +89,8 @@ fn router(state: ApiState) -> Router {
         .route("/v1/runs/{id}/resume", post(runs::resume))
         .route("/v1/runs/{id}/events", get(events::stream))
         .route("/v1/runs/{id}/signals/{name}", post(runs::signal))
+        .route("/v1/operators/{name}/questions", get(operators::questions))
+        .route("/v1/operators/{name}/answers/{question_id}", post(operators::answer))
         .fallback(routes::no_route)
         .with_state(state)
         .layer(axum::middleware::from_fn(routes::refuse_oversize))

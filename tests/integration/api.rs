@@ -544,3 +544,77 @@ swarm.expose(bp)
     assert!(err.contains("s.lua:3: swarm.expose: ") && err.contains("ghost"), "{err}");
     assert_eq!(api.get("/v1/blueprints").json()[0]["id"], "b");
 }
+
+#[test]
+fn a_remote_operator_seat_gets_its_questions_as_events_and_answers_them_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "s.lua",
+        r#"local swarm = require("swarm")
+local F = swarm.flow
+swarm.expose(swarm.blueprint({
+  id = "signoff",
+  operators = { { name = "reviewer", kind = "remote" } },
+  agents = {
+    sign_off = {
+      kind = "operator",
+      spec = { operator_ref = "reviewer" },
+      profile = { system_prompt = "Approve {{ amount }} EUR?" },
+    },
+  },
+  flow = F.step({ agent = "sign_off", input = F.p("$"), out = "$.verdict" }),
+}))
+"#,
+    );
+    let api = Served::start_with(
+        dir.path(),
+        &["serve", "s.lua", "--listen", "127.0.0.1:0"],
+        &[("SWARM_TOKEN_SECRET", SECRET)],
+    );
+    let first = api.start_run(json!("signoff"), json!({"amount": 10}));
+    api.wait_status(&first, "waiting");
+    let mut seat = sse(&api.addr, "/v1/operators/reviewer/questions", &api.token, None);
+    assert_eq!(seat.status, 200);
+    // A question already open comes first, then one asked while attached.
+    let q1 = seat.next().expect("the open question");
+    assert_eq!(q1.data["run_id"], first.as_str(), "{:?}", q1.data);
+    assert_eq!(q1.data["question"]["prompt"], "Approve 10 EUR?", "{:?}", q1.data);
+    let second = api.start_run(json!("signoff"), json!({"amount": 20}));
+    let q2 = seat.next().expect("the new question");
+    assert_eq!(q2.data["run_id"], second.as_str());
+    assert_ne!(q1.data["id"], q2.data["id"], "each run's question has its own id");
+
+    // Answering the second, over HTTP, finishes its run only; the stream says it is answered.
+    let id2 = q2.data["id"].as_str().unwrap();
+    let r = api.post(&format!("/v1/operators/reviewer/answers/{id2}"), json!({"value": {"ok": true}}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(api.wait_status(&second, "finished")["ctx"]["verdict"], json!({"ok": true}));
+    let gone = seat.next().expect("the answered notice");
+    assert_eq!(gone.data["id"], id2);
+    // The first is answered elsewhere (a plain signal): the seat hears that too.
+    let signal = q1.data["signal"].as_str().unwrap();
+    assert_eq!(api.post(&format!("/v1/runs/{first}/signals/{signal}"), json!({"value": "fine"})).status, 202);
+    assert_eq!(seat.next().unwrap().data["id"], q1.data["id"]);
+    assert_eq!(api.wait_status(&first, "finished")["ctx"]["verdict"], "fine");
+
+    // A question that is not open, another seat's, and roles without the verbs.
+    let r = api.post(&format!("/v1/operators/reviewer/answers/{id2}"), json!({"value": 1}));
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = api.post("/v1/operators/reviewer/answers/x", json!({}));
+    assert_eq!(r.status, 400, "the answer is required: {}", r.text());
+    let (observer, _) = mint(dir.path(), &["--role", "observer"]);
+    let r = request(&api.addr, "GET", "/v1/operators/reviewer/questions", Some(&observer), b"");
+    assert_eq!((r.status, r.kind()), (403, "role_violation".to_string()), "{}", r.text());
+    let (senior, _) = mint(dir.path(), &["--role", "senior"]);
+    let third = api.start_run(json!("signoff"), json!({"amount": 30}));
+    let q3 = seat.next().expect("the third question");
+    assert_eq!(q3.data["run_id"], third.as_str());
+    let path = format!("/v1/operators/reviewer/answers/{}", q3.data["id"].as_str().unwrap());
+    let r = request(&api.addr, "POST", &path, Some(&observer), br#"{"value": 1}"#);
+    assert_eq!((r.status, r.kind()), (403, "role_violation".to_string()), "{}", r.text());
+    // A senior may answer (answer_query), though it may not attach a seat.
+    let r = request(&api.addr, "POST", &path, Some(&senior), br#"{"value": 3}"#);
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(api.wait_status(&third, "finished")["ctx"]["verdict"], 3);
+}

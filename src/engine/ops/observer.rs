@@ -50,4 +50,15 @@ impl Engine {
         self.forget_held(&observer);
         events
     }
+
+    /// Every event from now on, for the host itself (the API's operator seats, which look
+    /// again at the open questions when something happens): as [`Engine::follow_run`], through
+    /// a one-use observer token.
+    pub fn follow_all(&self) -> Result<broadcast::Receiver<Event>, EngineError> {
+        let grant = Grant::new(Role::Observer, "host").with_max_uses(1);
+        let observer = self.mint_held(grant, now_ms());
+        let events = self.subscribe_events(Auth::Held(&observer));
+        self.forget_held(&observer);
+        events
+    }
 }

@@ -4,6 +4,7 @@
 pub mod blueprints;
 pub mod events;
 pub mod health;
+pub mod operators;
 pub mod runs;
 
 use axum::Json;
@@ -42,7 +43,7 @@ pub fn respond(answer: Answer) -> Response {
     match answer {
         Answer::Json(status, value) => (status, Json(value)).into_response(),
         Answer::NoContent => StatusCode::NO_CONTENT.into_response(),
-        Answer::Journal { .. } | Answer::Feed { .. } | Answer::SignalJournal { .. } => {
+        Answer::Journal { .. } | Answer::Feed { .. } | Answer::SignalJournal { .. } | Answer::Questions { .. } => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer").into_response()
         }
     }
