@@ -64,9 +64,9 @@ fn changes(
         still
     });
     for (id, question) in open {
-        if !sent.contains_key(&id) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = sent.entry(id) {
             out.push(sse("question", &question));
-            sent.insert(id, question);
+            slot.insert(question);
         }
     }
     out
