@@ -9,6 +9,7 @@
 //! printing `run <id> waiting for <signal>`: the run stays in the journal, for `swarm runs
 //! signal`.
 
+use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::rc::Rc;
@@ -25,6 +26,7 @@ use crate::host::agent_api::LuaExterns;
 use crate::host::engine_api::set_default_engine;
 use crate::host::journaled_engine;
 use crate::reload::{self, BlueprintVersion, FileWatcher, Shutdown, WatchMode};
+use crate::server::PrivateApi;
 use crate::store::journal::SqliteJournal;
 use crate::value::{Value, from_json};
 
@@ -150,6 +152,7 @@ pub(super) async fn run_on_engine(
         Err(code) => return code,
     };
     set_default_engine(host.lua(), engine.clone());
+    let _children_api = children_api(&engine, &compiled);
     let replaying = !options.replay.is_empty();
     let mut shutdown = match Shutdown::new() {
         Ok(s) => s,
@@ -202,6 +205,24 @@ pub(super) async fn run_on_engine(
         return super::EXIT_RUN_FAILED;
     }
     code
+}
+
+/// The private API for the children of `compiled`'s subprocess agents (`SWARM_API`), if it has
+/// any: a run of Lua agents alone starts no server.
+fn children_api(engine: &Engine, compiled: &CompiledBlueprint) -> Option<PrivateApi> {
+    compiled.blueprint.agents.iter().any(|a| a.kind == "subprocess").then(|| start_children_api(engine)).flatten()
+}
+
+/// Starts the private API for the children of `engine`'s attempts; a failure is reported and the
+/// run goes on without it (its children then have no `SWARM_API`).
+pub(super) fn start_children_api(engine: &Engine) -> Option<PrivateApi> {
+    match PrivateApi::start(engine, &Rc::new(RefCell::new(None))) {
+        Ok(api) => Some(api),
+        Err(e) => {
+            eprintln!("swarm: the API for child processes is off ({e}); children get no SWARM_API");
+            None
+        }
+    }
 }
 
 /// An engine journaling to `journal`, with its large outputs in the same file; or with neither.
@@ -286,6 +307,8 @@ async fn watch(
         Ok(e) => e,
         Err(code) => return code,
     };
+    // Any version of the file may start children, so their API is up throughout.
+    let _children_api = start_children_api(&engine);
     let mut shutdown = match Shutdown::new() {
         Ok(s) => s,
         Err(e) => {

@@ -17,7 +17,7 @@ use crate::engine::Engine;
 use crate::gate::{Grant, Role};
 use crate::reload::serve::{ScriptVersion, load_script};
 use crate::reload::{self, FileWatcher, Shutdown, WatchMode};
-use crate::server::{Catalogue, CatalogueCell, Listen, Server, serve_calls};
+use crate::server::{Catalogue, CatalogueCell, Listen, PrivateApi, Server, serve_calls};
 use crate::store::journal::SqliteJournal;
 use crate::value::Value;
 
@@ -87,6 +87,14 @@ async fn serve(
         return super::EXIT_USAGE;
     }
     let catalogue: CatalogueCell = Rc::new(RefCell::new(None));
+    // The served script's children reach the host through a private socket, --listen or not.
+    let children_api = match PrivateApi::start(&engine, &catalogue) {
+        Ok(api) => Some(api),
+        Err(e) => {
+            eprintln!("swarm serve: the API for child processes is off ({e}); children get no SWARM_API");
+            None
+        }
+    };
     let served_api = match api {
         Some(api) => match start_api(file, api, &engine, &catalogue) {
             Ok(served) => Some(served),
@@ -180,6 +188,9 @@ async fn serve(
     }
     if let Some(served) = served_api {
         served.stop();
+    }
+    if let Some(api) = children_api {
+        api.stop();
     }
     if let Some(journal) = journal
         && let Err(e) = journal.flush().wait().await

@@ -405,6 +405,10 @@ impl TaskHost for AttemptContext {
         self.token.encode()
     }
 
+    fn api(&self) -> Option<Arc<str>> {
+        self.engine.api()
+    }
+
     fn emit(&self, output: Value) {
         // The attempt's own token was checked when it was minted; it is still live while the
         // attempt runs, so this cannot be refused except by a gate that forbids emit_output.

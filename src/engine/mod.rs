@@ -108,6 +108,9 @@ struct Inner {
     outputs: Rc<dyn OutputStore>,
     /// Whether a task looks in the journal for signals other processes sent (see `wait`).
     polling: Cell<bool>,
+    /// Where this process's API listens for its children (`unix:PATH`), if it does: handed to
+    /// subprocess agents as `SWARM_API`.
+    api: RefCell<Option<Arc<str>>>,
 }
 
 struct State {
@@ -144,7 +147,19 @@ impl Engine {
         let bus = EventBus::new(config.event_capacity, config.trace_capacity);
         let (paused, _) = watch::channel(false);
         let polling = Cell::new(false);
-        Ok(Engine { inner: Rc::new(Inner { state: RefCell::new(state), bus, paused, config, outputs, polling }) })
+        let api = RefCell::new(None);
+        Ok(Engine { inner: Rc::new(Inner { state: RefCell::new(state), bus, paused, config, outputs, polling, api }) })
+    }
+
+    /// Sets where the host's API listens for the children of this engine's attempts
+    /// (`unix:PATH`), or that it does not; see [`Engine::api`].
+    pub fn set_api(&self, address: Option<Arc<str>>) {
+        *self.inner.api.borrow_mut() = address;
+    }
+
+    /// Where the host's API listens for children, handed to subprocess agents as `SWARM_API`.
+    pub fn api(&self) -> Option<Arc<str>> {
+        self.inner.api.borrow().clone()
     }
 
     /// The configuration the engine was built with.

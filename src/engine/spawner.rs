@@ -64,6 +64,10 @@ pub trait TaskHost {
     fn question_signal(&self, seat: &str) -> String {
         seat.to_string()
     }
+    /// Where the host's API listens for this attempt's child (`SWARM_API`), if it does.
+    fn api(&self) -> Option<Arc<str>> {
+        None
+    }
 }
 
 /// Why a sub-task gave no value: its flow error, and when the engine refused to start it, the

@@ -156,6 +156,13 @@ fn install(lua: &Lua, state: &Value) -> mlua::Result<()> {
             if name.is_empty() {
                 return Err(at("swarm.expose: the name is empty".into()));
             }
+            // `swarm.expose(require("m"))` passes require's second value, the module's file.
+            if name.contains('/') || name.ends_with(".lua") {
+                return Err(at(format!(
+                    "swarm.expose: the name `{name}` looks like a file path (require returns the module's file as a \
+                     second value: write swarm.expose((require(\"m\"))) or swarm.expose(require(\"m\"), \"name\"))"
+                )));
+            }
             let served = served(lua);
             let mut exposed = served.exposed.borrow_mut();
             if exposed.iter().any(|(n, _)| *n == name) {

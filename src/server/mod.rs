@@ -7,6 +7,7 @@
 
 mod desk;
 mod error;
+mod private;
 mod routes;
 
 use std::fmt;
@@ -21,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tower_http::timeout::TimeoutLayer;
 
 pub use desk::{Call, Catalogue, CatalogueCell, serve_calls};
+pub use private::PrivateApi;
 
 /// The largest request body a route accepts (a blueprint, an input ctx); larger is 413, read no
 /// further than the limit.
@@ -148,6 +150,16 @@ impl Server {
     /// A Unix socket file left by a dead server is replaced; one a live server answers on is
     /// an error.
     pub fn start(listen: Listen, allow_remote: bool, calls: mpsc::UnboundedSender<Call>) -> Result<Server, String> {
+        Self::start_with_threads(listen, allow_remote, calls, 2)
+    }
+
+    /// [`Server::start`] on a runtime of `threads` worker threads.
+    pub fn start_with_threads(
+        listen: Listen,
+        allow_remote: bool,
+        calls: mpsc::UnboundedSender<Call>,
+        threads: usize,
+    ) -> Result<Server, String> {
         if !listen.is_local() && !allow_remote {
             return Err(format!(
                 "--listen {listen}: not a loopback address; pass --allow-remote to serve other machines"
@@ -185,7 +197,11 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("swarm-http".into())
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads.max(1))
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         eprintln!("swarm serve: cannot start the HTTP runtime: {e}");

@@ -618,3 +618,77 @@ swarm.expose(swarm.blueprint({
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(api.wait_status(&third, "finished")["ctx"]["verdict"], 3);
 }
+
+/// A child that calls its host's API through `SWARM_API` with its own `SWARM_TOKEN` (and once
+/// with a forged one), and answers with what it saw.
+const CHILD: &str = r#"
+import json, os, socket, stat
+def get(path, token):
+    where = os.environ["SWARM_API"]
+    assert where.startswith("unix:"), where
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(where[len("unix:"):])
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ")[1])
+where = os.environ["SWARM_API"][len("unix:"):]
+print(json.dumps({
+    "own": get("/v1/blueprints", os.environ["SWARM_TOKEN"]),
+    "forged": get("/v1/blueprints", os.environ["SWARM_TOKEN"][:-4] + "AAAA"),
+    "dir_mode": stat.S_IMODE(os.stat(os.path.dirname(where)).st_mode),
+    "socket": where,
+}))
+"#;
+
+#[test]
+fn children_reach_their_hosts_api_on_a_private_socket_with_their_own_token() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "child.py", CHILD);
+    write(
+        dir.path(),
+        "bp.lua",
+        r#"local swarm = require("swarm")
+local F = swarm.flow
+return swarm.blueprint({
+  id = "child",
+  agents = { call = { kind = "subprocess", spec = { program = "python3", args = { "child.py" } } } },
+  flow = F.step({ agent = "call", out = "$.seen" }),
+})
+"#,
+    );
+    let out = command(dir.path(), &["run", "bp.lua", "--state", "memory"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ctx: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = &ctx["seen"];
+    assert_eq!(seen["own"], 200, "{ctx}");
+    assert_eq!(seen["forged"], 401, "{ctx}");
+    assert_eq!(seen["dir_mode"], 0o700, "{ctx}");
+    let socket = Path::new(seen["socket"].as_str().unwrap());
+    assert!(!socket.parent().unwrap().exists(), "the socket's directory went with the run");
+
+    // Under serve too, for a run a client started.
+    // Under serve too, for a run a client started. (require's second value, the file, is no name.)
+    write(dir.path(), "s.lua", "local swarm = require(\"swarm\")\nswarm.expose(require(\"bp\"))\n");
+    let api = Served::start_with(dir.path(), &["serve", "s.lua", "--listen", "127.0.0.1:0"], &[]);
+    api.swarm.wait_stderr("looks like a file path", 1);
+    crate::util::live::save_by_rename(
+        &dir.path().join("s.lua"),
+        "local swarm = require(\"swarm\")\nswarm.expose((require(\"bp\")))\n",
+    );
+    api.swarm.wait_stderr("reloaded in ", 1);
+    let id = api.start_run(json!("child"), json!({}));
+    let seen = api.wait_status(&id, "finished")["ctx"]["seen"].clone();
+    assert_eq!((seen["own"].clone(), seen["forged"].clone()), (json!(200), json!(401)), "{seen}");
+    assert_ne!(seen["socket"], ctx["seen"]["socket"], "each process has its own socket");
+    let socket = std::path::PathBuf::from(seen["socket"].as_str().unwrap());
+    assert!(socket.exists(), "the serve's socket is there while it serves");
+    api.swarm.signal("TERM");
+    let mut swarm = api.swarm;
+    assert_eq!(swarm.wait_exit().code(), Some(0), "{}", swarm.stderr());
+    assert!(!socket.parent().unwrap().exists(), "and gone when it stops");
+}

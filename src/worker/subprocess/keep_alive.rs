@@ -85,7 +85,7 @@ impl Pool {
         // before the slot is handed to the next request.
         let mut child = match self.idle_child() {
             Some(child) => child,
-            None => self.start()?,
+            None => self.start(job.host.api().as_deref())?,
         };
         let id = next_request_id();
         let mut collector = Collector::answer(job.host.clone(), id);
@@ -139,9 +139,14 @@ impl Pool {
         None
     }
 
-    fn start(&self) -> Result<KeptChild, WorkerError> {
+    /// A new child; `api` is where the host listens for children (`SWARM_API`), the same for
+    /// every request the child will serve.
+    fn start(&self, api: Option<&str>) -> Result<KeptChild, WorkerError> {
         let mut command = self.launch.command(true);
         command.env("SWARM_AGENT", &self.agent);
+        if let Some(api) = api {
+            command.env(super::API_ENV, api);
+        }
         let mut group = GroupChild::spawn(&mut command, &self.launch).map_err(WorkerError::new)?;
         let (Some(stdin), Some(stdout), Some(stderr)) = group.pipes() else {
             unreachable!("keep-alive children have all three pipes")

@@ -82,7 +82,11 @@ pub enum StreamMode {
 
 /// The environment variables the engine sets for every child; a spec may not set them.
 /// `SWARM_OWNER` tags the child and everything it starts (see [`reaper`]).
-pub const RESERVED_ENV: [&str; 5] = ["SWARM_TASK_ID", "SWARM_ATTEMPT", "SWARM_AGENT", "SWARM_TOKEN", reaper::OWNER_ENV];
+pub const RESERVED_ENV: [&str; 6] =
+    ["SWARM_TASK_ID", "SWARM_ATTEMPT", "SWARM_AGENT", "SWARM_TOKEN", API_ENV, reaper::OWNER_ENV];
+
+/// Where a child reaches its host's API (`unix:PATH`), when the host listens for children.
+pub const API_ENV: &str = "SWARM_API";
 /// The most children a keep-alive agent may keep (each is a process; a semaphore holds the count).
 pub const MAX_POOL_SIZE: u64 = 1024;
 

@@ -11,12 +11,12 @@ use futures::future::LocalBoxFuture;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::ChildStdin;
 
-use super::StreamMode;
 use super::launch::Launch;
 use super::output::Collector;
 use super::process::{GroupChild, describe_exit};
 use super::stderr::{StderrTail, drain};
 use super::stream::Decoder;
+use super::{API_ENV, StreamMode};
 use crate::value::Value;
 use crate::worker::{Job, Spawner, Verdict, WorkerError, WorkerResult};
 
@@ -70,6 +70,9 @@ impl Attempt {
             .env("SWARM_ATTEMPT", job.attempt.to_string())
             .env("SWARM_AGENT", &*job.agent)
             .env("SWARM_TOKEN", job.host.token());
+        if let Some(api) = job.host.api() {
+            command.env(API_ENV, &*api);
+        }
         let mut child = GroupChild::spawn(&mut command, &self.launch).map_err(WorkerError::new)?;
         let tail = RefCell::new(StderrTail::default());
         let stdin_bytes = self.use_stdin.then_some(input);
