@@ -85,7 +85,9 @@ impl Engine {
                 }
                 tokio::select! {
                     biased;
-                    result = &mut work => break Ending::Worker(result),
+                    // A worker that posted its result and then ended (a child that exits after
+                    // `POST /result`) is settled by what it posted, not by how it exited.
+                    result = &mut work => break self.interruption(task_id).unwrap_or(Ending::Worker(result)),
                     _ = signal.changed() => {}
                 }
             }
@@ -409,6 +411,12 @@ impl TaskHost for AttemptContext {
         self.engine.api()
     }
 
+    fn offer(&self, job: &Job, queue: &str, lease_ms: u64) -> LocalBoxFuture<'static, WorkerResult> {
+        let profile = self.run.compiled.blueprint.agent(&job.agent).and_then(|a| a.profile.as_ref());
+        let system = profile.and_then(|p| p.system_prompt.clone());
+        self.engine.offer_work(job, system, queue, lease_ms)
+    }
+
     fn emit(&self, output: Value) {
         // The attempt's own token was checked when it was minted; it is still live while the
         // attempt runs, so this cannot be refused except by a gate that forbids emit_output.
@@ -435,7 +443,7 @@ impl TaskHost for AttemptContext {
         let parent = self.task_id.clone();
         let token = self.token.clone();
         let agent = agent.to_string();
-        Box::pin(async move { engine.sub_dispatch(&run, &parent, &token, &agent, input).await })
+        Box::pin(async move { engine.sub_dispatch(&run, &parent, Auth::Held(&token), &agent, input).await })
     }
 
     fn wait(

@@ -15,6 +15,9 @@ pub enum EngineError {
     /// The task id names no live or recently finished task.
     #[error("no task '{0}'")]
     NoSuchTask(String),
+    /// The id names no stored output.
+    #[error("no output '{0}'")]
+    NoSuchOutput(String),
     /// The run id names no run in flight.
     #[error("no run '{0}'")]
     NoSuchRun(String),
@@ -31,6 +34,15 @@ pub enum EngineError {
     /// The task has a terminal state already, and a terminal state is never left.
     #[error("task '{0}' is already settled")]
     Settled(String),
+    /// The token is a remote worker's for an attempt that has ended (its result came, it was
+    /// cancelled, timed out, or its lease ran out); the outcome recorded then stands.
+    #[error("attempt {attempt} of task '{task}' has ended: its recorded outcome stands")]
+    AttemptEnded {
+        /// The attempt's task.
+        task: String,
+        /// The attempt's number.
+        attempt: u32,
+    },
     /// A sub-task names an agent its run's blueprint does not define.
     #[error("no agent '{agent}' in blueprint '{blueprint}'")]
     NoRoute {
@@ -64,8 +76,9 @@ impl EngineError {
             EngineError::Key(_) => "bad_secret",
             EngineError::NoSuchTask(_) => "no_such_task",
             EngineError::NoSuchRun(_) => "no_such_run",
+            EngineError::NoSuchOutput(_) => "no_such_output",
             EngineError::NotRunning { .. } => "not_running",
-            EngineError::Settled(_) => "settled",
+            EngineError::Settled(_) | EngineError::AttemptEnded { .. } => "settled",
             EngineError::NoRoute { .. } => "no_route",
             EngineError::NoSuchQuery(_) => "no_such_query",
             EngineError::NoSuchSession(_) => "no_such_session",

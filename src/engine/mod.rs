@@ -19,6 +19,7 @@ mod run;
 pub mod spawner;
 pub mod task;
 pub mod wait;
+pub mod work;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -40,6 +41,7 @@ pub use ops::{Auth, Prompt};
 pub use run::{Resume, RunHandle, RunOptions, RunOutcome};
 pub use task::{HandedOutcome, Task, TaskSnapshot, TaskState};
 pub use wait::{PendingWait, WaitKey, WaitReplay, WaitSite};
+pub use work::{Claim, Claimed};
 
 /// How an engine is set up.
 #[derive(Clone, Debug)]
@@ -122,6 +124,7 @@ struct State {
     sessions: HashMap<Arc<str>, ops::Session>,
     next_query: u64,
     next_session: u64,
+    work: work::WorkBoard,
 }
 
 impl Engine {
@@ -143,6 +146,7 @@ impl Engine {
             sessions: HashMap::new(),
             next_query: 1,
             next_session: 1,
+            work: work::WorkBoard::default(),
         };
         let bus = EventBus::new(config.event_capacity, config.trace_capacity);
         let (paused, _) = watch::channel(false);

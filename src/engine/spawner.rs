@@ -68,6 +68,13 @@ pub trait TaskHost {
     fn api(&self) -> Option<Arc<str>> {
         None
     }
+    /// Offers the attempt (`job`, as the layers left it) to remote workers on `queue`: the
+    /// future ends only if the lease of the worker that claimed it runs out, since the worker's
+    /// result settles the attempt from outside, as `post_result` does.
+    fn offer(&self, job: &Job, _queue: &str, _lease_ms: u64) -> LocalBoxFuture<'static, WorkerResult> {
+        let message = format!("agent '{}': nothing here hands work to remote workers", job.agent);
+        Box::pin(async move { Err(WorkerError::new(message)) })
+    }
 }
 
 /// Why a sub-task gave no value: its flow error, and when the engine refused to start it, the

@@ -290,6 +290,7 @@ fn compiler_with(
         .register("lua", LuaAgentFactory { functions: lookup, scripts })
         .register("rust_fn", RustFnFactory { registry: rust_fns })
         .register("subprocess", SubprocessFactory)
+        .register("remote", crate::worker::remote::RemoteFactory)
         .register("operator", OperatorFactory { lua: operators, console });
     compiler
 }

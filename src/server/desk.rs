@@ -9,6 +9,7 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use mlua::Lua;
@@ -18,6 +19,7 @@ use super::error::ApiError;
 use crate::blueprint::Blueprint;
 use crate::blueprint::compile::{CompiledBlueprint, Compiler};
 use crate::blueprint::graph::mermaid;
+use crate::engine::spawner::SubTaskError;
 use crate::engine::wait::PendingWait;
 use crate::engine::{Auth, Engine, Event};
 use crate::gate::Verb;
@@ -56,6 +58,18 @@ pub(crate) enum Op {
     Questions { seat: String, follow: bool },
     /// `POST /v1/operators/{name}/answers/{question_id}`.
     AnswerQuestion { seat: String, question: String, value: Value },
+    /// `POST /v1/work/claim`: answered when an attempt is claimed or the wait is over.
+    Claim { queues: Vec<String>, wait: Duration },
+    /// `GET /v1/tasks/{id}/prompt`.
+    Prompt { task_id: String },
+    /// `GET /v1/outputs/{ref}`.
+    Output { id: String },
+    /// `POST /v1/tasks/{id}/events`.
+    Emit { task_id: String, events: Vec<Value> },
+    /// `POST /v1/tasks/{id}/result`.
+    Result { task_id: String, value: Value, ok: bool },
+    /// `POST /v1/tasks/{id}/dispatch`: answered when the sub-task settles.
+    Dispatch { task_id: String, agent: String, input: Value },
 }
 
 /// The desk's answer.
@@ -106,10 +120,83 @@ pub async fn serve_calls(engine: Engine, catalogue: CatalogueCell, mut calls: mp
     let mut admission = Admission::new(&engine);
     while let Some(call) = calls.recv().await {
         admission.admit(&engine, &call.token);
-        let answer = handle(&engine, &catalogue, &call.token, call.op);
-        // The client may have gone; the operation stands either way.
-        let _ = call.reply.send(answer);
+        let Call { token, op, reply } = call;
+        match op {
+            // The calls that wait run beside the desk, which goes on answering the others.
+            Op::Claim { queues, wait } => {
+                tokio::task::spawn_local(claim(engine.clone(), token, queues, wait, reply));
+            }
+            Op::Dispatch { task_id, agent, input } => {
+                let engine = engine.clone();
+                tokio::task::spawn_local(async move {
+                    let outcome = engine.dispatch_for(Auth::Encoded(&token), &task_id, &agent, input).await;
+                    let _ = reply.send(dispatched(outcome));
+                });
+            }
+            op => {
+                let answer = handle(&engine, &catalogue, &token, op);
+                // The client may have gone; the operation stands either way.
+                let _ = reply.send(answer);
+            }
+        }
     }
+}
+
+/// A claim: the attempt as JSON, or no content once the wait is over. An attempt claimed for a
+/// request that went away meanwhile is offered again at once, not left to its lease.
+async fn claim(
+    engine: Engine,
+    token: String,
+    queues: Vec<String>,
+    wait: Duration,
+    reply: oneshot::Sender<Result<Answer, ApiError>>,
+) {
+    match engine.claim_work(Auth::Encoded(&token), &queues, wait).await {
+        Ok(Some(claimed)) => {
+            let body = serde_json::to_value(&claimed.claim).unwrap_or_default();
+            if reply.send(Ok(Answer::Json(StatusCode::OK, body))).is_err() {
+                engine.unclaim(claimed);
+            }
+        }
+        Ok(None) => {
+            let _ = reply.send(Ok(Answer::NoContent));
+        }
+        Err(e) => {
+            let _ = reply.send(Err(ApiError::engine(&e)));
+        }
+    }
+}
+
+/// A sub-task's outcome: `{ok: true, value}`, or `{ok: false, error}` for a sub-task that ran
+/// and failed; a refusal to start it is the refusal's error.
+fn dispatched(outcome: Result<Value, SubTaskError>) -> Result<Answer, ApiError> {
+    match outcome {
+        Ok(value) => Ok(Answer::Json(StatusCode::OK, serde_json::json!({ "ok": true, "value": value }))),
+        Err(e) => match e.refused {
+            Some(kind) => {
+                let status = match kind {
+                    "depth_exceeded" | "role_violation" | "task_mismatch" => StatusCode::FORBIDDEN,
+                    "no_route" | "no_such_task" | "no_such_run" => StatusCode::NOT_FOUND,
+                    "settled" | "not_running" => StatusCode::CONFLICT,
+                    kind if is_token_kind(kind) => StatusCode::UNAUTHORIZED,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                let kind = if status == StatusCode::CONFLICT { "conflict" } else { kind };
+                Err(ApiError::new(status, kind, e.error.message))
+            }
+            None => {
+                let mut error = serde_json::json!({ "kind": e.error.kind.name(), "message": e.error.message });
+                if let Some(value) = &e.error.value {
+                    error["value"] = serde_json::to_value(value).unwrap_or_default();
+                }
+                Ok(Answer::Json(StatusCode::OK, serde_json::json!({ "ok": false, "error": error })))
+            }
+        },
+    }
+}
+
+fn is_token_kind(kind: &str) -> bool {
+    matches!(kind, "malformed" | "bad_signature" | "expired" | "unknown_token" | "revoked" | "uses_exhausted")
 }
 
 /// Lets in the tokens `swarm token mint` issued for this journal: a token the engine did not
@@ -313,6 +400,39 @@ pub(crate) fn handle(engine: &Engine, catalogue: &CatalogueCell, token: &str, op
                 serde_json::json!({ "question_id": question, "run_id": &*wait.run_id, "delivered": reached > 0 }),
             ))
         }
+        Op::Prompt { task_id } => {
+            let prompt = engine.fetch_prompt(Auth::Encoded(token), &task_id).map_err(|e| ApiError::engine(&e))?;
+            let mut body = serde_json::json!({
+                "task_id": &*prompt.task_id,
+                "agent": &*prompt.agent,
+                "attempt": prompt.attempt,
+                "input": prompt.input,
+                "directives": prompt.directives,
+            });
+            if let Some(system) = prompt.system_prompt {
+                body["system"] = system.into();
+            }
+            Ok(Answer::Json(StatusCode::OK, body))
+        }
+        Op::Output { id } => {
+            let value = engine.fetch_output(Auth::Encoded(token), &id).map_err(|e| ApiError::engine(&e))?;
+            Ok(Answer::Json(StatusCode::OK, serde_json::to_value(&value).unwrap_or_default()))
+        }
+        Op::Emit { task_id, events } => {
+            for event in events {
+                engine.emit_for_task(Auth::Encoded(token), &task_id, event).map_err(|e| ApiError::engine(&e))?;
+            }
+            Ok(Answer::NoContent)
+        }
+        Op::Result { task_id, value, ok } => {
+            engine.post_result(Auth::Encoded(token), &task_id, value, ok).map_err(|e| ApiError::engine(&e))?;
+            Ok(Answer::NoContent)
+        }
+        Op::Claim { .. } | Op::Dispatch { .. } => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "a waiting call reached the desk's quick path",
+        )),
         Op::Subscribe { run_id } => {
             let journal = journal_path(engine);
             if engine.running().iter().any(|r| **r == *run_id) {

@@ -63,8 +63,12 @@ impl ApiError {
     pub fn engine(error: &EngineError) -> ApiError {
         match error {
             EngineError::Token(e) => ApiError::token(e),
-            EngineError::NoSuchRun(_) | EngineError::NoSuchTask(_) => ApiError::not_found(error.to_string()),
-            EngineError::Settled(_) | EngineError::NotRunning { .. } => ApiError::conflict(error.to_string()),
+            EngineError::NoSuchRun(_) | EngineError::NoSuchTask(_) | EngineError::NoSuchOutput(_) => {
+                ApiError::not_found(error.to_string())
+            }
+            EngineError::Settled(_) | EngineError::NotRunning { .. } | EngineError::AttemptEnded { .. } => {
+                ApiError::conflict(error.to_string())
+            }
             EngineError::NotWaiting(_) => ApiError::new(StatusCode::CONFLICT, "not_waiting", error.to_string()),
             other => ApiError::new(StatusCode::BAD_REQUEST, other.kind(), other.to_string()),
         }

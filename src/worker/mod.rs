@@ -5,6 +5,7 @@
 pub mod lua_agent;
 pub mod lua_fn;
 pub mod operator;
+pub mod remote;
 pub mod rust_fn;
 pub mod script;
 pub mod spec;

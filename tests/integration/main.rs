@@ -23,6 +23,7 @@ mod interrupt_cli;
 mod journal_cli;
 mod journal_lua;
 mod lua_scripts;
+mod remote;
 mod repl_piped;
 mod repl_pty;
 mod round_trip;

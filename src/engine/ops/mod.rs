@@ -54,7 +54,28 @@ impl Engine {
             Auth::Held(token) => state.tokens.verify_held(token, verb, ctx, now),
             Auth::Encoded(text) => state.tokens.verify(text, verb, ctx, now).map(Caller::from),
         };
-        caller.map_err(EngineError::Token)
+        match caller {
+            Ok(caller) => {
+                // Any call of a remote worker's attempt renews the attempt's lease.
+                if let Some(task) = &caller.task {
+                    state.work.renew(task);
+                }
+                Ok(caller)
+            }
+            // The token of a remote attempt that has ended: what the caller wants to act on
+            // is settled, which says more than that the token is unknown.
+            Err(TokenError::UnknownToken) => {
+                let ended = match auth {
+                    Auth::Encoded(text) => CapToken::decode(text).ok().and_then(|t| state.work.ended(&t).cloned()),
+                    Auth::Held(_) => None,
+                };
+                Err(match ended {
+                    Some((task, attempt)) => EngineError::AttemptEnded { task: task.to_string(), attempt },
+                    None => EngineError::Token(TokenError::UnknownToken),
+                })
+            }
+            Err(e) => Err(EngineError::Token(e)),
+        }
     }
 
     /// Checks `verb` and that a worker token is bound to `task` or to its parent.

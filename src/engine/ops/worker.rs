@@ -13,7 +13,7 @@ use crate::engine::run::Run;
 use crate::engine::spawner::{SubTaskError, Verdict};
 use crate::engine::task::{HandedOutcome, Task};
 use crate::engine::{Engine, EngineError, now_ms};
-use crate::gate::registry::{Grant, HeldToken, Verified, VerifyContext};
+use crate::gate::registry::{Grant, Verified, VerifyContext};
 use crate::gate::{Role, Verb};
 use crate::value::Value;
 
@@ -95,21 +95,84 @@ impl Engine {
         Ok(())
     }
 
+    /// `fetch_data` of a stored output: the value of output `id`. A worker token bound to a task
+    /// reads only the outputs of its own run (`task_mismatch` otherwise).
+    pub fn fetch_output(&self, auth: Auth<'_>, id: &str) -> Result<Value, EngineError> {
+        let mut state = self.inner.state.borrow_mut();
+        let caller = self.check(&mut state, auth, Verb::FetchData, VerifyContext { task: None, max_depth: None })?;
+        let record = self.inner.outputs.get(id).ok_or_else(|| EngineError::NoSuchOutput(id.to_string()))?;
+        if let Some(bound) = caller.task.as_deref() {
+            let run_of_bound = state
+                .tasks
+                .get(bound)
+                .map(|t| t.run_id.clone())
+                .or_else(|| state.recent.iter().rev().find(|t| &*t.id == bound).map(|t| t.run_id.clone()));
+            if run_of_bound.as_deref() != Some(&*record.run_id) {
+                return Err(EngineError::Token(crate::gate::TokenError::TaskMismatch));
+            }
+        }
+        Ok(record.value)
+    }
+
+    /// `emit_output` for the attempt task `task_id` has in flight (a remote worker's events).
+    pub fn emit_for_task(&self, auth: Auth<'_>, task_id: &str, output: Value) -> Result<(), EngineError> {
+        let attempt = {
+            let state = self.inner.state.borrow();
+            match state.tasks.get(task_id) {
+                Some(task) if task.running.is_some() => task.attempts,
+                Some(task) => {
+                    return Err(EngineError::NotRunning {
+                        task: task_id.to_string(),
+                        state: task.state.name(),
+                        op: Verb::EmitOutput.name(),
+                    });
+                }
+                None => 0,
+            }
+        };
+        self.emit_output(auth, task_id, attempt, output)
+    }
+
+    /// A sub-task for a worker outside the process: `task_id` is the worker's own task.
+    pub async fn dispatch_for(
+        &self,
+        auth: Auth<'_>,
+        task_id: &str,
+        agent: &str,
+        input: Value,
+    ) -> Result<Value, SubTaskError> {
+        let found = {
+            let state = self.inner.state.borrow();
+            state.tasks.get(task_id).map(|t| (t.id.clone(), t.run_id.clone()))
+        };
+        let refuse = |e: EngineError| SubTaskError { refused: Some(e.kind()), error: e.into_flow().with_step(agent) };
+        let Some((parent, run_id)) = found else {
+            let state = self.inner.state.borrow();
+            return Err(refuse(Self::not_live(&state, task_id)));
+        };
+        let run = Self::run_of(&self.inner.state.borrow(), &run_id).map_err(refuse)?;
+        if run.compiled.route(agent).is_none() {
+            let blueprint = run.compiled.blueprint.id.clone();
+            return Err(refuse(EngineError::NoRoute { agent: agent.to_string(), blueprint }));
+        }
+        self.sub_dispatch(&run, &parent, auth, agent, input).await
+    }
+
     /// A worker's sub-dispatch: start a child task of `parent` and run one attempt of it.
     pub(crate) async fn sub_dispatch(
         &self,
         run: &Rc<Run>,
         parent: &Arc<str>,
-        token: &HeldToken,
+        token: Auth<'_>,
         agent: &str,
         input: Value,
     ) -> Result<Value, SubTaskError> {
-        let child = self.start_task(Auth::Held(token), &run.id, agent, input, Some(parent)).map_err(|e| {
+        let child = self.start_task(token, &run.id, agent, input, Some(parent)).map_err(|e| {
             let refused = Some(e.kind());
             SubTaskError { error: e.into_flow().with_step(agent), refused }
         })?;
         let mut abandon = AbandonOnDrop { engine: self.clone(), run: run.clone(), task_id: child.clone(), armed: true };
-        let outcome = self.dispatch_attempt(Auth::Held(token), &child, 1).await;
+        let outcome = self.dispatch_attempt(token, &child, 1).await;
         abandon.armed = false;
         self.settle(&child, &outcome);
         Ok(outcome?)

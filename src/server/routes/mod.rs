@@ -6,6 +6,7 @@ pub mod events;
 pub mod health;
 pub mod operators;
 pub mod runs;
+pub mod work;
 
 use axum::Json;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -55,6 +56,27 @@ pub fn json_body(route: &str, body: &[u8]) -> Result<serde_json::Value, ApiError
         return Err(ApiError::bad_request(format!("{route}: the body is empty (expected a JSON object)")));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{route}: the body is not JSON: {e}")))
+}
+
+/// A JSON object body with no fields but `fields`, or a 400 naming the route and the field.
+pub fn object_body(
+    route: &str,
+    body: &[u8],
+    fields: &[&str],
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let serde_json::Value::Object(object) = json_body(route, body)? else {
+        return Err(ApiError::bad_request(format!(
+            "{route}: the body must be a JSON object {{{}}}",
+            fields.join(", ")
+        )));
+    };
+    if let Some(unknown) = object.keys().find(|k| !fields.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "{route}: unknown field `{unknown}` (fields: {})",
+            fields.join(", ")
+        )));
+    }
+    Ok(object)
 }
 
 /// Any path or method the API has no route for.

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::runs::body_error;
-use super::{call, json_body, respond};
+use super::{call, object_body, respond};
 use crate::engine::Event;
 use crate::engine::event::EventKind;
 use crate::server::ApiState;
@@ -124,13 +124,7 @@ pub async fn answer(
 ) -> Result<Response, ApiError> {
     let route = format!("POST /v1/operators/{seat}/answers/{question}");
     let body = body.map_err(|r| body_error(&route, r))?;
-    let serde_json::Value::Object(mut fields) = json_body(&route, &body)? else {
-        return Err(ApiError::bad_request(format!("{route}: the body must be a JSON object {{value}}")));
-    };
-    if let Some(unknown) = fields.keys().find(|k| *k != "value") {
-        return Err(ApiError::bad_request(format!("{route}: unknown field `{unknown}` (fields: value)")));
-    }
-    let value = fields
+    let value = object_body(&route, &body, &["value"])?
         .remove("value")
         .map(Value::from)
         .ok_or_else(|| ApiError::bad_request(format!("{route}: missing field `value` (the answer)")))?;

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{call, json_body, respond};
+use super::{call, json_body, object_body, respond};
 use crate::server::ApiState;
 use crate::server::desk::{Answer, Op};
 use crate::server::error::ApiError;
@@ -130,13 +130,7 @@ pub async fn signal(
     let value = if body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        let serde_json::Value::Object(mut fields) = json_body(&route, &body)? else {
-            return Err(ApiError::bad_request(format!("{route}: the body must be a JSON object {{value}}")));
-        };
-        if let Some(unknown) = fields.keys().find(|k| *k != "value") {
-            return Err(ApiError::bad_request(format!("{route}: unknown field `{unknown}` (fields: value)")));
-        }
-        fields.remove("value").map(Value::from).unwrap_or(Value::Null)
+        object_body(&route, &body, &["value"])?.remove("value").map(Value::from).unwrap_or(Value::Null)
     };
     match call(&state, &headers, Op::Signal { run_id: id.clone(), name: name.clone(), value: value.clone() }).await? {
         Answer::SignalJournal { path } => {

@@ -130,6 +130,11 @@ pub fn request_with(
         headers.push(("Authorization", auth));
     }
     send(&mut *stream, method, path, &headers, body);
+    read_response(stream)
+}
+
+/// The response to the request written on `stream`, read whole.
+pub fn read_response(stream: Box<dyn Stream>) -> Response {
     let mut reader = BufReader::new(stream);
     let (status, headers) = read_head(&mut reader);
     let mut body = Vec::new();
