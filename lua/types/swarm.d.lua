@@ -171,7 +171,7 @@ function F.wait(spec) end
 --- An agent table (inline functions are written directly in `agents`).
 ---@class swarm.AgentDef
 ---@field name string?
----@field kind "lua"|"rust_fn"|"subprocess"|"operator"
+---@field kind "lua"|"rust_fn"|"subprocess"|"remote"|"operator"
 ---@field spec table?
 ---@field profile {system_prompt: string?}?
 
