@@ -153,6 +153,14 @@ pub(super) async fn run_on_engine(
     };
     set_default_engine(host.lua(), engine.clone());
     let _children_api = children_api(&engine, &compiled);
+    for agent in compiled.blueprint.agents.iter().filter(|a| a.kind == "remote") {
+        eprintln!(
+            "swarm: agent '{}' is remote: its attempts wait for a worker to claim them, and workers reach a host \
+             served with `swarm serve {} --listen ADDR` (docs/api.md)",
+            agent.name,
+            file.display()
+        );
+    }
     let replaying = !options.replay.is_empty();
     let mut shutdown = match Shutdown::new() {
         Ok(s) => s,

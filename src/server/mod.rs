@@ -203,11 +203,14 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name("swarm-http".into())
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads.max(1))
-                    .enable_all()
-                    .build()
-                {
+                let mut builder = if threads <= 1 {
+                    tokio::runtime::Builder::new_current_thread()
+                } else {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(threads);
+                    b
+                };
+                let runtime = match builder.enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
                         eprintln!("swarm serve: cannot start the HTTP runtime: {e}");

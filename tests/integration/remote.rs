@@ -451,3 +451,25 @@ return swarm.blueprint({
     let ctx: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(ctx["seen"], json!({"doubled": 8, "attempt": 1}), "{ctx}");
 }
+
+#[test]
+fn swarm_run_says_where_remote_workers_can_reach_a_remote_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bp.lua",
+        r#"local swarm = require("swarm")
+local F = swarm.flow
+return swarm.blueprint({
+  id = "lonely",
+  agents = { far = { kind = "remote", spec = { queue = "q" } } },
+  flow = F.step({ agent = "far", timeout_ms = 200, out = "$.x" }),
+})
+"#,
+    );
+    let out = command(dir.path(), &["run", "bp.lua", "--state", "memory"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("agent 'far' is remote") && stderr.contains("swarm serve bp.lua --listen"), "{stderr}");
+    assert!(stderr.contains("timeout"), "the step timed out: {stderr}");
+}

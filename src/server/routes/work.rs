@@ -89,7 +89,9 @@ pub async fn events(
         serde_json::Value::Array(items) => items,
         one @ serde_json::Value::Object(_) => vec![one],
         _ => {
-            return Err(ApiError::bad_request(format!("{route}: the body must be an output event or an array of them")));
+            return Err(ApiError::bad_request(format!(
+                "{route}: the body must be an output event or an array of them"
+            )));
         }
     };
     let mut events = Vec::with_capacity(items.len());
