@@ -187,7 +187,7 @@ async fn serve(
         version.stop().await;
     }
     if let Some(served) = served_api {
-        served.stop();
+        served.stop().await;
     }
     if let Some(api) = children_api {
         api.stop();
@@ -209,9 +209,12 @@ struct ServedApi {
 }
 
 impl ServedApi {
-    /// Ends the desk first (a request still waiting on it is answered 503), then the server.
-    fn stop(self) {
+    /// Ends the desk first (a request still waiting on it, a claim's long-poll among them, is
+    /// answered 503), then the server.
+    async fn stop(self) {
         self.desk.abort();
+        // The desk and the calls it was waiting on are dropped once this thread runs them again.
+        let _ = self.desk.await;
         self.server.stop();
     }
 }

@@ -118,17 +118,20 @@ pub type CatalogueCell = Rc<RefCell<Option<Catalogue>>>;
 /// Serves calls until every sender is gone.
 pub async fn serve_calls(engine: Engine, catalogue: CatalogueCell, mut calls: mpsc::UnboundedReceiver<Call>) {
     let mut admission = Admission::new(&engine);
+    // The calls that wait run beside the desk, which goes on answering the others; they end
+    // with it (their requests are then answered 503).
+    let mut waiting = tokio::task::JoinSet::new();
     while let Some(call) = calls.recv().await {
+        while waiting.try_join_next().is_some() {}
         admission.admit(&engine, &call.token);
         let Call { token, op, reply } = call;
         match op {
-            // The calls that wait run beside the desk, which goes on answering the others.
             Op::Claim { queues, wait } => {
-                tokio::task::spawn_local(claim(engine.clone(), token, queues, wait, reply));
+                waiting.spawn_local(claim(engine.clone(), token, queues, wait, reply));
             }
             Op::Dispatch { task_id, agent, input } => {
                 let engine = engine.clone();
-                tokio::task::spawn_local(async move {
+                waiting.spawn_local(async move {
                     let outcome = engine.dispatch_for(Auth::Encoded(&token), &task_id, &agent, input).await;
                     let _ = reply.send(dispatched(outcome));
                 });

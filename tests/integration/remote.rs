@@ -473,3 +473,29 @@ return swarm.blueprint({
     assert!(stderr.contains("agent 'far' is remote") && stderr.contains("swarm serve bp.lua --listen"), "{stderr}");
     assert!(stderr.contains("timeout"), "the step timed out: {stderr}");
 }
+
+#[test]
+fn a_serve_stopping_answers_its_waiting_claims_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = serve(dir.path(), 30_000);
+    let (addr, token) = (api.addr.clone(), api.token.clone());
+    let waiting = std::thread::spawn(move || {
+        let mut stream = addr.connect();
+        let auth = format!("Bearer {token}");
+        let body = json!({"queues": ["q"], "wait_ms": 50_000}).to_string();
+        crate::util::http::send(&mut *stream, "POST", "/v1/work/claim", &[("Authorization", &auth)], body.as_bytes());
+        let mut answer = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stream, &mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    // The claim is on its way or waiting: either way the stop must not wait out its 50 s.
+    assert_eq!(request(&api.addr, "GET", "/healthz", None, b"").status, 200);
+    let stopping = Instant::now();
+    api.swarm.signal("TERM");
+    let mut swarm = api.swarm;
+    assert_eq!(swarm.wait_exit().code(), Some(0), "{}", swarm.stderr());
+    // A claim left waiting would hold the stop for the whole 2 s grace of open requests.
+    assert!(stopping.elapsed() < Duration::from_millis(1500), "the stop took {:?}", stopping.elapsed());
+    let answer = waiting.join().unwrap();
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 503"), "a stopping server's claim: {answer}");
+}
