@@ -481,6 +481,7 @@ swarm.expose(swarm.blueprint({{
   flow = F.seq({{
     F.step({{ agent = "count", out = "$.counted" }}),
     F.step({{ agent = "hold", out = "$.held" }}),
+    F.wait({{ signal = "later", out = "$.later" }}),
   }}),
 }}))
 "#,
@@ -500,11 +501,16 @@ swarm.expose(swarm.blueprint({{
     swarm.wait_exit();
     let api = Served::start_with(dir.path(), &["serve", "s.lua", "--listen", "127.0.0.1:0"], &env);
     api.wait_status(&id, "interrupted");
+    // A signal to a run no process has goes through the journal, for whoever resumes it.
+    let r = api.post(&format!("/v1/runs/{id}/signals/later"), json!({"value": "kept"}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!((r.json()["journaled"].clone(), r.json()["delivered"].clone()), (json!(true), json!(false)));
     std::fs::write(&gate, "").unwrap();
     let r = api.post(&format!("/v1/runs/{id}/resume"), json!({}));
     assert_eq!(r.status, 200, "{}", r.text());
     let done = api.wait_status(&id, "finished");
     assert_eq!(done["ctx"]["held"], json!({"ok": true}), "{done}");
+    assert_eq!(done["ctx"]["later"], "kept", "the journaled signal reached the wait: {done}");
     assert_eq!(std::fs::read_to_string(&side).unwrap().lines().count(), 1, "the finished step did not run again");
     let r = api.post(&format!("/v1/runs/{id}/resume"), json!({}));
     assert_eq!(r.status, 409, "a finished run is not resumed: {}", r.text());
