@@ -158,6 +158,18 @@ struct Record {
     depth: u32,
     /// Kept so `purge_expired` can drop the record without the token.
     expire_at: u64,
+    /// Taken in from the [`TokenLedger`] rather than minted here: the ledger is asked again
+    /// at each use, so a revocation recorded there holds from the next use on.
+    adopted: bool,
+}
+
+/// Where tokens minted by another process with the same key are recorded (the journal's
+/// `tokens` table, which `swarm token mint` writes): a token the registry does not know is
+/// looked up here before it is refused as unknown.
+pub trait TokenLedger {
+    /// `None` if `token` was not issued there; else whether it has been revoked. A ledger that
+    /// cannot be read answers `None` (the token is then unknown) and says why in the log.
+    fn lookup(&self, token: &CapToken) -> Option<bool>;
 }
 
 /// The SHA-256 of a nonce: the record key. The raw nonce is never a key, so a dump or a debug
@@ -181,12 +193,18 @@ pub struct TokenRegistry {
     key: SigningKey,
     gate: Gate,
     records: HashMap<RecordKey, Record>,
+    ledger: Option<Box<dyn TokenLedger>>,
 }
 
 impl TokenRegistry {
     /// A registry with no records, signing with `key` and checking verbs against `gate`.
     pub fn new(key: SigningKey, gate: Gate) -> TokenRegistry {
-        TokenRegistry { key, gate, records: HashMap::new() }
+        TokenRegistry { key, gate, records: HashMap::new(), ledger: None }
+    }
+
+    /// Takes tokens minted elsewhere with this key from `ledger` (see [`TokenLedger`]).
+    pub fn set_ledger(&mut self, ledger: Option<Box<dyn TokenLedger>>) {
+        self.ledger = ledger;
     }
 
     /// The role × verb table in force.
@@ -223,7 +241,8 @@ impl TokenRegistry {
             sig: String::with_capacity(64),
         };
         token.sign(&self.key);
-        let record = Record { uses: 0, max_uses, revoked: false, task: task.map(Arc::from), depth, expire_at };
+        let record =
+            Record { uses: 0, max_uses, revoked: false, task: task.map(Arc::from), depth, expire_at, adopted: false };
         let key = record_key(&token.nonce);
         self.records.insert(key, record);
         HeldToken { token, key }
@@ -296,6 +315,7 @@ impl TokenRegistry {
         if !self.gate.allows(token.role, verb) {
             return Err(TokenError::RoleViolation { role: token.role, verb });
         }
+        self.consult_ledger(token, key);
         let record = self.records.get_mut(key).ok_or(TokenError::UnknownToken)?;
         if record.revoked {
             return Err(TokenError::Revoked);
@@ -318,30 +338,29 @@ impl TokenRegistry {
         Ok(record)
     }
 
-    /// Whether the registry holds a record of `token` (live, revoked or used up).
-    pub fn knows(&self, token: &CapToken) -> bool {
-        self.records.contains_key(&record_key(&token.nonce))
-    }
-
-    /// Takes in a token another process signed with this registry's key and recorded where
-    /// this host can read it (`swarm token mint`, in the journal): from now on it verifies as if
-    /// minted here, `revoked` if the ledger says so. Its use count starts at nought in this
-    /// process. A token whose signature does not verify is refused; one already known keeps its
-    /// record (only marked revoked if `revoked`).
-    pub fn adopt(&mut self, token: &CapToken, revoked: bool) -> Result<(), TokenError> {
-        if !token.signature_valid(&self.key) {
-            return Err(TokenError::BadSignature);
+    /// Takes in a token minted elsewhere that the ledger has issued, and marks one taken in
+    /// revoked once the ledger says so. Only reached with a good signature, so a token made with
+    /// another key is still `bad_signature`. Its use count starts at nought in this process.
+    fn consult_ledger(&mut self, token: &CapToken, key: &RecordKey) {
+        let Some(ledger) = &self.ledger else { return };
+        match self.records.get_mut(key) {
+            Some(record) if record.adopted && !record.revoked => record.revoked = ledger.lookup(token) == Some(true),
+            Some(_) => {}
+            None => {
+                if let Some(revoked) = ledger.lookup(token) {
+                    let record = Record {
+                        uses: 0,
+                        max_uses: token.max_uses,
+                        revoked,
+                        task: None,
+                        depth: 0,
+                        expire_at: token.expire_at,
+                        adopted: true,
+                    };
+                    self.records.insert(*key, record);
+                }
+            }
         }
-        let record = self.records.entry(record_key(&token.nonce)).or_insert(Record {
-            uses: 0,
-            max_uses: token.max_uses,
-            revoked: false,
-            task: None,
-            depth: 0,
-            expire_at: token.expire_at,
-        });
-        record.revoked |= revoked;
-        Ok(())
     }
 
     /// Drops a held token's record (see [`TokenRegistry::forget`]).
@@ -431,6 +450,49 @@ mod tests {
 
     fn registry() -> TokenRegistry {
         TokenRegistry::new(SigningKey::new(b"unit-test-secret").unwrap(), Gate::default())
+    }
+
+    /// A ledger in memory: ledger key → revoked.
+    struct Book(std::rc::Rc<std::cell::RefCell<HashMap<String, bool>>>);
+
+    impl TokenLedger for Book {
+        fn lookup(&self, token: &CapToken) -> Option<bool> {
+            self.0.borrow().get(&ledger_key(token)).copied()
+        }
+    }
+
+    #[test]
+    fn tokens_minted_elsewhere_are_taken_from_the_ledger_and_its_revocations_hold() {
+        let ctx = VerifyContext { task: None, max_depth: None };
+        let mut minter = registry();
+        let mut grant = Grant::new(Role::Operator, "ci");
+        grant.max_uses = Some(2);
+        let token = minter.mint(grant, 1_000);
+        let text = token.encode();
+        let mut host = registry();
+        assert_eq!(host.verify(&text, Verb::ReadTaskState, ctx, 1_000).err(), Some(TokenError::UnknownToken));
+        let book = std::rc::Rc::new(std::cell::RefCell::new(HashMap::new()));
+        host.set_ledger(Some(Box::new(Book(book.clone()))));
+        assert_eq!(host.verify(&text, Verb::ReadTaskState, ctx, 1_000).err(), Some(TokenError::UnknownToken));
+        book.borrow_mut().insert(ledger_key(&token), false);
+        assert!(host.verify(&text, Verb::ReadTaskState, ctx, 1_000).is_ok(), "issued: taken in");
+        // Its limits are the token's; its use count is this process's.
+        assert!(host.verify(&text, Verb::ReadTaskState, ctx, 1_000).is_ok());
+        assert_eq!(host.verify(&text, Verb::ReadTaskState, ctx, 1_000).err(), Some(TokenError::UsesExhausted));
+        // Revoked in the ledger: refused from the next use on.
+        let other = minter.mint(Grant::new(Role::Operator, "ci"), 1_000);
+        book.borrow_mut().insert(ledger_key(&other), false);
+        assert!(host.verify(&other.encode(), Verb::ReadTaskState, ctx, 1_000).is_ok());
+        book.borrow_mut().insert(ledger_key(&other), true);
+        assert_eq!(host.verify(&other.encode(), Verb::ReadTaskState, ctx, 1_000).err(), Some(TokenError::Revoked));
+        // Listed, but signed with another key: still forged.
+        let stranger = TokenRegistry::new(SigningKey::new(b"another-secret!!").unwrap(), Gate::default())
+            .mint(Grant::new(Role::Operator, "x"), 1_000);
+        book.borrow_mut().insert(ledger_key(&stranger), false);
+        assert_eq!(
+            host.verify(&stranger.encode(), Verb::ReadTaskState, ctx, 1_000).err(),
+            Some(TokenError::BadSignature)
+        );
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! the engine: the request that started it may go away.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -23,8 +22,6 @@ use crate::engine::spawner::SubTaskError;
 use crate::engine::wait::PendingWait;
 use crate::engine::{Auth, Engine, Event};
 use crate::gate::Verb;
-use crate::gate::registry::ledger_key;
-use crate::gate::token::CapToken;
 use crate::host::engine_api::{resume_run, start_run};
 use crate::store::journal::tokens::Ledger;
 use crate::value::Value;
@@ -117,13 +114,19 @@ pub type CatalogueCell = Rc<RefCell<Option<Catalogue>>>;
 
 /// Serves calls until every sender is gone.
 pub async fn serve_calls(engine: Engine, catalogue: CatalogueCell, mut calls: mpsc::UnboundedReceiver<Call>) {
-    let mut admission = Admission::new(&engine);
+    // Tokens `swarm token mint` issued for this journal are taken in by the gate (see
+    // `TokenLedger`): looked up on first use, and again at each use for a revocation.
+    if let Some(path) = journal_path(&engine) {
+        match Ledger::open(&path) {
+            Ok(ledger) => engine.set_token_ledger(Some(Box::new(ledger))),
+            Err(e) => tracing::warn!("tokens minted by `swarm token mint` will not be taken: {e}"),
+        }
+    }
     // The calls that wait run beside the desk, which goes on answering the others; they end
     // with it (their requests are then answered 503).
     let mut waiting = tokio::task::JoinSet::new();
     while let Some(call) = calls.recv().await {
         while waiting.try_join_next().is_some() {}
-        admission.admit(&engine, &call.token);
         let Call { token, op, reply } = call;
         match op {
             Op::Claim { queues, wait } => {
@@ -200,49 +203,6 @@ fn dispatched(outcome: Result<Value, SubTaskError>) -> Result<Answer, ApiError> 
 
 fn is_token_kind(kind: &str) -> bool {
     matches!(kind, "malformed" | "bad_signature" | "expired" | "unknown_token" | "revoked" | "uses_exhausted")
-}
-
-/// Lets in the tokens `swarm token mint` issued for this journal: a token the engine did not
-/// mint is looked up in the journal's ledger and, if issued there, taken in; one taken in is
-/// looked up again at each request, so a `swarm token revoke` holds from the next request on.
-/// Whatever the ledger says, the engine's gate then verifies the token as any other (its
-/// signature first), so a token made with another secret is still `bad_signature`.
-struct Admission {
-    ledger: Option<Ledger>,
-    /// The ledger keys of the tokens taken in.
-    adopted: HashSet<String>,
-}
-
-impl Admission {
-    fn new(engine: &Engine) -> Admission {
-        let ledger = journal_path(engine).and_then(|path| match Ledger::open(&path) {
-            Ok(ledger) => Some(ledger),
-            Err(e) => {
-                tracing::warn!("tokens minted by `swarm token mint` will not be taken: {e}");
-                None
-            }
-        });
-        Admission { ledger, adopted: HashSet::new() }
-    }
-
-    fn admit(&mut self, engine: &Engine, token: &str) {
-        let Some(ledger) = &self.ledger else { return };
-        let Ok(decoded) = CapToken::decode(token) else { return };
-        let key = ledger_key(&decoded);
-        let adopted = self.adopted.contains(&key);
-        if !adopted && engine.knows_token(&decoded) {
-            return;
-        }
-        match ledger.revoked(&decoded) {
-            Ok(Some(revoked)) => {
-                if (!adopted || revoked) && engine.adopt_token(&decoded, revoked).is_ok() {
-                    self.adopted.insert(key);
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!("the token ledger cannot be read: {e}"),
-        }
-    }
 }
 
 fn verify(engine: &Engine, token: &str, verb: Verb) -> Result<(), ApiError> {

@@ -173,15 +173,10 @@ impl Engine {
         state.tokens.verify(token, verb, ctx, now_ms()).map_err(EngineError::Token)
     }
 
-    /// Whether the engine holds a record of `token`.
-    pub fn knows_token(&self, token: &CapToken) -> bool {
-        self.inner.state.borrow().tokens.knows(token)
-    }
-
-    /// Takes in a token signed with this engine's key by another process (see
-    /// [`crate::gate::registry::TokenRegistry::adopt`]).
-    pub fn adopt_token(&self, token: &CapToken, revoked: bool) -> Result<(), EngineError> {
-        self.inner.state.borrow_mut().tokens.adopt(token, revoked).map_err(EngineError::Token)
+    /// Takes tokens minted by another process with this engine's key from `ledger`
+    /// (`swarm token mint` records them in the journal).
+    pub fn set_token_ledger(&self, ledger: Option<Box<dyn crate::gate::registry::TokenLedger>>) {
+        self.inner.state.borrow_mut().tokens.set_ledger(ledger);
     }
 
     /// Revokes a token; later uses fail with `revoked`.

@@ -64,3 +64,12 @@ impl Ledger {
         stmt.query_row([ledger_key(token)], |r| r.get::<_, i64>(0)).optional().map(|r| r.map(|v| v != 0)).map_err(err)
     }
 }
+
+impl crate::gate::registry::TokenLedger for Ledger {
+    fn lookup(&self, token: &CapToken) -> Option<bool> {
+        self.revoked(token).unwrap_or_else(|e| {
+            tracing::warn!("the token ledger cannot be read: {e}");
+            None
+        })
+    }
+}
