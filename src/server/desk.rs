@@ -382,6 +382,9 @@ pub(crate) fn handle(engine: &Engine, catalogue: &CatalogueCell, token: &str, op
             Ok(Answer::Json(StatusCode::OK, serde_json::to_value(&value).unwrap_or_default()))
         }
         Op::Emit { task_id, events } => {
+            if events.is_empty() {
+                verify(engine, token, Verb::EmitOutput)?;
+            }
             for event in events {
                 engine.emit_for_task(Auth::Encoded(token), &task_id, event).map_err(|e| ApiError::engine(&e))?;
             }

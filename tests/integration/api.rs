@@ -174,11 +174,17 @@ fn routes(run: &str) -> Vec<(&'static str, String, Option<serde_json::Value>, Ve
         ("POST", format!("/v1/runs/{run}/signals/nobody"), Some(json!({"value": 0})), Verb::AnswerQuery),
         ("POST", format!("/v1/runs/{run}/resume"), Some(json!({})), Verb::StartTask),
         ("POST", format!("/v1/runs/{run}/cancel"), Some(json!({})), Verb::CancelTask),
+        ("POST", "/v1/work/claim".into(), Some(json!({"queues": ["none"]})), Verb::PollTask),
+        ("GET", format!("/v1/tasks/{run}.1/prompt"), None, Verb::FetchPrompt),
+        ("GET", "/v1/outputs/out-none".into(), None, Verb::FetchData),
+        ("POST", format!("/v1/tasks/{run}.1/events"), Some(json!([])), Verb::EmitOutput),
+        ("POST", format!("/v1/tasks/{run}.1/result"), Some(json!({"value": 1})), Verb::PostResult),
+        ("POST", format!("/v1/tasks/{run}.1/dispatch"), Some(json!({"agent": "draft", "input": {}})), Verb::StartTask),
     ]
 }
 
 #[test]
-fn every_run_route_lets_in_exactly_the_roles_the_gate_gives_its_verb() {
+fn every_route_lets_in_exactly_the_roles_the_gate_gives_its_verb() {
     let dir = tempfile::tempdir().unwrap();
     let api = serve(dir.path());
     let run = api.start_run(json!("approval"), json!({"title": "m"}));
