@@ -140,6 +140,24 @@ async fn accept<L: axum::serve::Listener>(
     Ok(())
 }
 
+/// How many connections may wait to be accepted: enough for a thousand workers that connect at
+/// once (the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: i32 = 1024;
+
+/// A non-blocking socket listening on `at`.
+fn listen_on(domain: socket2::Domain, at: &socket2::SockAddr) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    if domain != socket2::Domain::UNIX {
+        // As the standard library's bind does: a restarted server may bind while old
+        // connections linger in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+    }
+    socket.bind(at)?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
 /// How long the requests in progress at a stop may take to finish.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -177,9 +195,9 @@ impl Server {
         }
         let bound = match &listen {
             Listen::Tcp(addr) => {
-                let l = std::net::TcpListener::bind(addr).map_err(|e| format!("--listen {addr}: {e}"))?;
-                l.set_nonblocking(true).map_err(|e| e.to_string())?;
-                Bound::Tcp(l)
+                let l = listen_on(socket2::Domain::for_address(*addr), &(*addr).into())
+                    .map_err(|e| format!("--listen {addr}: {e}"))?;
+                Bound::Tcp(l.into())
             }
             Listen::Unix(path) => {
                 if path.exists() {
@@ -188,10 +206,10 @@ impl Server {
                     }
                     std::fs::remove_file(path).map_err(|e| format!("--listen unix:{}: {e}", path.display()))?;
                 }
-                let l = std::os::unix::net::UnixListener::bind(path)
+                let l = socket2::SockAddr::unix(path)
+                    .and_then(|at| listen_on(socket2::Domain::UNIX, &at))
                     .map_err(|e| format!("--listen unix:{}: {e}", path.display()))?;
-                l.set_nonblocking(true).map_err(|e| e.to_string())?;
-                Bound::Unix(l)
+                Bound::Unix(l.into())
             }
         };
         let listen = match (&listen, &bound) {

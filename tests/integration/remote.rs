@@ -66,6 +66,12 @@ fn post(addr: &Addr, path: &str, token: &str, body: Value) -> crate::util::http:
     request(addr, "POST", path, Some(token), body.to_string().as_bytes())
 }
 
+/// Posts `body` as the result of claimed attempt `claim`, with the attempt's own token.
+fn post_result(addr: &Addr, claim: &Value, body: Value) -> crate::util::http::Response {
+    let path = format!("/v1/tasks/{}/result", claim["task_id"].as_str().unwrap());
+    post(addr, &path, claim["token"].as_str().unwrap(), body)
+}
+
 /// Claims from `queues`, waiting up to `wait_ms`: the claim, or `None` on 204.
 fn claim(api: &Served, queues: &[&str], wait_ms: u64) -> Option<Value> {
     let r = post(&api.addr, "/v1/work/claim", &api.token, json!({"queues": queues, "wait_ms": wait_ms}));
@@ -198,8 +204,7 @@ fn claims_are_checked_by_role_and_bad_claim_bodies_name_the_field() {
     let r = post(&api.addr, "/v1/work/claim", &worker, json!({"queues": ["q"], "wait_ms": 10_000}));
     assert_eq!(r.status, 200, "{}", r.text());
     let c = r.json();
-    let path = format!("/v1/tasks/{}/result", c["task_id"].as_str().unwrap());
-    assert_eq!(post(&api.addr, &path, c["token"].as_str().unwrap(), json!({"value": "done"})).status, 204);
+    assert_eq!(post_result(&api.addr, &c, json!({"value": "done"})).status, 204);
     assert_eq!(api.wait_status(&run, "finished")["ctx"]["done"], "done");
     let no_token = request(&api.addr, "POST", "/v1/work/claim", None, br#"{"queues":["q"]}"#);
     assert_eq!((no_token.status, no_token.kind()), (401, "malformed".to_string()));
@@ -249,8 +254,7 @@ fn an_attempt_that_fails_remotely_fails_its_step_with_the_workers_reason() {
     let api = serve(dir.path(), 30_000);
     let run = api.start_run(json!("plain"), json!({"n": 1}));
     let c = claim_one(&api, &["q"]);
-    let path = format!("/v1/tasks/{}/result", c["task_id"].as_str().unwrap());
-    let r = post(&api.addr, &path, c["token"].as_str().unwrap(), json!({"value": "disk full", "ok": false}));
+    let r = post_result(&api.addr, &c, json!({"value": "disk full", "ok": false}));
     assert_eq!(r.status, 204, "{}", r.text());
     let failed = api.wait_status(&run, "failed");
     assert!(failed.to_string().contains("disk full"), "{failed}");
@@ -265,8 +269,7 @@ fn results_after_a_cancel_are_refused_and_a_claim_racing_a_cancel_settles_the_ru
     let c = claim_one(&api, &["q"]);
     assert_eq!(api.post(&format!("/v1/runs/{run}/cancel"), json!({})).status, 204);
     api.wait_status(&run, "cancelled");
-    let path = format!("/v1/tasks/{}/result", c["task_id"].as_str().unwrap());
-    let late = post(&api.addr, &path, c["token"].as_str().unwrap(), json!({"value": 1}));
+    let late = post_result(&api.addr, &c, json!({"value": 1}));
     assert_eq!((late.status, late.kind()), (409, "conflict".to_string()), "{}", late.text());
     // Cancelled before anyone claimed it: the offer is gone.
     let run = api.start_run(json!("plain"), json!({"n": 2}));
@@ -282,8 +285,7 @@ fn results_after_a_cancel_are_refused_and_a_claim_racing_a_cancel_settles_the_ru
         let (addr, token) = (api.addr.clone(), api.token.clone());
         let cancel_path = format!("/v1/runs/{run}/cancel");
         let canceller = std::thread::spawn(move || post(&addr, &cancel_path, &token, json!({})).status);
-        let path = format!("/v1/tasks/{}/result", c["task_id"].as_str().unwrap());
-        let result = post(&api.addr, &path, c["token"].as_str().unwrap(), json!({"value": n})).status;
+        let result = post_result(&api.addr, &c, json!({"value": n})).status;
         let cancel = canceller.join().unwrap();
         let status = loop {
             let s = api.get(&format!("/v1/runs/{run}")).json()["status"].as_str().unwrap().to_string();
@@ -332,8 +334,7 @@ fn a_thousand_claims_wait_at_once_and_each_offer_goes_to_exactly_one() {
                     let response = crate::util::http::read_response(stream);
                     if response.status == 200 {
                         let c = response.json();
-                        let path = format!("/v1/tasks/{}/result", c["task_id"].as_str().unwrap());
-                        let posted = post(&addr, &path, c["token"].as_str().unwrap(), json!({"value": c["input"]}));
+                        let posted = post_result(&addr, &c, json!({"value": c["input"]}));
                         assert_eq!(posted.status, 204, "{}", posted.text());
                         Some(c["task_id"].as_str().unwrap().to_string())
                     } else {
