@@ -52,9 +52,9 @@ pub(crate) enum Op {
     Signal { run_id: String, name: String, value: Value },
     /// `GET /v1/operators/{name}/questions`: the seat's open questions; `follow` also opens the
     /// engine's event feed, so the stream knows when to look again.
-    Questions { seat: String, follow: bool },
+    Questions { seat: Option<String>, follow: bool },
     /// `POST /v1/operators/{name}/answers/{question_id}`.
-    AnswerQuestion { seat: String, question: String, value: Value },
+    AnswerQuestion { seat: Option<String>, question: String, value: Value },
     /// `POST /v1/work/claim`: answered when an attempt is claimed or the wait is over.
     Claim { queues: Vec<String>, wait: Duration },
     /// `GET /v1/tasks/{id}/prompt`.
@@ -338,22 +338,23 @@ pub(crate) fn handle(engine: &Engine, catalogue: &CatalogueCell, token: &str, op
             }
         }
         Op::Questions { seat, follow } => {
-            // The stream's later looks need no token: the request that opened it was let in.
-            let events = if follow {
-                verify(engine, token, Verb::AttachSession)?;
-                Some(engine.follow_all().map_err(|e| ApiError::engine(&e))?)
-            } else {
-                None
-            };
-            let open = questions_of(engine, &seat).into_iter().map(|(id, q)| question_json(&id, &q)).collect();
+            // Checked at every look, so a stream whose token is revoked or expires ends.
+            verify(engine, token, Verb::AttachSession)?;
+            let events = if follow { Some(engine.follow_all().map_err(|e| ApiError::engine(&e))?) } else { None };
+            let open =
+                questions_of(engine, seat.as_deref()).into_iter().map(|(id, q)| question_json(&id, &q)).collect();
             Ok(Answer::Questions { open, events })
         }
         Op::AnswerQuestion { seat, question, value } => {
-            let Some((_, wait)) = questions_of(engine, &seat).into_iter().find(|(id, _)| *id == question) else {
+            let Some((_, wait)) = questions_of(engine, seat.as_deref()).into_iter().find(|(id, _)| *id == question)
+            else {
                 verify(engine, token, Verb::AnswerQuery)?;
-                return Err(ApiError::not_found(format!(
-                    "POST /v1/operators/{seat}/answers/{question}: seat {seat} has no open question {question}"
-                )));
+                return Err(ApiError::not_found(match &seat {
+                    Some(seat) => format!(
+                        "POST /v1/operators/{seat}/answers/{question}: seat {seat} has no open question {question}"
+                    ),
+                    None => format!("no open question {question}"),
+                }));
             };
             let reached = engine
                 .signal_run(Auth::Encoded(token), &wait.run_id, &wait.signal, value)
@@ -415,15 +416,19 @@ pub(crate) fn handle(engine: &Engine, catalogue: &CatalogueCell, token: &str, op
     }
 }
 
-/// The open questions of operator seat `seat`, by question id: a question is a wait whose
+/// The open questions of operator seat `seat` (of every seat for `None`), by question id: a question is a wait whose
 /// signal is the seat's (`seat` or `seat.<hex>`), and its id is `<run id>.<signal>`, since two
 /// runs of one blueprint ask under the same signal name.
-fn questions_of(engine: &Engine, seat: &str) -> Vec<(String, PendingWait)> {
+fn questions_of(engine: &Engine, seat: Option<&str>) -> Vec<(String, PendingWait)> {
+    let of_seat = |w: &PendingWait| match seat {
+        Some(seat) => *w.signal == *seat || w.signal.strip_prefix(seat).is_some_and(|rest| rest.starts_with('.')),
+        None => true,
+    };
     engine
         .pending_waits()
         .into_iter()
         .filter(|w| w.question.is_some())
-        .filter(|w| *w.signal == *seat || w.signal.strip_prefix(seat).is_some_and(|rest| rest.starts_with('.')))
+        .filter(of_seat)
         .map(|w| (format!("{}.{}", w.run_id, w.signal), w))
         .collect()
 }

@@ -11,7 +11,7 @@ use crate::gate::TokenError;
 /// An error the API answers with: its status, a stable kind and a message for people (never a
 /// token; the gate's messages hold none).
 #[derive(Debug)]
-pub(crate) struct ApiError {
+pub struct ApiError {
     /// The HTTP status.
     pub status: StatusCode,
     /// A stable name: a token kind of the gate, `bad_request`, `not_found`, `conflict`, ...
@@ -23,6 +23,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
+    /// An error of `kind` with `status`.
     pub fn new(status: StatusCode, kind: impl Into<String>, message: impl Into<String>) -> ApiError {
         ApiError { status, kind: kind.into(), message: message.into(), errors: None }
     }

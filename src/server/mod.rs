@@ -5,6 +5,7 @@
 //! the host thread, where [`desk::serve_calls`] answers the handlers' [`desk::Call`]s. A route
 //! is a handler in `routes/` plus one line in [`router`].
 
+mod client;
 mod desk;
 mod error;
 mod private;
@@ -21,7 +22,9 @@ use axum::routing::{get, post};
 use tokio::sync::{mpsc, watch};
 use tower_http::timeout::TimeoutLayer;
 
+pub use client::{Client, Events};
 pub use desk::{Call, Catalogue, CatalogueCell, serve_calls};
+pub use error::ApiError;
 pub use private::PrivateApi;
 
 /// The largest request body a route accepts (a blueprint, an input ctx); larger is 413, read no

@@ -7,22 +7,20 @@
 //! first, then the live feed from the first seq past it. A finished run's stream ends after
 //! its last event; a live run's ends after `run_finished`.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 
-use super::call;
+use super::client;
 use crate::engine::Event;
 use crate::server::ApiState;
-use crate::server::desk::{Answer, Op};
+use crate::server::client::Events;
 use crate::server::error::ApiError;
-use crate::store::journal::Reader;
 
 fn sse(event: &Event) -> Result<SseEvent, Infallible> {
     let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
@@ -42,37 +40,8 @@ pub async fn stream(
             ))
         })?,
     };
-    let Answer::Feed { trace, live, journal } = call(&state, &headers, Op::Subscribe { run_id: id.clone() }).await?
-    else {
-        return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer"));
-    };
-    let in_flight = live.is_some();
-    let run_id = id.clone();
-    let journaled = match journal {
-        Some(path) => tokio::task::spawn_blocking(move || -> Result<Option<Vec<Event>>, String> {
-            let reader = Reader::open(&path).map_err(|e| e.to_string())?;
-            if reader.run(&run_id).map_err(|e| e.to_string())?.is_none() {
-                return Ok(None);
-            }
-            reader.events(&run_id).map(Some).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "journal", e))?,
-        None => None,
-    };
-    if !in_flight && journaled.is_none() && trace.is_empty() {
-        return Err(ApiError::not_found(format!("GET /v1/runs/{id}/events: no run {id}")));
-    }
-    let mut past: BTreeMap<u64, Event> = BTreeMap::new();
-    for event in journaled.unwrap_or_default().into_iter().chain(trace) {
-        if event.seq > after {
-            past.entry(event.seq).or_insert(event);
-        }
-    }
-    let last = past.keys().next_back().copied().unwrap_or(after).max(after);
-    let past = futures::stream::iter(past.into_values().map(|e| sse(&e)).collect::<Vec<_>>());
+    let Events { past, live, last } = client(&state, &headers)?.events(&id, after).await?;
+    let past = futures::stream::iter(past.iter().map(sse).collect::<Vec<_>>());
     let live = futures::stream::unfold((live, last), |(feed, last)| async move {
         let mut feed = feed?;
         loop {

@@ -11,10 +11,10 @@ pub mod work;
 use axum::Json;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::oneshot;
 
 use super::ApiState;
-use super::desk::{Answer, Call, Op};
+use super::client::Client;
+use super::desk::{Answer, Op};
 use super::error::ApiError;
 use crate::gate::TokenError;
 
@@ -31,12 +31,14 @@ pub fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(token.to_string())
 }
 
+/// The caller of a request: its bearer token, and the way to the desk.
+pub fn client(state: &ApiState, headers: &HeaderMap) -> Result<Client, ApiError> {
+    Ok(Client::new(state.calls.clone(), bearer(headers)?))
+}
+
 /// Sends `op` to the desk and waits for its answer.
 pub async fn call(state: &ApiState, headers: &HeaderMap, op: Op) -> Result<Answer, ApiError> {
-    let token = bearer(headers)?;
-    let (reply, answer) = oneshot::channel();
-    state.calls.send(Call { token, op, reply }).map_err(|_| ApiError::unavailable())?;
-    answer.await.map_err(|_| ApiError::unavailable())?
+    client(state, headers)?.call(op).await
 }
 
 /// A desk answer as a response (the answers that are not streams or journal reads).

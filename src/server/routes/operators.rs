@@ -78,7 +78,7 @@ pub async fn questions(
     Path(seat): Path<String>,
 ) -> Result<Response, ApiError> {
     let Answer::Questions { open, events } =
-        call(&state, &headers, Op::Questions { seat: seat.clone(), follow: true }).await?
+        call(&state, &headers, Op::Questions { seat: Some(seat.clone()), follow: true }).await?
     else {
         return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "unexpected answer"));
     };
@@ -100,7 +100,7 @@ pub async fn questions(
                 let mut headers = HeaderMap::new();
                 headers.insert(axum::http::header::AUTHORIZATION, format!("Bearer {token}").parse().ok()?);
                 let Ok(Answer::Questions { open, .. }) =
-                    call(&state, &headers, Op::Questions { seat: seat.clone(), follow: false }).await
+                    call(&state, &headers, Op::Questions { seat: Some(seat.clone()), follow: false }).await
                 else {
                     return None;
                 };
@@ -128,5 +128,5 @@ pub async fn answer(
         .remove("value")
         .map(Value::from)
         .ok_or_else(|| ApiError::bad_request(format!("{route}: missing field `value` (the answer)")))?;
-    Ok(respond(call(&state, &headers, Op::AnswerQuestion { seat, question, value }).await?))
+    Ok(respond(call(&state, &headers, Op::AnswerQuestion { seat: Some(seat), question, value }).await?))
 }
