@@ -16,6 +16,8 @@ pub mod flow;
 pub mod gate;
 pub mod host;
 pub mod interrupt;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod middleware;
 #[cfg(feature = "cli")]
 pub mod reload;

@@ -49,6 +49,10 @@ pub const SERVE: &str = r#"Examples:
   swarm serve examples/serve/api.lua --listen 127.0.0.1:8080
   swarm serve examples/serve/api.lua --listen unix:/tmp/swarm.sock --state memory"#;
 
+pub const MCP: &str = r#"Examples:
+  swarm mcp examples/serve/api.lua
+  swarm mcp examples/serve/remote.lua --state memory"#;
+
 pub const TOKEN: &str = r#"Examples:
   swarm token --help
   swarm token mint --role observer --ttl 3600

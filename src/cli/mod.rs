@@ -117,6 +117,16 @@ enum Command {
         #[arg(long, requires = "listen")]
         allow_remote: bool,
     },
+    /// Serve FILE's host to a model's client over the Model Context Protocol on stdio
+    /// (docs/mcp.md): the same script, engine and journal as `swarm serve`.
+    #[command(after_help = examples::MCP)]
+    Mcp {
+        /// A Lua script that exposes blueprints with swarm.expose.
+        file: PathBuf,
+        /// Scan for changes every 100 ms instead of using the OS's file events.
+        #[arg(long)]
+        poll: bool,
+    },
     /// Tokens for the API of `swarm serve`: mint one for a role, or revoke one.
     #[command(after_help = examples::TOKEN)]
     Token {
@@ -172,7 +182,11 @@ pub fn main() -> ExitCode {
         Command::Serve { file, poll, repl, listen, allow_remote } => {
             let mode = if poll { WatchMode::Poll } else { WatchMode::Events };
             let api = listen.map(|listen| serve::Api { listen, allow_remote });
-            serve::run(&file, mode, repl, api, state, load_timeout)
+            serve::run(&file, mode, repl, api.map(serve::Face::Http), state, load_timeout)
+        }
+        Command::Mcp { file, poll } => {
+            let mode = if poll { WatchMode::Poll } else { WatchMode::Events };
+            serve::run(&file, mode, false, Some(serve::Face::Mcp), state, load_timeout)
         }
         Command::Graph { file, format } => graph::run(&file, format, load_timeout),
         Command::Runs { command } => runs::run(state, command, load_timeout),

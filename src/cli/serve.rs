@@ -27,11 +27,19 @@ pub struct Api {
     pub allow_remote: bool,
 }
 
+/// The face a served host shows the world besides its children's socket.
+pub enum Face {
+    /// The HTTP API (`swarm serve --listen`).
+    Http(Api),
+    /// The MCP face on stdio (`swarm mcp`); the host stops when its client goes.
+    Mcp,
+}
+
 pub fn run(
     file: &Path,
     mode: WatchMode,
     repl: bool,
-    api: Option<Api>,
+    face: Option<Face>,
     state: Option<&str>,
     load_timeout: Duration,
 ) -> u8 {
@@ -47,17 +55,28 @@ pub fn run(
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, serve(file, mode, repl, api, journal, load_timeout))
+    local.block_on(&runtime, serve(file, mode, repl, face, journal, load_timeout))
 }
 
 async fn serve(
     file: &Path,
     mode: WatchMode,
     repl: bool,
-    api: Option<Api>,
+    face: Option<Face>,
     journal: Option<Rc<SqliteJournal>>,
     load_timeout: Duration,
 ) -> u8 {
+    // Under MCP, standard output is the protocol's from the start: the first load may print.
+    let protocol = match &face {
+        Some(Face::Mcp) => match take_stdout() {
+            Ok(out) => Some(out),
+            Err(message) => {
+                eprintln!("swarm mcp: {message}");
+                return super::EXIT_USAGE;
+            }
+        },
+        _ => None,
+    };
     let engine = match super::run::new_engine(journal.clone()) {
         Ok(e) => e,
         Err(code) => return code,
@@ -95,15 +114,22 @@ async fn serve(
             None
         }
     };
-    let served_api = match api {
-        Some(api) => match start_api(file, api, &engine, &catalogue) {
-            Ok(served) => Some(served),
+    let (served_api, mut mcp) = match face {
+        Some(Face::Http(api)) => match start_api(file, api, &engine, &catalogue) {
+            Ok(served) => (Some(served), None),
             Err(message) => {
                 eprintln!("swarm serve: {message}");
                 return super::EXIT_USAGE;
             }
         },
-        None => None,
+        Some(Face::Mcp) => match start_mcp(&engine, &catalogue, protocol, load_timeout) {
+            Ok(face) => (None, Some(face)),
+            Err(message) => {
+                eprintln!("swarm mcp: {message}");
+                return super::EXIT_USAGE;
+            }
+        },
+        None => (None, None),
     };
     let mut live: Option<ScriptVersion> = match first.result {
         Ok(version) => {
@@ -139,9 +165,20 @@ async fn serve(
         }
     };
     tokio::pin!(repl_done);
+    // The MCP client closing its side of stdio ends the server, as leaving the REPL does.
+    let mcp_done = async {
+        match mcp.as_mut() {
+            Some(face) => {
+                let _ = (&mut face.ended).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(mcp_done);
     loop {
         tokio::select! {
             _ = &mut repl_done => break,
+            _ = &mut mcp_done => break,
             Some(mut changed) = changes.recv() => {
                 let started = Instant::now();
                 while let Ok(more) = changes.try_recv() {
@@ -189,6 +226,10 @@ async fn serve(
     if let Some(served) = served_api {
         served.stop().await;
     }
+    if let Some(face) = mcp {
+        face.desk.abort();
+        let _ = face.desk.await;
+    }
     if let Some(api) = children_api {
         api.stop();
     }
@@ -234,6 +275,70 @@ fn start_api(file: &Path, api: Api, engine: &Engine, catalogue: &CatalogueCell) 
     eprintln!("listening on {}  operator token in {} ({})", server.listen(), path.display(), token.fingerprint());
     let desk = tokio::task::spawn_local(serve_calls(engine.clone(), catalogue.clone(), inbox));
     Ok(ServedApi { server, desk })
+}
+
+/// Standard output for the protocol alone: a descriptor of its own for it, and fd 1 made a
+/// copy of stderr, so whatever else writes to stdout (a script's `print`, C's stdio) lands in
+/// stderr instead of between the protocol's messages.
+fn take_stdout() -> Result<std::fs::File, String> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: plain descriptor calls on this process's own stdout and stderr.
+    let protocol = unsafe { libc::dup(1) };
+    if protocol < 0 || unsafe { libc::dup2(2, 1) } < 0 {
+        return Err(format!("cannot take stdout for the protocol: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `protocol` is a descriptor this process just made, owned by nothing else.
+    Ok(unsafe { std::fs::File::from_raw_fd(protocol) })
+}
+
+/// The MCP face of a serving process: its desk on this thread, and word of its client leaving.
+struct ServedMcp {
+    desk: tokio::task::JoinHandle<()>,
+    ended: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Starts the MCP face on stdio, on a thread of its own, with an owner's token kept in memory.
+/// Standard output becomes the protocol's alone: whatever else writes to it (a script's
+/// `print`) goes to stderr from here on.
+fn start_mcp(
+    engine: &Engine,
+    catalogue: &CatalogueCell,
+    out: Option<std::fs::File>,
+    load_timeout: Duration,
+) -> Result<ServedMcp, String> {
+    let out = out.ok_or("standard output was not taken for the protocol")?;
+    let (calls, inbox) = tokio::sync::mpsc::unbounded_channel();
+    let token = engine.mint(Grant::new(Role::Operator, "mcp"), crate::engine::now_ms()).encode();
+    let client = crate::server::Client::new(calls, token);
+    let (done, ended) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("swarm-mcp".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("swarm mcp: cannot start the MCP runtime: {e}");
+                    let _ = done.send(());
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                use rmcp::ServiceExt as _;
+                let face = crate::mcp::McpFace::new(client, load_timeout);
+                let transport = (tokio::io::stdin(), tokio::fs::File::from_std(out));
+                match face.serve(transport).await {
+                    Ok(service) => {
+                        let _ = service.waiting().await;
+                    }
+                    Err(e) => eprintln!("swarm mcp: the client did not start a session: {e}"),
+                }
+            });
+            let _ = done.send(());
+        })
+        .map_err(|e| format!("cannot start the MCP thread: {e}"))?;
+    let desk = tokio::task::spawn_local(serve_calls(engine.clone(), catalogue.clone(), inbox));
+    eprintln!("serving MCP on stdio");
+    Ok(ServedMcp { desk, ended })
 }
 
 /// Writes `text` to `path` readable by its owner only (0600), replacing what was there: the

@@ -35,7 +35,7 @@ pub struct Events {
 
 impl Client {
     /// A caller presenting `token`.
-    pub(crate) fn new(calls: mpsc::UnboundedSender<Call>, token: String) -> Client {
+    pub fn new(calls: mpsc::UnboundedSender<Call>, token: String) -> Client {
         Client { calls, token }
     }
 

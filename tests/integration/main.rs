@@ -23,6 +23,7 @@ mod interrupt_cli;
 mod journal_cli;
 mod journal_lua;
 mod lua_scripts;
+mod mcp;
 mod remote;
 mod repl_piped;
 mod repl_pty;
