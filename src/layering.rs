@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "store",
     "host",
     "server",
+    "mcp",
     "stdout",
     "reload",
     "repl",
