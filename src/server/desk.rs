@@ -243,6 +243,7 @@ pub(crate) fn handle(engine: &Engine, catalogue: &CatalogueCell, token: &str, op
                         "blueprint": bp.id,
                         "agents": bp.agents.iter().map(|a| serde_json::json!({"name": a.name, "kind": a.kind})).collect::<Vec<_>>(),
                         "graph": mermaid(bp),
+                        "flow": serde_json::to_value(&bp.flow).unwrap_or_default(),
                     })
                 })
                 .collect();

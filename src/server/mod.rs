@@ -86,6 +86,7 @@ pub(crate) struct ApiState {
 fn router(state: ApiState) -> Router {
     use routes::*;
     Router::new()
+        .route("/", get(web::index))
         .route("/healthz", get(health::healthz))
         .route("/v1/blueprints", get(blueprints::list))
         .route("/v1/runs", post(runs::start).get(runs::list))

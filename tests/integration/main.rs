@@ -46,3 +46,4 @@ mod token_scrub_cli;
 mod types_and_init;
 mod waits_cli;
 mod watch_cli;
+mod web;

@@ -6,6 +6,7 @@ pub mod events;
 pub mod health;
 pub mod operators;
 pub mod runs;
+pub mod web;
 pub mod work;
 
 use axum::Json;
