@@ -227,6 +227,11 @@ async fn a_person_logs_in_starts_watches_cancels_and_signals_runs_in_the_browser
     client.set_window_size(390, 844).await.unwrap();
     client.goto(&format!("{page}#/runs")).await.unwrap();
     until(&client, "the runs page", "document.querySelectorAll('#runs tbody tr').length >= 3").await;
+    let quick_steps = client
+        .execute("return [...document.querySelectorAll('#runs tbody tr')].map(r => r.lastChild.textContent);", vec![])
+        .await
+        .unwrap();
+    assert!(quick_steps.as_array().unwrap().iter().any(|s| s == "3"), "the runs list counts steps: {quick_steps}");
     let wide = client.execute("return document.documentElement.scrollWidth <= window.innerWidth + 1;", vec![]).await;
     assert_eq!(wide.unwrap(), json!(true), "the runs page is wider than a phone");
     shot(&client, "runs-phone.png").await;
