@@ -232,11 +232,10 @@ fn a_lease_that_runs_out_fails_the_attempt_as_a_timeout_and_the_retry_is_offered
         std::thread::sleep(Duration::from_millis(100));
     }
     // Attempt 1's result comes too late: 409, and nothing changes.
-    let late =
-        post(&api.addr, &format!("/v1/tasks/{task}/result"), first["token"].as_str().unwrap(), json!({"value": 1}));
+    let late = post_result(&api.addr, &first, json!({"value": 1}));
     assert_eq!((late.status, late.kind()), (409, "conflict".to_string()), "{}", late.text());
     assert!(late.text().contains("attempt 1 of task"), "{}", late.text());
-    let r = post(&api.addr, &format!("/v1/tasks/{task}/result"), token, json!({"value": {"n": 7}}));
+    let r = post_result(&api.addr, &second, json!({"value": {"n": 7}}));
     assert_eq!(r.status, 204, "{}", r.text());
     assert_eq!(api.wait_status(&run, "finished")["ctx"]["done"], json!({"n": 7}));
     let all = events(&api, &run);
