@@ -164,6 +164,8 @@ fn storing_a_function_in_state_is_refused_where_it_is_stored_and_never_wedges_re
     swarm.wait_stderr("reloaded in ", 1);
     save_by_rename(&script, &keeps_a_function("v3"));
     swarm.wait_stdout("load v3 3 refused=true", 1);
+    // The load prints before the host says the reload is done.
+    swarm.wait_stderr("reloaded in ", 2);
     assert_eq!(swarm.stderr().matches("reloaded in ").count(), 2, "{}", swarm.stderr());
     assert!(!swarm.stderr().contains("reload failed"), "{}", swarm.stderr());
     swarm.signal("TERM");
