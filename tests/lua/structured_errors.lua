@@ -165,3 +165,18 @@ expect.raises(function()
     flow = { kind = "loop", counter = { op = "path", at = "$.i" }, cond = { op = "lit", value = true }, max = 1000000000000, body = { kind = "seq", children = {} } },
   })
 end, { "loop `max` must be a whole number from 0 to 4294967295, got 1000000000000" })
+
+-- A sub-task on an agent the blueprint lacks is refused by kind, before any task is made.
+local nowhere = swarm.run(swarm.blueprint({
+  id = "nowhere",
+  agents = {
+    boss = function(_, task)
+      local ok, e = pcall(task.dispatch, task, "ghost", {})
+      assert(not ok)
+      return e
+    end,
+  },
+  flow = F.step({ agent = "boss", out = "$.err" }),
+})).err
+expect.eq(nowhere.kind, "no_route", "the refusal's kind")
+assert(string.find(nowhere.message, "no agent 'ghost' in blueprint 'nowhere'", 1, true), nowhere.message)

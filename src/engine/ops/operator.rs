@@ -62,6 +62,12 @@ impl Engine {
         }
         let parent = parent.or(implied.as_deref());
         let run = Self::run_of(&state, run_id)?;
+        // A task for an agent the blueprint lacks could never run: refused here, by kind, so a
+        // worker's sub-dispatch (in process or over the API) is told `no_route`.
+        if run.compiled.route(agent).is_none() {
+            let blueprint = run.compiled.blueprint.id.clone();
+            return Err(EngineError::NoRoute { agent: agent.to_string(), blueprint });
+        }
         let (depth, parent) = match parent {
             Some(p) => {
                 if !state.tasks.contains_key(p) {

@@ -146,23 +146,17 @@ impl Engine {
             state.tasks.get(task_id).map(|t| (t.id.clone(), t.run_id.clone()))
         };
         let refuse = |e: EngineError| SubTaskError { refused: Some(e.kind()), error: e.into_flow().with_step(agent) };
-        // A refusal for the caller's token comes before anything about the task or the agent.
-        let refuse_checked = |e: EngineError| {
-            let mut state = self.inner.state.borrow_mut();
-            match self.check_on_task(&mut state, auth, Verb::StartTask, task_id) {
-                Err(token) => refuse(token),
-                Ok(_) => refuse(e),
-            }
-        };
         let Some((parent, run_id)) = found else {
-            let not_live = Self::not_live(&self.inner.state.borrow(), task_id);
-            return Err(refuse_checked(not_live));
+            // A refusal for the caller's token comes before saying the task is gone.
+            let mut state = self.inner.state.borrow_mut();
+            let refusal = match self.check_on_task(&mut state, auth, Verb::StartTask, task_id) {
+                Err(token) => token,
+                Ok(_) => Self::not_live(&state, task_id),
+            };
+            return Err(refuse(refusal));
         };
         let run = Self::run_of(&self.inner.state.borrow(), &run_id).map_err(refuse)?;
-        if run.compiled.route(agent).is_none() {
-            let blueprint = run.compiled.blueprint.id.clone();
-            return Err(refuse_checked(EngineError::NoRoute { agent: agent.to_string(), blueprint }));
-        }
+        // `start_task` checks the token, the depth and the agent, in that order.
         self.sub_dispatch(&run, &parent, auth, agent, input).await
     }
 
