@@ -132,6 +132,14 @@ fn a_remote_worker_claims_an_attempt_reads_its_prompt_and_refs_reports_and_posts
     assert_eq!(body.json().as_str().unwrap().split_whitespace().count(), 20_000);
     let missing = request(&api.addr, "GET", "/v1/outputs/out-nope", Some(&token), b"");
     assert_eq!((missing.status, missing.kind()), (404, "not_found".to_string()));
+    // Another run's outputs are not this attempt's to read.
+    let other_run = api.start_run(json!("count"), json!({}));
+    let other = claim_one(&api, &["words"]);
+    let theirs = other["input"]["ref"].as_str().unwrap();
+    let refused = request(&api.addr, "GET", &format!("/v1/outputs/{theirs}"), Some(&token), b"");
+    assert_eq!((refused.status, refused.kind()), (403, "task_mismatch".to_string()), "{}", refused.text());
+    assert_eq!(post_result(&api.addr, &other, json!({"value": 0})).status, 204);
+    api.wait_status(&other_run, "finished");
 
     let prompt = request(&api.addr, "GET", &format!("/v1/tasks/{task}/prompt"), Some(&token), b"");
     assert_eq!(prompt.status, 200, "{}", prompt.text());

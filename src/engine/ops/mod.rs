@@ -20,6 +20,7 @@ mod senior;
 mod worker;
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::run::Run;
 use super::task::{HandedOutcome, Task};
@@ -90,15 +91,20 @@ impl Engine {
         if verified.role == Role::Worker
             && let Some(bound) = verified.task.as_deref()
         {
-            let parent =
-                state.tasks.get(task_id).and_then(|t| t.parent.as_deref()).or_else(|| {
-                    state.recent.iter().rev().find(|t| &*t.id == task_id).and_then(|t| t.parent.as_deref())
-                });
-            if bound != task_id && parent != Some(bound) {
+            let parent = Self::known_task(state, task_id).and_then(|(_, parent)| parent);
+            if bound != task_id && parent.as_deref() != Some(bound) {
                 return Err(EngineError::Token(TokenError::TaskMismatch));
             }
         }
         Ok(verified)
+    }
+
+    /// The run and the parent of a task, live or recently finished.
+    fn known_task(state: &State, task_id: &str) -> Option<(Arc<str>, Option<Arc<str>>)> {
+        match state.tasks.get(task_id) {
+            Some(t) => Some((t.run_id.clone(), t.parent.clone())),
+            None => state.recent.iter().rev().find(|t| &*t.id == task_id).map(|t| (t.run_id.clone(), t.parent.clone())),
+        }
     }
 
     fn live_task<'s>(state: &'s mut State, task_id: &str) -> Result<&'s mut Task, EngineError> {

@@ -102,11 +102,7 @@ impl Engine {
         let caller = self.check(&mut state, auth, Verb::FetchData, VerifyContext { task: None, max_depth: None })?;
         let record = self.inner.outputs.get(id).ok_or_else(|| EngineError::NoSuchOutput(id.to_string()))?;
         if let Some(bound) = caller.task.as_deref() {
-            let run_of_bound = state
-                .tasks
-                .get(bound)
-                .map(|t| t.run_id.clone())
-                .or_else(|| state.recent.iter().rev().find(|t| &*t.id == bound).map(|t| t.run_id.clone()));
+            let run_of_bound = Self::known_task(&state, bound).map(|(run, _)| run);
             if run_of_bound.as_deref() != Some(&*record.run_id) {
                 return Err(EngineError::Token(crate::gate::TokenError::TaskMismatch));
             }
