@@ -179,17 +179,7 @@ fn dispatched(outcome: Result<Value, SubTaskError>) -> Result<Answer, ApiError> 
     match outcome {
         Ok(value) => Ok(Answer::Json(StatusCode::OK, serde_json::json!({ "ok": true, "value": value }))),
         Err(e) => match e.refused {
-            Some(kind) => {
-                let status = match kind {
-                    "depth_exceeded" | "role_violation" | "task_mismatch" => StatusCode::FORBIDDEN,
-                    "no_route" | "no_such_task" | "no_such_run" => StatusCode::NOT_FOUND,
-                    "settled" | "not_running" => StatusCode::CONFLICT,
-                    kind if is_token_kind(kind) => StatusCode::UNAUTHORIZED,
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                let kind = if status == StatusCode::CONFLICT { "conflict" } else { kind };
-                Err(ApiError::new(status, kind, e.error.message))
-            }
+            Some(kind) => Err(ApiError::refusal(kind, e.error.message)),
             None => {
                 let mut error = serde_json::json!({ "kind": e.error.kind.name(), "message": e.error.message });
                 if let Some(value) = &e.error.value {
@@ -199,10 +189,6 @@ fn dispatched(outcome: Result<Value, SubTaskError>) -> Result<Answer, ApiError> 
             }
         },
     }
-}
-
-fn is_token_kind(kind: &str) -> bool {
-    matches!(kind, "malformed" | "bad_signature" | "expired" | "unknown_token" | "revoked" | "uses_exhausted")
 }
 
 fn verify(engine: &Engine, token: &str, verb: Verb) -> Result<(), ApiError> {

@@ -51,28 +51,28 @@ impl ApiError {
     /// A refused token: 401 for a token that is not good (malformed, forged, expired, unknown,
     /// revoked, used up), 403 for a good token not allowed the request.
     pub fn token(error: &TokenError) -> ApiError {
-        let status = match error {
-            TokenError::RoleViolation { .. } | TokenError::TaskMismatch | TokenError::DepthExceeded { .. } => {
-                StatusCode::FORBIDDEN
-            }
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        ApiError::new(status, error.kind(), error.to_string())
+        ApiError::refusal(error.kind(), error.to_string())
     }
 
     /// An engine refusal: the token's, a missing run or task (404), a settled or idle one (409).
     pub fn engine(error: &EngineError) -> ApiError {
-        match error {
-            EngineError::Token(e) => ApiError::token(e),
-            EngineError::NoSuchRun(_) | EngineError::NoSuchTask(_) | EngineError::NoSuchOutput(_) => {
-                ApiError::not_found(error.to_string())
+        ApiError::refusal(error.kind(), error.to_string())
+    }
+
+    /// A refusal by its engine kind ([`EngineError::kind`], the gate's token kinds among them),
+    /// with the status and the API kind that kind answers: one table for every route.
+    pub fn refusal(kind: &str, message: impl Into<String>) -> ApiError {
+        let (status, kind) = match kind {
+            "malformed" | "bad_signature" | "expired" | "unknown_token" | "revoked" | "uses_exhausted" => {
+                (StatusCode::UNAUTHORIZED, kind)
             }
-            EngineError::Settled(_) | EngineError::NotRunning { .. } | EngineError::AttemptEnded { .. } => {
-                ApiError::conflict(error.to_string())
-            }
-            EngineError::NotWaiting(_) => ApiError::new(StatusCode::CONFLICT, "not_waiting", error.to_string()),
-            other => ApiError::new(StatusCode::BAD_REQUEST, other.kind(), other.to_string()),
-        }
+            "role_violation" | "task_mismatch" | "depth_exceeded" => (StatusCode::FORBIDDEN, kind),
+            "no_such_task" | "no_such_run" | "no_such_output" | "no_route" => (StatusCode::NOT_FOUND, "not_found"),
+            "settled" | "not_running" => (StatusCode::CONFLICT, "conflict"),
+            "not_waiting" => (StatusCode::CONFLICT, "not_waiting"),
+            other => (StatusCode::BAD_REQUEST, other),
+        };
+        ApiError::new(status, kind, message)
     }
 }
 

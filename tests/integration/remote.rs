@@ -376,7 +376,7 @@ fn a_remote_worker_dispatches_sub_tasks_on_its_blueprints_agents() {
     let r = post(&api.addr, &path, token, json!({"agent": "double", "input": 21}));
     assert_eq!((r.status, r.json()), (200, json!({"ok": true, "value": 42})), "{}", r.text());
     let r = post(&api.addr, &path, token, json!({"agent": "nobody", "input": 1}));
-    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!((r.status, r.kind()), (404, "not_found".to_string()), "{}", r.text());
     assert!(r.text().contains("nobody"), "{}", r.text());
     let r = post(&api.addr, &path, token, json!({"input": 1}));
     assert!(r.status == 400 && r.text().contains("`agent`"), "{}", r.text());
