@@ -388,6 +388,54 @@ fn a_remote_worker_dispatches_sub_tasks_on_its_blueprints_agents() {
 }
 
 #[test]
+fn sub_dispatches_over_http_nest_until_the_depth_limit_refuses_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = serve(dir.path(), 30_000);
+    let run = api.start_run(json!("nested"), json!({"n": 1}));
+    // Each claimed `outer` attempt dispatches another `outer`, which the next claim takes, until
+    // the engine's depth limit (8) refuses one; then each answers its parent from the inside out.
+    let mut claims = vec![claim_one(&api, &["outer"])];
+    let mut waiting = Vec::new();
+    let refused = loop {
+        let c = claims.last().unwrap().clone();
+        let (addr, path) = (api.addr.clone(), format!("/v1/tasks/{}/dispatch", c["task_id"].as_str().unwrap()));
+        let token = c["token"].as_str().unwrap().to_string();
+        let call = std::thread::spawn(move || post(&addr, &path, &token, json!({"agent": "outer", "input": 1})));
+        // Either the dispatch is refused (its call ends) or its sub-task is offered.
+        let start = Instant::now();
+        let child = loop {
+            if call.is_finished() {
+                break None;
+            }
+            if let Some(child) = claim(&api, &["outer"], 200) {
+                break Some(child);
+            }
+            assert!(start.elapsed() < DEADLINE, "the dispatch neither ended nor offered a sub-task");
+        };
+        match child {
+            Some(child) => {
+                claims.push(child);
+                waiting.push(call);
+            }
+            None => break call.join().unwrap(),
+        }
+    };
+    assert_eq!((refused.status, refused.kind()), (403, "depth_exceeded".to_string()), "{}", refused.text());
+    assert_eq!(claims.len(), 8, "depths 0 to 7 ran, depth 8 was refused");
+    // The innermost posts 0; each dispatch answers its parent with its child's value, plus one.
+    let mut value = 0;
+    while let Some(c) = claims.pop() {
+        assert_eq!(post_result(&api.addr, &c, json!({"value": value})).status, 204);
+        if let Some(call) = waiting.pop() {
+            let answer = call.join().unwrap();
+            assert_eq!((answer.status, answer.json()["ok"].clone()), (200, json!(true)), "{}", answer.text());
+            value = answer.json()["value"].as_i64().unwrap() + 1;
+        }
+    }
+    assert_eq!(api.wait_status(&run, "finished")["ctx"]["done"], 7);
+}
+
+#[test]
 fn the_example_worker_serves_the_example_script() {
     let dir = tempfile::tempdir().unwrap();
     let script = std::fs::read_to_string(root().join("examples/serve/remote.lua")).unwrap();
