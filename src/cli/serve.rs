@@ -114,22 +114,22 @@ async fn serve(
             None
         }
     };
-    let (served_api, mut mcp) = match face {
-        Some(Face::Http(api)) => match start_api(file, api, &engine, &catalogue) {
+    let (served_api, mut mcp) = match (face, protocol) {
+        (Some(Face::Http(api)), _) => match start_api(file, api, &engine, &catalogue) {
             Ok(served) => (Some(served), None),
             Err(message) => {
                 eprintln!("swarm serve: {message}");
                 return super::EXIT_USAGE;
             }
         },
-        Some(Face::Mcp) => match start_mcp(&engine, &catalogue, protocol, load_timeout) {
+        (Some(Face::Mcp), Some(out)) => match start_mcp(&engine, &catalogue, out, load_timeout) {
             Ok(face) => (None, Some(face)),
             Err(message) => {
                 eprintln!("swarm mcp: {message}");
                 return super::EXIT_USAGE;
             }
         },
-        None => (None, None),
+        _ => (None, None),
     };
     let mut live: Option<ScriptVersion> = match first.result {
         Ok(version) => {
@@ -303,10 +303,9 @@ struct ServedMcp {
 fn start_mcp(
     engine: &Engine,
     catalogue: &CatalogueCell,
-    out: Option<std::fs::File>,
+    out: std::fs::File,
     load_timeout: Duration,
 ) -> Result<ServedMcp, String> {
-    let out = out.ok_or("standard output was not taken for the protocol")?;
     let (calls, inbox) = tokio::sync::mpsc::unbounded_channel();
     let token = engine.mint(Grant::new(Role::Operator, "mcp"), crate::engine::now_ms()).encode();
     let client = crate::server::Client::new(calls, token);

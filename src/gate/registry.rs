@@ -5,6 +5,7 @@
 //! owns it on one thread.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -315,8 +316,7 @@ impl TokenRegistry {
         if !self.gate.allows(token.role, verb) {
             return Err(TokenError::RoleViolation { role: token.role, verb });
         }
-        self.consult_ledger(token, key);
-        let record = self.records.get_mut(key).ok_or(TokenError::UnknownToken)?;
+        let record = Self::record_of(&mut self.records, self.ledger.as_deref(), token, key)?;
         if record.revoked {
             return Err(TokenError::Revoked);
         }
@@ -338,27 +338,38 @@ impl TokenRegistry {
         Ok(record)
     }
 
-    /// Takes in a token minted elsewhere that the ledger has issued, and marks one taken in
-    /// revoked once the ledger says so. Only reached with a good signature, so a token made with
-    /// another key is still `bad_signature`. Its use count starts at nought in this process.
-    fn consult_ledger(&mut self, token: &CapToken, key: &RecordKey) {
-        let Some(ledger) = &self.ledger else { return };
-        match self.records.get_mut(key) {
-            Some(record) if record.adopted && !record.revoked => record.revoked = ledger.lookup(token) == Some(true),
-            Some(_) => {}
-            None => {
-                if let Some(revoked) = ledger.lookup(token) {
-                    let record = Record {
-                        uses: 0,
-                        max_uses: token.max_uses,
-                        revoked,
-                        task: None,
-                        depth: 0,
-                        expire_at: token.expire_at,
-                        adopted: true,
-                    };
-                    self.records.insert(*key, record);
+    /// The record of `token`, in one lookup. Without one, a token minted elsewhere that the
+    /// ledger has issued is taken in (its use count starts at nought in this process); one taken
+    /// in is marked revoked once the ledger says so. Only reached with a good signature, so a
+    /// token made with another key is still `bad_signature`.
+    fn record_of<'r>(
+        records: &'r mut HashMap<RecordKey, Record>,
+        ledger: Option<&dyn TokenLedger>,
+        token: &CapToken,
+        key: &RecordKey,
+    ) -> Result<&'r mut Record, TokenError> {
+        match records.entry(*key) {
+            Entry::Occupied(entry) => {
+                let record = entry.into_mut();
+                if record.adopted
+                    && !record.revoked
+                    && let Some(ledger) = ledger
+                {
+                    record.revoked = ledger.lookup(token) == Some(true);
                 }
+                Ok(record)
+            }
+            Entry::Vacant(slot) => {
+                let revoked = ledger.and_then(|l| l.lookup(token)).ok_or(TokenError::UnknownToken)?;
+                Ok(slot.insert(Record {
+                    uses: 0,
+                    max_uses: token.max_uses,
+                    revoked,
+                    task: None,
+                    depth: 0,
+                    expire_at: token.expire_at,
+                    adopted: true,
+                }))
             }
         }
     }
