@@ -3,9 +3,9 @@
 //! page and watches its nodes turn green, cancels a second run, signals a waiting third; the
 //! page is checked at a phone's width too. Screenshots go to `$CARGO_TARGET_TMPDIR/web/`.
 //!
-//! `scripts/test` installs Debian's `chromium` and `chromium-driver`. Without them the test
-//! fails, unless `SWARM_NO_BROWSER` says why they could not be installed: then it says so and
-//! is skipped.
+//! `scripts/browser-setup` (sourced by scripts/test and .ci/run) installs Debian's `chromium`
+//! and `chromium-driver`. Without them the test fails, unless `SWARM_NO_BROWSER` says why they
+//! could not be installed: then it says so and is skipped.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
