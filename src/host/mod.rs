@@ -4,6 +4,7 @@
 pub mod agent_api;
 pub mod engine_api;
 mod gate_api;
+mod http;
 mod layer_api;
 pub mod load;
 mod module;

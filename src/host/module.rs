@@ -44,6 +44,7 @@ pub(super) fn install(lua: &Lua) -> mlua::Result<()> {
     super::layer_api::install(lua, &swarm)?;
     super::gate_api::install(lua, &swarm, &crate::gate::Gate::default())?;
     super::semaphore::install(lua, &swarm)?;
+    super::http::install(lua, &swarm)?;
     super::stdlib::install(lua)?;
     let engine_native = lua.create_table()?;
     super::engine_api::install(lua, &engine_native)?;
@@ -108,6 +109,8 @@ pub fn caller_site(lua: &Lua) -> Option<String> {
         })?;
         match frame {
             (_, Some(source), _) if source.starts_with(CHUNK_PREFIX) => continue,
+            // mlua's driver of async host calls sits between the call and its caller.
+            (_, Some(source), _) if source == "=__mlua_async_poll" => continue,
             ("Lua" | "main", Some(source), Some(line)) => return Some(format!("{}:{line}", source_name(&source))),
             _ => continue,
         }

@@ -30,6 +30,8 @@ pub(super) struct HostState {
     pub started: RefCell<Vec<RunHandle>>,
     /// The VM's two compilers, made at its first compile.
     pub compilers: OnceCell<Compilers>,
+    /// The `swarm.http` client and its connection pool, made at the first request.
+    pub http: OnceCell<reqwest::Client>,
 }
 
 /// A compiler whose `lua` agents resolve in the VM, and one for blueprints that did not come
@@ -49,6 +51,7 @@ impl HostState {
             engine: RefCell::new(None),
             started: RefCell::new(Vec::new()),
             compilers: OnceCell::new(),
+            http: OnceCell::new(),
         }
     }
 }

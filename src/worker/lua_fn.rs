@@ -186,7 +186,7 @@ fn marshal(lua: &Lua, returned: LuaValue) -> WorkerResult {
 }
 
 /// The `task` an inline agent receives: `id`, `attempt`, `agent`, `token`, `runtime` (the
-/// hints middleware added), `emit(event)` and `task:dispatch(agent, input)`.
+/// hints middleware added), `emit(event)`, `task:note(layer, value)` and `task:dispatch(agent, input)`.
 struct LuaTask {
     job: Job,
 }
@@ -220,6 +220,16 @@ impl UserData for LuaTask {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // `task:note(layer, value)`: a `layer_note` event of the task, as a middleware layer
+        // records one, for an agent that reports on itself (a model's token usage).
+        methods.add_method("note", |lua, this, (layer, note): (String, LuaValue)| {
+            if layer.is_empty() {
+                return Err(mlua::Error::runtime("task:note: the layer's name must not be empty"));
+            }
+            let note = from_lua(lua, &note).map_err(|e| mlua::Error::runtime(format!("task:note: {e}")))?;
+            this.job.host.note(&layer, note);
+            Ok(())
+        });
         methods.add_meta_method("__tostring", |_, this, ()| Ok(format!("swarm.Task({})", this.job.task_id)));
     }
 }

@@ -19,6 +19,7 @@ mod engine_runs;
 mod flow_eval;
 mod flow_expr;
 mod gate;
+mod http;
 mod interrupt_cli;
 mod journal_cli;
 mod journal_lua;

@@ -23,15 +23,23 @@ pub fn scripts() -> Vec<String> {
 /// Runs `tests/lua/NAME.lua` (current-thread runtime, `LocalSet`, 60 s limit); fails the test
 /// with the script's error.
 pub fn run(name: &str) {
+    run_with(name, &[]);
+}
+
+/// [`run`] with string globals set first (the URL of a server the test started, say).
+pub fn run_with(name: &str, globals: &[(&str, String)]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lua").join(format!("{name}.lua"));
-    if let Err(e) = run_script(&path) {
+    if let Err(e) = run_script(&path, globals) {
         panic!("{}:\n  {e}", path.display());
     }
 }
 
-fn run_script(path: &Path) -> Result<(), String> {
+fn run_script(path: &Path, globals: &[(&str, String)]) -> Result<(), String> {
     let host = Host::new().map_err(|e| e.to_string())?;
     let lua = host.lua();
+    for (name, value) in globals {
+        lua.globals().set(*name, value.as_str()).map_err(|e| e.to_string())?;
+    }
     let package: Table = lua.globals().get("package").map_err(|e| e.to_string())?;
     let dir = path.parent().expect("scripts live in a folder").display().to_string();
     let search: String = package.get("path").map_err(|e| e.to_string())?;

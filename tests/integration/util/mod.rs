@@ -9,6 +9,7 @@
 pub mod bin;
 pub mod flow;
 pub mod http;
+pub mod http_server;
 pub mod live;
 pub mod lua;
 pub mod procs;
