@@ -354,3 +354,43 @@ fn a_signal_value_larger_than_the_host_takes_is_refused_before_anything_is_sent(
     assert!(stderr(&out).contains("more than a signal may carry"), "{}", stderr(&out));
     assert_eq!(show(dir.path(), &id)["signals"], serde_json::json!([]), "nothing was sent");
 }
+
+/// An inline agent that dispatches sub-tasks, then waits: when the run is carried on, the
+/// agent runs again from its start, and the sub-dispatches that finished are replayed from the
+/// journal (the side file shows each tool ran once), while a new one (another input) runs.
+#[test]
+fn sub_dispatches_that_finished_before_a_wait_are_replayed_when_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let side = dir.path().join("side.txt");
+    let text = format!(
+        r#"local swarm = require("swarm")
+local F = swarm.flow
+{MARK}local function boss(input, task)
+  local a = task:dispatch("tool", {{ side = input.side, n = 1 }})
+  local b = task:dispatch("tool", {{ side = input.side, n = 1 }})
+  local c = task:dispatch("nested", {{ side = input.side }})
+  local answer = swarm.wait("go")
+  local d = task:dispatch("tool", {{ side = input.side, n = answer }})
+  return {{ a, b, c, d }}
+end
+local function nested(input, task)
+  return task:dispatch("tool", {{ side = input.side, n = 9 }})
+end
+return swarm.blueprint({{
+  id = "replayed_dispatch",
+  agents = {{ boss = boss, tool = mark("tool"), nested = nested }},
+  flow = F.step({{ agent = "boss", input = F.p("$"), out = "$.out" }}),
+}})
+"#
+    );
+    let bp = write(dir.path(), "bp.lua", &text);
+    let run = swarm_in(dir.path(), &["run", &bp, "--input", &input(&side), "--detach"]);
+    let err = stderr(&run);
+    assert_eq!(run.status.code(), Some(3), "{err}");
+    assert_eq!(lines(&side), ["tool", "tool", "tool"], "two direct dispatches and a nested one");
+    let id = run_id(&err);
+    let signalled = swarm_in(dir.path(), &["runs", "signal", &id, "go", "--value", "2"]);
+    assert_eq!(signalled.status.code(), Some(0), "{}", stderr(&signalled));
+    assert_eq!(stdout_json(&signalled)["out"], serde_json::json!(["tool", "tool", "tool", "tool"]));
+    assert_eq!(lines(&side), ["tool", "tool", "tool", "tool"], "only the dispatch after the wait ran again");
+}

@@ -9,12 +9,14 @@ use serde::Serialize;
 
 use super::Auth;
 use crate::engine::event::EventKind;
+use crate::engine::journal::{StepRecord, input_hash};
 use crate::engine::run::Run;
 use crate::engine::spawner::{SubTaskError, Verdict};
 use crate::engine::task::{HandedOutcome, Task};
 use crate::engine::{Engine, EngineError, now_ms};
 use crate::gate::registry::{Grant, Verified, VerifyContext};
 use crate::gate::{Role, Verb};
+use crate::flow::{ErrorKind, FlowError};
 use crate::value::Value;
 
 /// What `fetch_prompt` gives a worker.
@@ -157,6 +159,12 @@ impl Engine {
     }
 
     /// A worker's sub-dispatch: start a child task of `parent` and run one attempt of it.
+    ///
+    /// In a journaled run a sub-dispatch is keyed like a step: by its parent's key and agent
+    /// (its "pointer"), its input's hash and how often that pair came before. Its result is
+    /// durable before the worker gets it, and a resumed run's worker that dispatches the same
+    /// again gets the recorded value back instead of running the sub-task twice (a model's tool
+    /// loop replays the tool calls that finished).
     pub(crate) async fn sub_dispatch(
         &self,
         run: &Rc<Run>,
@@ -165,15 +173,81 @@ impl Engine {
         agent: &str,
         input: Value,
     ) -> Result<Value, SubTaskError> {
+        let key = self.sub_task_key(run, parent, agent, &input);
+        if let Some(j) = &run.journaling
+            && let Some(e) = j.failed.borrow().as_ref()
+        {
+            let error = FlowError::new(ErrorKind::Dispatch, format!("the journal cannot be written: {e}"));
+            return Err(SubTaskError { error: error.with_step(agent), refused: None });
+        }
+        if let Some((key, Some(value))) = key {
+            let task_id = run.next_task_id();
+            self.journal_sub_task(run, &task_id, agent, key, Ok(value.clone()), true).await;
+            return Ok(value);
+        }
         let child = self.start_task(token, &run.id, agent, input, Some(parent)).map_err(|e| {
             let refused = Some(e.kind());
             SubTaskError { error: e.into_flow().with_step(agent), refused }
         })?;
+        if let Some((key, _)) = &key {
+            // Waits and sub-dispatches inside the sub-task are known by its key on a resume.
+            self.set_task_scope(&child, format!("{}#{}#{}", key.pointer, key.hash, key.occurrence).into());
+        }
         let mut abandon = AbandonOnDrop { engine: self.clone(), run: run.clone(), task_id: child.clone(), armed: true };
         let outcome = self.dispatch_attempt(token, &child, 1).await;
         abandon.armed = false;
         self.settle(&child, &outcome);
+        if let Some((key, _)) = key {
+            self.journal_sub_task(run, &child, agent, key, outcome.clone(), false).await;
+        }
         Ok(outcome?)
+    }
+
+    /// A journaled run's key for a sub-dispatch from `parent`, counting this occurrence, and
+    /// the recorded result to replay if the journal holds one.
+    fn sub_task_key(&self, run: &Run, parent: &str, agent: &str, input: &Value) -> Option<(SubTaskKey, Option<Value>)> {
+        let j = run.journaling.as_ref()?;
+        let scope = self.inner.state.borrow().tasks.get(parent)?.scope.clone();
+        let pointer: Arc<str> = format!("{scope}>{agent}").into();
+        let hash = input_hash(input);
+        let occurrence = {
+            let mut occurrences = j.occurrences.borrow_mut();
+            let n = occurrences.entry((pointer.clone(), hash.clone())).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        let recorded = j.replay.borrow_mut().get_mut(&(pointer.clone(), hash.clone())).and_then(|q| q.pop_front());
+        Some((SubTaskKey { pointer, hash, occurrence }, recorded))
+    }
+
+    /// Records a settled (or replayed) sub-task, and waits until the record is durable.
+    async fn journal_sub_task(
+        &self,
+        run: &Run,
+        task_id: &Arc<str>,
+        agent: &str,
+        key: SubTaskKey,
+        outcome: Result<Value, FlowError>,
+        replayed: bool,
+    ) {
+        let Some(j) = &run.journaling else { return };
+        // A resumed run's replayed sub-tasks are in the journal already.
+        if replayed && j.resumed {
+            return;
+        }
+        let record = StepRecord {
+            run_id: run.id.clone(),
+            task_id: task_id.clone(),
+            agent: agent.into(),
+            pointer: key.pointer,
+            input_hash: key.hash,
+            occurrence: key.occurrence,
+            outcome,
+            replayed,
+        };
+        if let Err(e) = j.journal.step_closed(record).wait().await {
+            j.failed.borrow_mut().get_or_insert(e);
+        }
     }
 
     /// What a worker token for `task` grants: the worker role, bound to the task and its depth.
@@ -188,6 +262,13 @@ impl Engine {
             depth: task.depth,
         }
     }
+}
+
+/// A sub-dispatch's journal key (see [`Engine::sub_dispatch`]).
+struct SubTaskKey {
+    pointer: Arc<str>,
+    hash: Arc<str>,
+    occurrence: u32,
 }
 
 /// Cancels a sub-task whose dispatch was dropped before it settled.
