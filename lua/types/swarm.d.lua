@@ -218,6 +218,11 @@ function Task:dispatch(agent, input) end
 ---@param opts {timeout_ms: integer?}?
 ---@return any
 function Task:wait(name, opts) end
+--- Publishes a `layer_note` event of the task under `layer` (what an agent reports about
+--- itself, such as a model's token usage).
+---@param layer string
+---@param note swarm.Json
+function Task:note(layer, note) end
 
 --- A structured error (`kind`: `failed`, `blocked`, `timeout`, `cancelled`, `compile`,
 --- `depth_exceeded`, a token error kind, ...).
@@ -393,6 +398,76 @@ local output = {}
 ---@return any
 function output.get(ref) end
 
+---@class swarm.http.Options
+---@field method string? default "GET"
+---@field url string
+---@field headers table<string, string|number>?
+---@field query table<string, string|number|boolean>? appended to the URL's query, sorted by name
+---@field body string? the request body as given
+---@field json any? the request body as JSON (content-type application/json unless headers set one)
+---@field timeout_ms integer? the whole exchange: connect, redirects and the body or stream (default 30000)
+---@field max_bytes integer? the most the body (or the whole stream) may hold (default 64 MiB)
+---@field redirects integer? how many redirects to follow, 0 to 10 (default 10); 0 returns the 3xx
+
+---@class swarm.http.Response
+---@field status integer
+---@field headers table<string, string> lower-case names; repeated headers joined with ", "
+---@field body string
+---@field json any? the decoded body when its content type is JSON and it parses
+---@field url string the final URL, without its query
+
+--- What a failed request raises: `kind` "http" (or "invalid_argument" for a call made wrongly).
+---@class swarm.http.Error: swarm.Error
+---@field reason "status"|"connect"|"tls"|"timeout"|"too_large"|"redirect"|"body"|"request"
+---@field status integer? the response's status, for reason "status" (and "redirect")
+---@field headers table<string, string>? the refusing response's headers
+---@field body string? the first 64 KiB of the refusing response's body
+---@field url string?
+
+---@class swarm.http.Event
+---@field event string "message" unless the event named itself
+---@field data string data lines joined with "\n"
+---@field id string? the last event id the stream sent
+---@field retry integer?
+
+--- A response read as it arrives.
+---@class swarm.http.Stream
+---@field status integer
+---@field headers table<string, string>
+---@field url string
+local Stream = {}
+--- Iterates the body's lines (without `\n` or `\r\n`), yielding while it waits.
+---@return fun(): string?
+function Stream:lines() end
+--- Iterates the body as Server-Sent Events.
+---@return fun(): swarm.http.Event?
+function Stream:events() end
+--- The next chunk as it arrived, or nil at the end.
+---@return string?
+function Stream:read() end
+--- Ends the stream and closes its connection.
+function Stream:close() end
+
+--- HTTP from the host VM (inline agents, layers, bridges, timers, the REPL): every call yields.
+--- A status of 400 or more raises a `swarm.http.Error`, as does every failure.
+---@class swarm.http
+local http = {}
+---@param opts swarm.http.Options
+---@return swarm.http.Response
+function http.request(opts) end
+---@param url string
+---@param opts swarm.http.Options?
+---@return swarm.http.Response
+function http.get(url, opts) end
+---@param url string
+---@param opts swarm.http.Options?
+---@return swarm.http.Response
+function http.post(url, opts) end
+--- Sends the request and returns once the response's head arrived.
+---@param opts swarm.http.Options
+---@return swarm.http.Stream
+function http.stream(opts) end
+
 ---@class swarm
 swarm = {}
 swarm.flow = F
@@ -400,6 +475,7 @@ swarm.json = json
 swarm.token = token
 swarm.gate = gate
 swarm.output = output
+swarm.http = http
 --- JSON null (`null` in the REPL).
 swarm.null = nil ---@type lightuserdata
 

@@ -70,7 +70,7 @@ fn exported(prefix: &str, table: &Table, descend: &[&str], out: &mut BTreeSet<St
 fn the_definitions_name_every_export_of_swarm_and_std() {
     let host = Host::new().unwrap();
     let mut exports = BTreeSet::new();
-    let descend = ["swarm.flow", "swarm.json", "swarm.token", "swarm.gate", "swarm.output"];
+    let descend = ["swarm.flow", "swarm.json", "swarm.token", "swarm.gate", "swarm.output", "swarm.http"];
     exported("swarm", &host.swarm().unwrap(), &descend, &mut exports);
     for module in ["std.layers", "std.pipeline"] {
         let table: Table = host.lua().load(format!("return require('{module}')")).eval().unwrap();

@@ -137,3 +137,17 @@ local out = swarm.run(bp, { url = base .. "/echo" })
 expect.eq(out.probe.swarm, "nil")
 expect.eq(out.probe.require, "nil")
 expect.eq(out.status, 200)
+
+-- Layers call swarm.http too: a `before` hook fetches a hint the agent then reads.
+swarm.layer("fetch_hint", {
+  before = function(ctx)
+    ctx.runtime.hint = http.get(base .. "/echo", { query = { hint = "from-layer" } }).json.query
+  end,
+})
+local layered = swarm.blueprint({
+  id = "layered_http",
+  layers = { "fetch_hint" },
+  agents = { read_hint = function(_, task) return task.runtime.hint end },
+  flow = swarm.flow.step({ agent = "read_hint", out = "$.hint" }),
+})
+expect.eq(swarm.run(layered, {}).hint, "hint=from-layer")
