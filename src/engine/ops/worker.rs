@@ -14,9 +14,9 @@ use crate::engine::run::Run;
 use crate::engine::spawner::{SubTaskError, Verdict};
 use crate::engine::task::{HandedOutcome, Task};
 use crate::engine::{Engine, EngineError, now_ms};
+use crate::flow::{ErrorKind, FlowError};
 use crate::gate::registry::{Grant, Verified, VerifyContext};
 use crate::gate::{Role, Verb};
-use crate::flow::{ErrorKind, FlowError};
 use crate::value::Value;
 
 /// What `fetch_prompt` gives a worker.
